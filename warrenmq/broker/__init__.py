@@ -1,0 +1,1 @@
+"""Virtual hosts, users and AMQP entity semantics, wired from exchanges and queues."""

@@ -1,0 +1,345 @@
+"""VirtualHost: the exchanges, queues and bindings of one AMQP virtual host.
+
+It enforces AMQP 0-9-1 entity semantics as RabbitMQ implements them — reserved ``amq.``
+names, the default exchange, declare equivalence, exclusive ownership, auto-delete — and
+routes published messages, following exchange-to-exchange bindings with a visited set so
+a binding cycle never delivers a message twice. It raises typed ``AMQPError`` subclasses
+and never touches sockets, channels or the event loop; what the server must do in
+response (cancel consumers of a deleted queue) comes back as return values.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from warrenmq.errors import AccessRefused, NotFound, PreconditionFailed, ResourceLocked
+from warrenmq.exchange import Exchange, create_exchange
+from warrenmq.message import Message
+from warrenmq.queues.queue import DeliveryTarget, Queue
+
+STANDARD_EXCHANGES = (
+    ("amq.direct", "direct"),
+    ("amq.fanout", "fanout"),
+    ("amq.topic", "topic"),
+    ("amq.headers", "headers"),
+    ("amq.match", "headers"),
+)
+
+#: Queue arguments compared on redeclare (RabbitMQ compares only the ones it knows).
+EQUIVALENCE_ARGUMENTS = (
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-delivery-limit",
+    "x-retry-delays",
+)
+
+
+def _server_name() -> str:
+    return "amq.gen-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if not isinstance(value, str) else value
+
+
+class VirtualHost:
+    """All routing state of one vhost. Exchanges and queues are keyed by name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.exchanges: dict[str, Exchange] = {}
+        self.queues: dict[str, Queue] = {}
+        self.exchanges[""] = create_exchange("direct", "", durable=True)
+        for xname, xtype in STANDARD_EXCHANGES:
+            self.exchanges[xname] = create_exchange(xtype, xname, durable=True)
+
+    # ----------------------------------------------------------------- lookups
+    def _where(self, kind: str, name: str) -> str:
+        return f"{kind} '{name}' in vhost '{self.name}'"
+
+    def exchange(self, name: str) -> Exchange:
+        try:
+            return self.exchanges[name]
+        except KeyError:
+            raise NotFound(f"no {self._where('exchange', name)}") from None
+
+    def queue(self, name: str, owner: object | None = None) -> Queue:
+        try:
+            queue = self.queues[name]
+        except KeyError:
+            raise NotFound(f"no {self._where('queue', name)}") from None
+        self.check_exclusive(queue, owner)
+        return queue
+
+    def check_exclusive(self, queue: Queue, owner: object | None) -> None:
+        if queue.exclusive_owner is not None and queue.exclusive_owner is not owner:
+            raise ResourceLocked(
+                f"cannot obtain exclusive access to locked {self._where('queue', queue.name)}."
+                " It could be originally declared on another connection or the exclusive"
+                " property value does not match that of the original declaration."
+            )
+
+    # ----------------------------------------------------------------- exchanges
+    def declare_exchange(
+        self,
+        name: str,
+        type_name: str,
+        *,
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> Exchange:
+        if passive:
+            return self.exchange(name)
+        if name == "":
+            raise AccessRefused("operation not permitted on the default exchange")
+        existing = self.exchanges.get(name)
+        if existing is None:
+            if name.startswith("amq."):
+                raise AccessRefused(
+                    f"exchange name '{name}' contains reserved prefix 'amq.*'"
+                )
+            exchange = create_exchange(
+                type_name,
+                name,
+                durable=durable,
+                auto_delete=auto_delete,
+                internal=internal,
+                arguments=arguments,
+            )
+            self.exchanges[name] = exchange
+            return exchange
+        self._exchange_equivalent(existing, type_name, durable, auto_delete, internal, arguments)
+        return existing
+
+    def _exchange_equivalent(
+        self,
+        x: Exchange,
+        type_name: str,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: Mapping[str, Any] | None,
+    ) -> None:
+        args = dict(arguments or {})
+        checks: list[tuple[str, Any, Any]] = [
+            ("type", type_name, x.type_name),
+            ("durable", durable, x.durable),
+            ("auto_delete", auto_delete, x.auto_delete),
+            ("internal", internal, x.internal),
+            ("alternate-exchange", args.get("alternate-exchange"),
+             x.arguments.get("alternate-exchange")),
+        ]
+        for field, received, current in checks:
+            if received != current:
+                raise PreconditionFailed(
+                    f"inequivalent arg '{field}' for {self._where('exchange', x.name)}:"
+                    f" received '{_fmt(received)}' but current is '{_fmt(current)}'"
+                )
+
+    def delete_exchange(self, name: str, *, if_unused: bool = False) -> None:
+        if name == "" or name.startswith("amq."):
+            raise AccessRefused(f"operation not permitted on exchange '{name}'")
+        exchange = self.exchange(name)
+        if if_unused and exchange.has_bindings():
+            raise PreconditionFailed(f"{self._where('exchange', name)} in use")
+        del self.exchanges[name]
+        for other in list(self.exchanges.values()):
+            if other.unbind_destination(exchange):
+                self._maybe_auto_delete_exchange(other)
+
+    def _maybe_auto_delete_exchange(self, exchange: Exchange) -> None:
+        if exchange.auto_delete and not exchange.has_bindings() and exchange.name:
+            self.exchanges.pop(exchange.name, None)
+            for other in list(self.exchanges.values()):
+                if other.unbind_destination(exchange):
+                    self._maybe_auto_delete_exchange(other)
+
+    def _bindable_source(self, name: str) -> Exchange:
+        if name == "":
+            raise AccessRefused("operation not permitted on the default exchange")
+        return self.exchange(name)
+
+    def bind_exchange(
+        self, destination: str, source: str, binding_key: str, arguments: Mapping[str, Any]
+    ) -> None:
+        src = self._bindable_source(source)
+        if destination == "":
+            raise AccessRefused("operation not permitted on the default exchange")
+        dst = self.exchange(destination)
+        src.validate_binding(binding_key, arguments)
+        src.bind(dst, binding_key, arguments)
+
+    def unbind_exchange(
+        self, destination: str, source: str, binding_key: str, arguments: Mapping[str, Any]
+    ) -> None:
+        src = self._bindable_source(source)
+        if destination == "":
+            raise AccessRefused("operation not permitted on the default exchange")
+        dst = self.exchange(destination)
+        if src.unbind(dst, binding_key, arguments):
+            self._maybe_auto_delete_exchange(src)
+
+    # ----------------------------------------------------------------- queues
+    def declare_queue(
+        self,
+        name: str,
+        *,
+        owner: object | None,
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> Queue:
+        if passive:
+            return self.queue(name, owner)
+        if name == "":
+            name = _server_name()
+        existing = self.queues.get(name)
+        if existing is not None:
+            self.check_exclusive(existing, owner)
+            self._queue_equivalent(existing, durable, exclusive, auto_delete, arguments)
+            return existing
+        if name.startswith("amq."):
+            raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+        queue = Queue(
+            name,
+            vhost=self.name,
+            durable=durable,
+            exclusive_owner=owner if exclusive else None,
+            auto_delete=auto_delete,
+            arguments=arguments,
+        )
+        self.queues[name] = queue
+        return queue
+
+    def _queue_equivalent(
+        self,
+        q: Queue,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        arguments: Mapping[str, Any] | None,
+    ) -> None:
+        args = dict(arguments or {})
+        checks: list[tuple[str, Any, Any]] = [
+            ("durable", durable, q.durable),
+            ("exclusive", exclusive, q.exclusive),
+            ("auto_delete", auto_delete, q.auto_delete),
+        ]
+        checks += [(key, args.get(key), q.arguments.get(key)) for key in EQUIVALENCE_ARGUMENTS]
+        for field, received, current in checks:
+            if received != current:
+                raise PreconditionFailed(
+                    f"inequivalent arg '{field}' for {self._where('queue', q.name)}:"
+                    f" received '{_fmt(received)}' but current is '{_fmt(current)}'"
+                )
+
+    def bind_queue(
+        self, queue: str, exchange: str, binding_key: str, arguments: Mapping[str, Any],
+        owner: object | None,
+    ) -> None:
+        q = self.queue(queue, owner)
+        x = self._bindable_source(exchange)
+        x.validate_binding(binding_key, arguments)
+        x.bind(q, binding_key, arguments)
+
+    def unbind_queue(
+        self, queue: str, exchange: str, binding_key: str, arguments: Mapping[str, Any],
+        owner: object | None,
+    ) -> None:
+        q = self.queue(queue, owner)
+        x = self._bindable_source(exchange)
+        if x.unbind(q, binding_key, arguments):
+            self._maybe_auto_delete_exchange(x)
+
+    def purge_queue(self, name: str, owner: object | None) -> int:
+        return self.queue(name, owner).purge()
+
+    def delete_queue(
+        self,
+        name: str,
+        *,
+        owner: object | None,
+        if_unused: bool = False,
+        if_empty: bool = False,
+    ) -> tuple[int, list[DeliveryTarget]]:
+        """Delete a queue; returns its ready count and the consumers to cancel."""
+        q = self.queue(name, owner)
+        if if_unused and not q.is_unused():
+            raise PreconditionFailed(f"{self._where('queue', name)} in use")
+        if if_empty and q.message_count:
+            raise PreconditionFailed(f"{self._where('queue', name)} not empty")
+        return self.remove_queue(q)
+
+    def remove_queue(self, q: Queue) -> tuple[int, list[DeliveryTarget]]:
+        """Remove a queue unconditionally (delete, exclusive owner gone, auto-delete)."""
+        if self.queues.get(q.name) is not q:
+            return 0, []
+        del self.queues[q.name]
+        count = q.message_count
+        for exchange in list(self.exchanges.values()):
+            if exchange.unbind_destination(q):
+                self._maybe_auto_delete_exchange(exchange)
+        return count, q.delete()
+
+    # ----------------------------------------------------------------- routing
+    def route(
+        self, exchange: Exchange, message: Message, tried: set[Exchange] | None = None
+    ) -> list[Queue]:
+        """Every queue the message reaches, each once, following E2E bindings.
+
+        When nothing matches, the exchange's alternate-exchange (if any) gets the message;
+        ``tried`` stops a loop of alternates.
+        """
+        if exchange.name == "":
+            q = self.queues.get(message.routing_key)
+            return [q] if q is not None else []
+        headers = message.headers
+        destinations = exchange.route(message.routing_key, headers)
+        if not destinations:
+            tried = tried or set()
+            tried.add(exchange)
+            return self._alternate(exchange, message, tried)
+        queues: list[Queue] = []
+        seen_x: set[Exchange] = {exchange}
+        seen_q: set[Queue] = set()
+        stack = list(destinations)
+        while stack:
+            dest = stack.pop()
+            if isinstance(dest, Queue):
+                if dest not in seen_q:
+                    seen_q.add(dest)
+                    queues.append(dest)
+            elif isinstance(dest, Exchange) and dest not in seen_x:
+                seen_x.add(dest)
+                stack.extend(dest.route(message.routing_key, headers))
+        return queues
+
+    def _alternate(
+        self, exchange: Exchange, message: Message, seen: set[Exchange]
+    ) -> list[Queue]:
+        alt_name = exchange.arguments.get("alternate-exchange")
+        if not isinstance(alt_name, str | bytes):
+            return []
+        alt = self.exchanges.get(alt_name.decode() if isinstance(alt_name, bytes) else alt_name)
+        if alt is None or alt in seen:
+            return []
+        return self.route(alt, message, seen)

@@ -1,0 +1,211 @@
+"""AMQP 0-9-1 field values: short strings, long strings and field tables (spec §4.2.5).
+
+Decoding works over ``bytes`` with an explicit offset and raises ``FieldError`` for any
+malformed or truncated input, never ``struct.error`` or ``IndexError``. Type tags follow
+RabbitMQ's table grammar (the "spec differences" errata), which clients are written against:
+``t b B s u I i l f d D S x A T F V``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+_U8 = struct.Struct(">B")
+_I8 = struct.Struct(">b")
+_U16 = struct.Struct(">H")
+_I16 = struct.Struct(">h")
+_U32 = struct.Struct(">I")
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+_U64 = struct.Struct(">Q")
+_F32 = struct.Struct(">f")
+_F64 = struct.Struct(">d")
+
+FieldTable = dict[str, Any]
+
+
+class FieldError(ValueError):
+    """Malformed field data; the server answers it with 502 SYNTAX_ERROR."""
+
+
+def decode_shortstr(data: bytes, offset: int) -> tuple[str, int]:
+    if offset >= len(data):
+        raise FieldError("truncated short string")
+    length = data[offset]
+    end = offset + 1 + length
+    if end > len(data):
+        raise FieldError("truncated short string")
+    try:
+        return data[offset + 1 : end].decode("utf-8"), end
+    except UnicodeDecodeError as exc:
+        raise FieldError("short string is not valid UTF-8") from exc
+
+
+def decode_longstr_bytes(data: bytes, offset: int) -> tuple[bytes, int]:
+    if offset + 4 > len(data):
+        raise FieldError("truncated long string")
+    (length,) = _U32.unpack_from(data, offset)
+    end = offset + 4 + length
+    if end > len(data):
+        raise FieldError("truncated long string")
+    return bytes(data[offset + 4 : end]), end
+
+
+def _longstr_value(raw: bytes) -> str | bytes:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def _fixed(fmt: struct.Struct, data: bytes, offset: int) -> tuple[Any, int]:
+    end = offset + fmt.size
+    if end > len(data):
+        raise FieldError("truncated field value")
+    return fmt.unpack_from(data, offset)[0], end
+
+
+def _decode_value(data: bytes, offset: int) -> tuple[Any, int]:  # noqa: C901, PLR0911
+    if offset >= len(data):
+        raise FieldError("truncated field value")
+    tag = data[offset]
+    offset += 1
+    fixed = _FIXED_DECODERS.get(tag)
+    if fixed is not None:
+        return _fixed(fixed, data, offset)
+    if tag == 0x74:  # t
+        value, offset = _fixed(_U8, data, offset)
+        return value != 0, offset
+    if tag == 0x53:  # S
+        raw, offset = decode_longstr_bytes(data, offset)
+        return _longstr_value(raw), offset
+    if tag == 0x78:  # x
+        raw, offset = decode_longstr_bytes(data, offset)
+        return bytearray(raw), offset
+    if tag == 0x46:  # F
+        return decode_table(data, offset)
+    if tag == 0x41:  # A
+        return _decode_array(data, offset)
+    if tag == 0x54:  # T
+        seconds, offset = _fixed(_U64, data, offset)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC), offset
+        except (OverflowError, OSError, ValueError) as exc:
+            raise FieldError("timestamp out of range") from exc
+    if tag == 0x44:  # D
+        scale, offset = _fixed(_U8, data, offset)
+        unscaled, offset = _fixed(_I32, data, offset)
+        return Decimal(unscaled).scaleb(-scale), offset
+    if tag == 0x56:  # V
+        return None, offset
+    raise FieldError(f"unknown field type {chr(tag)!r}")
+
+
+_FIXED_DECODERS: dict[int, struct.Struct] = {
+    0x62: _I8,  # b
+    0x42: _U8,  # B
+    0x73: _I16,  # s
+    0x75: _U16,  # u
+    0x49: _I32,  # I
+    0x69: _U32,  # i
+    0x6C: _I64,  # l
+    0x66: _F32,  # f
+    0x64: _F64,  # d
+}
+
+
+def _decode_array(data: bytes, offset: int) -> tuple[list[Any], int]:
+    size, offset = _fixed(_U32, data, offset)
+    end = offset + size
+    if end > len(data):
+        raise FieldError("truncated field array")
+    items: list[Any] = []
+    while offset < end:
+        value, offset = _decode_value(data, offset)
+        items.append(value)
+    if offset != end:
+        raise FieldError("field array overruns its length")
+    return items, end
+
+
+def decode_table(data: bytes, offset: int) -> tuple[FieldTable, int]:
+    """Decode a field table starting at ``offset``; returns (table, next offset)."""
+    size, offset = _fixed(_U32, data, offset)
+    end = offset + size
+    if end > len(data):
+        raise FieldError("truncated field table")
+    table: FieldTable = {}
+    while offset < end:
+        key, offset = decode_shortstr(data, offset)
+        value, offset = _decode_value(data, offset)
+        table[key] = value
+    if offset != end:
+        raise FieldError("field table overruns its length")
+    return table, end
+
+
+def encode_shortstr(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    if len(raw) > 255:
+        raise FieldError("short string longer than 255 bytes")
+    return _U8.pack(len(raw)) + raw
+
+
+def encode_longstr(value: str | bytes) -> bytes:
+    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    return _U32.pack(len(raw)) + raw
+
+
+def _encode_int(value: int) -> bytes:
+    if -(2**31) <= value < 2**31:
+        return b"I" + _I32.pack(value)
+    if -(2**63) <= value < 2**63:
+        return b"l" + _I64.pack(value)
+    raise FieldError("integer out of range for a field table")
+
+
+def _encode_decimal(value: Decimal) -> bytes:
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        raise FieldError("decimal must be finite")
+    scale = max(0, -exponent)
+    unscaled = int(value.scaleb(scale))
+    return b"D" + _U8.pack(scale) + _I32.pack(unscaled)
+
+
+def encode_value(value: Any) -> bytes:  # noqa: PLR0911
+    """Encode one typed field value, tag included."""
+    if value is None:
+        return b"V"
+    if isinstance(value, bool):
+        return b"t" + _U8.pack(1 if value else 0)
+    if isinstance(value, int):
+        return _encode_int(value)
+    if isinstance(value, float):
+        return b"d" + _F64.pack(value)
+    if isinstance(value, str | bytes):
+        return b"S" + encode_longstr(value)
+    if isinstance(value, bytearray):
+        return b"x" + encode_longstr(bytes(value))
+    if isinstance(value, Decimal):
+        return _encode_decimal(value)
+    if isinstance(value, datetime):
+        return b"T" + _U64.pack(int(value.timestamp()))
+    if isinstance(value, Mapping):
+        return b"F" + encode_table(value)
+    if isinstance(value, Sequence):
+        body = b"".join(encode_value(item) for item in value)
+        return b"A" + _U32.pack(len(body)) + body
+    raise FieldError(f"cannot encode {type(value).__name__} in a field table")
+
+
+def encode_table(table: Mapping[str, Any] | None) -> bytes:
+    """Encode a field table with its 32-bit length prefix."""
+    if not table:
+        return b"\x00\x00\x00\x00"
+    body = b"".join(encode_shortstr(key) + encode_value(value) for key, value in table.items())
+    return _U32.pack(len(body)) + body

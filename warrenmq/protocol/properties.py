@@ -1,0 +1,130 @@
+"""Basic-class content properties (spec §1.8, "basic" properties) over raw bytes.
+
+The broker keeps a message's properties exactly as the publisher encoded them and writes
+them back unchanged on delivery (RabbitMQ's ``properties_bin``). These helpers read single
+properties out of those bytes on demand — the delivery mode, the headers table for a
+headers exchange — without decoding the rest, and encode a full property set for tests
+and for messages the broker creates itself.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from warrenmq.protocol.fields import (
+    FieldError,
+    decode_shortstr,
+    decode_table,
+    encode_shortstr,
+    encode_table,
+)
+
+# (name, kind) in flag order: bit 15 is the first property.
+PROPERTIES: tuple[tuple[str, str], ...] = (
+    ("content_type", "shortstr"),
+    ("content_encoding", "shortstr"),
+    ("headers", "table"),
+    ("delivery_mode", "octet"),
+    ("priority", "octet"),
+    ("correlation_id", "shortstr"),
+    ("reply_to", "shortstr"),
+    ("expiration", "shortstr"),
+    ("message_id", "shortstr"),
+    ("timestamp", "longlong"),
+    ("type", "shortstr"),
+    ("user_id", "shortstr"),
+    ("app_id", "shortstr"),
+    ("cluster_id", "shortstr"),
+)
+_FLAG = {name: 1 << (15 - i) for i, (name, _) in enumerate(PROPERTIES)}
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+def _skip(kind: str, data: bytes, offset: int) -> int:
+    if kind == "shortstr":
+        return offset + 1 + data[offset]
+    if kind == "table":
+        return offset + 4 + int(_U32.unpack_from(data, offset)[0])
+    if kind == "octet":
+        return offset + 1
+    return offset + 8
+
+
+def _read(kind: str, data: bytes, offset: int) -> tuple[Any, int]:
+    if kind == "shortstr":
+        return decode_shortstr(data, offset)
+    if kind == "table":
+        return decode_table(data, offset)
+    if kind == "octet":
+        return data[offset], offset + 1
+    return int(_U64.unpack_from(data, offset)[0]), offset + 8
+
+
+def validate(raw: bytes) -> None:
+    """Check a property list is well formed (flags, lengths); raises FieldError."""
+    try:
+        decode_properties(raw)
+    except (IndexError, struct.error) as exc:
+        raise FieldError("truncated content properties") from exc
+
+
+def get_property(raw: bytes, name: str) -> Any:
+    """One property's value, or None when absent; skips over the ones before it."""
+    if len(raw) < 2:
+        return None
+    (flags,) = _U16.unpack_from(raw, 0)
+    if not flags & _FLAG[name]:
+        return None
+    offset = 2
+    for prop, kind in PROPERTIES:
+        if prop == name:
+            return _read(kind, raw, offset)[0]
+        if flags & _FLAG[prop]:
+            offset = _skip(kind, raw, offset)
+    return None
+
+
+def decode_properties(raw: bytes) -> dict[str, Any]:
+    """Every present property, by name."""
+    if len(raw) < 2:
+        raise FieldError("content properties shorter than their flags")
+    (flags,) = _U16.unpack_from(raw, 0)
+    if flags & 0x0001:
+        raise FieldError("property flag continuation is not used by the basic class")
+    if flags & 0x0002:
+        raise FieldError("unknown property flag bit 1")
+    offset = 2
+    out: dict[str, Any] = {}
+    for name, kind in PROPERTIES:
+        if flags & _FLAG[name]:
+            out[name], offset = _read(kind, raw, offset)
+    if offset != len(raw):
+        raise FieldError("content properties have trailing bytes")
+    return out
+
+
+def encode_properties(props: Mapping[str, Any]) -> bytes:
+    """Encode properties given by name (None values are left out)."""
+    flags = 0
+    parts: list[bytes] = []
+    for name, kind in PROPERTIES:
+        value = props.get(name)
+        if value is None:
+            continue
+        flags |= _FLAG[name]
+        if kind == "shortstr":
+            parts.append(encode_shortstr(value))
+        elif kind == "table":
+            parts.append(encode_table(value))
+        elif kind == "octet":
+            parts.append(bytes((value,)))
+        else:
+            parts.append(_U64.pack(value))
+    unknown = set(props) - set(_FLAG)
+    if unknown:
+        raise FieldError(f"unknown properties {sorted(unknown)}")
+    return _U16.pack(flags) + b"".join(parts)

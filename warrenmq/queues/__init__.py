@@ -1,0 +1,1 @@
+"""Queues: holding messages and pushing them to consumers with credit. Never imports exchange."""

@@ -1,0 +1,1 @@
+"""The asyncio edge: listeners, connections and channels. The only layer with sockets."""

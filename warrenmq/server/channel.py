@@ -1,0 +1,332 @@
+"""Channel: one AMQP channel of a connection.
+
+Owns the content assembler for basic.publish (method → header → bodies; RabbitMQ's
+rabbit_command_assembler), the consumers started on it, the unacked map (delivery tag →
+queue, queued message, consumer) and publisher-confirm sequence numbers. Method handlers
+live in ``server/methods/<class>.py``; this module routes to them and is the one place a
+channel-level ``AMQPError`` becomes channel.close with the failing method's ids.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import structlog
+
+from warrenmq.errors import (
+    AccessRefused,
+    AMQPError,
+    CommandInvalid,
+    NotFound,
+    NotImplemented_,
+    PreconditionFailed,
+    SyntaxError_,
+    UnexpectedFrame,
+)
+from warrenmq.message import Message
+from warrenmq.protocol.fields import FieldError
+from warrenmq.protocol.methods import (
+    PUBLISH_INDEX,
+    Method,
+    decode_method,
+    encode_confirm,
+    encode_return,
+    method_class,
+    method_frame,
+    route_bytes,
+)
+from warrenmq.protocol.properties import validate as validate_properties
+from warrenmq.server.methods import HANDLERS
+
+if TYPE_CHECKING:
+    from warrenmq.queues.queue import Queue, QueuedMessage
+    from warrenmq.server.connection import Connection
+    from warrenmq.server.consumer import Consumer
+
+log = structlog.get_logger("warrenmq.channel")
+
+_CONTENT_HEADER = struct.Struct(">HHQ")
+_PUBLISH_PREFIX = b"\x00\x3c\x00\x28"
+ChannelOpenOk = method_class("ChannelOpenOk")
+ChannelClose = method_class("ChannelClose")
+ChannelCloseOk = method_class("ChannelCloseOk")
+BasicCancel = method_class("BasicCancel")
+EMPTY_PROPERTIES = b"\x00\x00"
+
+Unacked = tuple["Queue", "QueuedMessage", "Consumer | None"]
+
+
+class Channel:
+    def __init__(self, conn: Connection, number: int) -> None:
+        self.conn = conn
+        self.number = number
+        self.state = "open"
+        self.active = True
+        self.consumers: dict[str, Consumer] = {}
+        self.unacked: OrderedDict[int, Unacked] = OrderedDict()
+        self.next_tag = 1
+        self.prefetch_count = 0
+        self.global_prefetch = 0
+        self.consumer_unacked = 0
+        self.confirm = False
+        self.publish_seq = 0
+        self.confirmed = 0
+        self.last_queue = ""
+        self._publish: Method | None = None
+        self._route = b""
+        self._properties = b""
+        self._body_size = 0
+        self._received = 0
+        self._parts: list[bytes] = []
+        self._in_body = False
+
+    def opened(self) -> None:
+        self.conn.write(method_frame(self.number, ChannelOpenOk(b"")))
+
+    def send(self, method: Method) -> None:
+        self.conn.write(method_frame(self.number, method))
+
+    # ----------------------------------------------------------------- frames in
+    def on_method_frame(self, payload: bytes) -> None:
+        if self._publish is not None:
+            raise UnexpectedFrame(
+                f"expected content header for class 60 on channel {self.number},"
+                " got a method frame"
+            )
+        method = decode_method(payload)
+        if self.state != "open":
+            self._on_method_closing(method)
+            return
+        if method.INDEX == PUBLISH_INDEX:
+            if method.immediate:
+                raise NotImplemented_("immediate=true", class_id=60, method_id=40)
+            self._publish = method
+            self._route = route_bytes(payload)
+            return
+        handler = HANDLERS.get(method.INDEX)
+        try:
+            if handler is None:
+                self._unhandled(method)
+            else:
+                handler(self, method)
+        except AMQPError as exc:
+            if not exc.class_id:
+                exc.class_id, exc.method_id = method.CLASS_ID, method.METHOD_ID
+            if not exc.is_channel_error:
+                raise
+            self.close_with(exc)
+
+    def _unhandled(self, method: Method) -> None:
+        if method.CLASS_ID == 90:
+            raise NotImplemented_("transactions (tx.*) are not supported")
+        raise CommandInvalid(f"unexpected method {method.NAME} from a client")
+
+    def _on_method_closing(self, method: Method) -> None:
+        # After we sent channel.close only close-ok (or a crossing close) matters (§2.2.4).
+        if isinstance(method, ChannelCloseOk):
+            self.conn.release_channel(self.number)
+        elif isinstance(method, ChannelClose):
+            self.send(ChannelCloseOk())
+
+    def on_header_frame(self, payload: bytes) -> None:
+        if self._publish is None or self._in_body:
+            if self.state != "open":
+                return
+            raise UnexpectedFrame(f"unexpected content header frame on channel {self.number}")
+        if len(payload) < 14:
+            raise SyntaxError_("content header frame too short", class_id=60, method_id=40)
+        class_id, _weight, size = _CONTENT_HEADER.unpack_from(payload, 0)
+        if class_id != 60:
+            raise UnexpectedFrame(f"content header for class {class_id}, expected 60")
+        properties = payload[12:]
+        if properties != EMPTY_PROPERTIES:
+            try:
+                validate_properties(properties)
+            except FieldError as exc:
+                raise SyntaxError_(f"malformed content properties: {exc}", class_id=60,
+                                   method_id=40) from exc
+        self._properties = properties
+        self._body_size = size
+        self._received = 0
+        self._parts = []
+        self._in_body = True
+        limit = self.conn.settings.max_message_size
+        if size > limit:
+            self._publish = None
+            self._in_body = False
+            self.close_with(PreconditionFailed(
+                f"message size {size} is larger than configured max size {limit}",
+                class_id=60, method_id=40))
+            return
+        if size == 0:
+            self._complete(b"")
+
+    def on_body_frame(self, payload: bytes) -> None:
+        if not self._in_body:
+            if self.state != "open":
+                return
+            raise UnexpectedFrame(f"unexpected content body frame on channel {self.number}")
+        self._received += len(payload)
+        if self._received > self._body_size:
+            raise UnexpectedFrame(
+                f"content body of {self._received} bytes exceeds the declared {self._body_size}"
+            )
+        if self._received == self._body_size:
+            if self._parts:
+                self._parts.append(payload)
+                body = b"".join(self._parts)
+                self._parts = []
+            else:
+                body = payload
+            self._complete(body)
+        else:
+            self._parts.append(payload)
+
+    # ----------------------------------------------------------------- publishing
+    def _complete(self, body: bytes) -> None:
+        method = self._publish
+        assert method is not None
+        self._publish = None
+        self._in_body = False
+        message = Message(method.exchange, method.routing_key, self._route, self._properties,
+                          body)
+        try:
+            self._route_message(message, method.mandatory)
+        except AMQPError as exc:
+            exc.class_id, exc.method_id = 60, 40
+            if not exc.is_channel_error:
+                raise
+            self.close_with(exc)
+
+    def _route_message(self, message: Message, mandatory: bool) -> None:
+        vhost = self.conn.vhost
+        assert vhost is not None
+        exchange = vhost.exchanges.get(message.exchange)
+        if exchange is None:
+            raise NotFound(f"no exchange '{message.exchange}' in vhost '{vhost.name}'")
+        if exchange.internal:
+            raise AccessRefused(
+                f"cannot publish to internal exchange '{exchange.name}' in vhost '{vhost.name}'"
+            )
+        queues = vhost.route(exchange, message)
+        for queue in queues:
+            queue.enqueue(message)
+        if not queues and mandatory:
+            self.conn.write_parts(encode_return(
+                self.number, 312, "NO_ROUTE", message.route, message.properties, message.body,
+                self.conn.frame_max))
+        if self.confirm:
+            self.publish_seq += 1
+            self.conn.mark_dirty(self)
+
+    def flush_confirms(self) -> None:
+        if self.publish_seq > self.confirmed and self.state == "open":
+            multiple = self.publish_seq - self.confirmed > 1
+            self.conn.write(encode_confirm(self.number, self.publish_seq, multiple, True))
+            self.confirmed = self.publish_seq
+
+    # ----------------------------------------------------------------- consumers
+    def redispatch(self) -> None:
+        for queue in {c.queue for c in self.consumers.values()}:
+            queue.dispatch()
+
+    def server_cancel(self, consumer: Consumer) -> None:
+        if self.consumers.get(consumer.tag) is not consumer:
+            return
+        del self.consumers[consumer.tag]
+        if self.conn.client_capabilities.get("consumer_cancel_notify") and self.state == "open":
+            self.send(BasicCancel(consumer.tag, True))
+
+    # ----------------------------------------------------------------- settling
+    def settle(self, entries: list[Unacked], requeue: bool | None) -> None:
+        """Ack (requeue None), requeue (True) or discard (False) unacked entries."""
+        touched: dict[Queue, list[QueuedMessage]] = {}
+        for queue, qm, consumer in entries:
+            if consumer is not None:
+                consumer.unacked -= 1
+                self.consumer_unacked -= 1
+            touched.setdefault(queue, []).append(qm)
+        for queue, qms in touched.items():
+            if requeue is None:
+                for qm in qms:
+                    queue.ack(qm)
+            elif requeue:
+                queue.requeue(qms)
+            else:
+                for qm in qms:
+                    queue.discard(qm)
+        dispatch = set(touched)
+        if self.global_prefetch:
+            dispatch.update(c.queue for c in self.consumers.values())
+        for queue in dispatch:
+            queue.dispatch()
+
+    def take_unacked(self, delivery_tag: int, multiple: bool) -> list[Unacked]:
+        """Remove and return the entries an ack/nack/reject names (406 if unknown)."""
+        unacked = self.unacked
+        if multiple:
+            if delivery_tag != 0 and delivery_tag not in unacked:
+                raise PreconditionFailed(f"unknown delivery tag {delivery_tag}")
+            taken: list[Unacked] = []
+            while unacked:
+                tag = next(iter(unacked))
+                if delivery_tag and tag > delivery_tag:
+                    break
+                taken.append(unacked.popitem(last=False)[1])
+            return taken
+        entry = unacked.pop(delivery_tag, None)
+        if entry is None:
+            raise PreconditionFailed(f"unknown delivery tag {delivery_tag}")
+        return [entry]
+
+    # ----------------------------------------------------------------- closing
+    def close_with(self, exc: AMQPError) -> None:
+        """Close this channel with an error (channel.close), as the server."""
+        if self.state != "open":
+            return
+        vhost = self.conn.vhost
+        log.warning(
+            "channel_error",
+            peer=self.conn.peer,
+            vhost=vhost.name if vhost else None,
+            channel=self.number,
+            reply_code=int(exc.reply_code),
+            reply_text=exc.text,
+            class_id=exc.class_id,
+            method_id=exc.method_id,
+        )
+        self.send(ChannelClose(int(exc.reply_code), exc.reply_text(), exc.class_id,
+                               exc.method_id))
+        self.state = "closing"
+        self.release()
+
+    def closed_by_client(self) -> None:
+        self.release()
+        self.send(ChannelCloseOk())
+        self.state = "closed"
+        self.conn.release_channel(self.number)
+
+    def remove_consumers(self) -> None:
+        vhost = self.conn.vhost
+        consumers, self.consumers = self.consumers, {}
+        for consumer in consumers.values():
+            queue = consumer.queue
+            if queue.remove_consumer(consumer) and vhost is not None:
+                vhost.remove_queue(queue)
+
+    def requeue_unacked(self) -> None:
+        entries = list(self.unacked.values())
+        self.unacked.clear()
+        if entries:
+            self.settle(entries, requeue=True)
+
+    def release(self) -> None:
+        """Give back consumers and unacked messages (they return to their queues)."""
+        self._publish = None
+        self._in_body = False
+        self._parts = []
+        self.remove_consumers()
+        self.requeue_unacked()
+

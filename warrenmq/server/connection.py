@@ -1,0 +1,342 @@
+"""Connection: one AMQP client socket as an ``asyncio.Protocol``.
+
+Owns the frame reader, the outgoing buffer, the channels and the connection state machine
+(protocol header → start → tune → open → running → closing). Bytes are parsed in
+``data_received`` with no task per frame; replies and deliveries are appended to one list
+and flushed with a single ``writelines`` per loop tick. Errors are translated here (and in
+channel) only: an ``AMQPError`` that is not channel-level becomes connection.close with
+the failing method's class and method ids; anything unexpected becomes 541 for this one
+connection and is logged, never allowed to reach the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, cast
+
+import structlog
+
+from warrenmq.errors import AMQPError, ChannelError, InternalError, ReplyCode, UnexpectedFrame
+from warrenmq.protocol.frames import (
+    FRAME_BODY,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    HEARTBEAT,
+    PROTOCOL_HEADER,
+    FrameReader,
+)
+from warrenmq.protocol.methods import Method, decode_method, method_class, method_frame
+from warrenmq.server import handshake
+from warrenmq.server.channel import Channel
+
+if TYPE_CHECKING:
+    from warrenmq.broker.broker import User
+    from warrenmq.broker.vhost import VirtualHost
+    from warrenmq.queues.queue import Queue
+    from warrenmq.server.listener import Server
+
+log = structlog.get_logger("warrenmq.connection")
+
+ConnectionClose = method_class("ConnectionClose")
+ConnectionCloseOk = method_class("ConnectionCloseOk")
+ChannelOpenIndex = method_class("ChannelOpen").INDEX
+
+
+class Connection(asyncio.Protocol):
+    """One client connection. ``state`` is one of the handshake steps or running/closing."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.settings = server.settings
+        self.loop = asyncio.get_running_loop()
+        self.reader = FrameReader(self.settings.frame_max)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.loopback = False
+        self.state = "header"
+        self.frame_max = self.settings.frame_max
+        self.channel_max = self.settings.channel_max
+        self.heartbeat = 0
+        self.user: User | None = None
+        self.vhost: VirtualHost | None = None
+        self.client_properties: dict[str, Any] = {}
+        self.client_capabilities: dict[str, Any] = {}
+        self.channels: dict[int, Channel] = {}
+        self.exclusive_queues: list[Queue] = []
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._paused = False
+        self._starved = False
+        self._wrote = False
+        self._received = False
+        self._header = b""
+        self._timers: list[asyncio.TimerHandle] = []
+        self._dirty: set[Channel] = set()
+
+    # ----------------------------------------------------------------- transport events
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.loopback = bool(peer) and str(peer[0]) in {"127.0.0.1", "::1"} or (
+            bool(peer) and str(peer[0]).startswith("127.")
+        )
+        transport.set_write_buffer_limits(
+            high=self.settings.write_high_water, low=self.settings.write_low_water
+        )
+        self.server.connections.add(self)
+        self._timers.append(self.loop.call_later(self.settings.handshake_timeout, self._handshake_timeout))
+        log.debug("connection_accepted", peer=self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        for timer in self._timers:
+            timer.cancel()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._release()
+        if self.state != "closed":
+            log.info("connection_closed", peer=self.peer, abrupt=self.state == "running")
+        self.state = "closed"
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self.redispatch()
+
+    def data_received(self, data: bytes) -> None:
+        self._received = True
+        if self.state == "header":
+            data = self._read_protocol_header(data)
+            if not data:
+                return
+        if self.state == "closed":
+            return
+        try:
+            for frame_type, channel, payload in self.reader.feed(data):
+                self._on_frame(frame_type, channel, payload)
+        except AMQPError as exc:
+            self.close_with(exc)
+        except Exception as exc:
+            log.exception("connection_internal_error", peer=self.peer)
+            self.close_with(InternalError(f"internal error: {type(exc).__name__}"))
+        if self._dirty:
+            for channel in self._dirty:
+                channel.flush_confirms()
+            self._dirty.clear()
+
+    # ----------------------------------------------------------------- reading
+    def _read_protocol_header(self, data: bytes) -> bytes:
+        self._header += data
+        if len(self._header) < 8:
+            if PROTOCOL_HEADER.startswith(self._header):
+                return b""
+        elif self._header[:8] == PROTOCOL_HEADER:
+            rest = self._header[8:]
+            self._header = b""
+            self.state = "start"
+            self.write(method_frame(0, handshake.start_method(self.server)))
+            return rest
+        # AMQP 0-9-1 §4.2.2: answer a bad header with ours, then close the socket.
+        log.warning("bad_protocol_header", peer=self.peer, header=self._header[:8])
+        self.state = "closed"
+        assert self.transport is not None
+        self.transport.write(PROTOCOL_HEADER)
+        self.transport.close()
+        return b""
+
+    def _on_frame(self, frame_type: int, channel_id: int, payload: bytes) -> None:
+        if self.state == "closing":
+            self._on_frame_closing(frame_type, channel_id, payload)
+            return
+        if frame_type == FRAME_HEARTBEAT:
+            if channel_id != 0:
+                raise UnexpectedFrame("heartbeat frame on a non-zero channel")
+            return
+        if channel_id == 0:
+            if frame_type != FRAME_METHOD:
+                raise UnexpectedFrame(f"frame type {frame_type} on channel 0")
+            self._on_connection_method(decode_method(payload))
+            return
+        if self.state != "running":
+            raise ChannelError(f"channel {channel_id} used before connection.open")
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            self._open_channel(frame_type, channel_id, payload)
+            return
+        if frame_type == FRAME_METHOD:
+            channel.on_method_frame(payload)
+        elif frame_type == FRAME_HEADER:
+            channel.on_header_frame(payload)
+        else:
+            channel.on_body_frame(payload)
+
+    def _open_channel(self, frame_type: int, channel_id: int, payload: bytes) -> None:
+        method = decode_method(payload) if frame_type == FRAME_METHOD else None
+        if method is None or method.INDEX != ChannelOpenIndex:
+            raise ChannelError(
+                f"expected 'channel.open' on unopened channel {channel_id}",
+                class_id=method.CLASS_ID if method else 0,
+                method_id=method.METHOD_ID if method else 0,
+            )
+        if channel_id > self.channel_max:
+            raise ChannelError(
+                f"channel {channel_id} is above channel_max {self.channel_max}",
+                class_id=method.CLASS_ID,
+                method_id=method.METHOD_ID,
+            )
+        channel = Channel(self, channel_id)
+        self.channels[channel_id] = channel
+        channel.opened()
+
+    def _on_frame_closing(self, frame_type: int, channel_id: int, payload: bytes) -> None:
+        if frame_type != FRAME_METHOD or channel_id != 0:
+            return
+        method = decode_method(payload)
+        if isinstance(method, ConnectionCloseOk | ConnectionClose):
+            if isinstance(method, ConnectionClose):
+                self.write(method_frame(0, ConnectionCloseOk()))
+            self._terminate()
+
+    def _on_connection_method(self, method: Method) -> None:
+        try:
+            handshake.on_connection_method(self, method)
+        except AMQPError as exc:
+            if not exc.class_id:
+                exc.class_id, exc.method_id = method.CLASS_ID, method.METHOD_ID
+            raise
+
+    # ----------------------------------------------------------------- writing
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def write_parts(self, parts: list[bytes]) -> None:
+        self._out.extend(parts)
+        for part in parts:
+            self._out_bytes += len(part)
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self._out and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(self._out)
+            self._wrote = True
+        self._out = []
+        self._out_bytes = 0
+        if self._starved and not self._paused:
+            self._starved = False
+            self.redispatch()
+
+    def can_write(self) -> bool:
+        """Credit from the socket: False while the peer is not reading fast enough."""
+        if self._paused or self._out_bytes >= self.settings.write_high_water:
+            self._starved = True
+            return False
+        return True
+
+    def redispatch(self) -> None:
+        """Give every queue consumed on this connection a chance to push again."""
+        for channel in list(self.channels.values()):
+            channel.redispatch()
+
+    def mark_dirty(self, channel: Channel) -> None:
+        self._dirty.add(channel)
+
+    # ----------------------------------------------------------------- closing
+    def close_with(self, exc: AMQPError) -> None:
+        """Close the connection with an error (connection.close), as the server."""
+        if self.state in ("closing", "closed"):
+            return
+        code = exc.reply_code
+        if exc.is_channel_error and self.state == "running":
+            code = ReplyCode.INTERNAL_ERROR
+        log.warning(
+            "connection_error",
+            peer=self.peer,
+            vhost=self.vhost.name if self.vhost else None,
+            reply_code=int(exc.reply_code),
+            reply_text=exc.text,
+            class_id=exc.class_id,
+            method_id=exc.method_id,
+        )
+        self.close(int(exc.reply_code) if exc.reply_code else int(code), exc.reply_text(),
+                   exc.class_id, exc.method_id)
+
+    def close(self, reply_code: int, reply_text: str, class_id: int = 0, method_id: int = 0) -> None:
+        if self.state in ("closing", "closed"):
+            return
+        if self.state == "header":
+            self._terminate()
+            return
+        self.write(method_frame(0, ConnectionClose(reply_code, reply_text[:255], class_id, method_id)))
+        self.state = "closing"
+        self._release()
+        self._timers.append(self.loop.call_later(self.settings.close_timeout, self._terminate))
+
+    def _terminate(self) -> None:
+        self._flush()
+        self._release()
+        self.state = "closed"
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._release()
+        self.state = "closed"
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _release(self) -> None:
+        """Give back everything this connection holds: unacked messages, consumers, queues."""
+        channels, self.channels = self.channels, {}
+        for channel in channels.values():
+            channel.release()
+        queues, self.exclusive_queues = self.exclusive_queues, []
+        for queue in queues:
+            if self.vhost is not None:
+                _, consumers = self.vhost.remove_queue(queue)
+                for consumer in consumers:
+                    consumer.cancelled_by_server()  # type: ignore[attr-defined]
+
+    def _handshake_timeout(self) -> None:
+        if self.state in ("header", "start", "secure", "tune", "open"):
+            log.warning("handshake_timeout", peer=self.peer, state=self.state)
+            self.abort()
+
+    # ----------------------------------------------------------------- heartbeats
+    def start_heartbeat(self) -> None:
+        if self.heartbeat > 0:
+            self._wrote = self._received = True
+            self._missed = 0
+            self._timers.append(self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick))
+
+    def _heartbeat_tick(self) -> None:
+        if self.state == "closed":
+            return
+        if not self._wrote:
+            self.write(HEARTBEAT)
+        self._wrote = False
+        if self._received:
+            self._missed = 0
+        else:
+            self._missed += 1
+        self._received = False
+        # two intervals of silence = four half-interval ticks with nothing received
+        if self._missed >= 4:
+            log.warning("heartbeat_timeout", peer=self.peer, heartbeat=self.heartbeat,
+                        vhost=self.vhost.name if self.vhost else None)
+            self.abort()
+            return
+        self._timers = [t for t in self._timers if not t.cancelled()][-4:]
+        self._timers.append(self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick))
+
+    def release_channel(self, channel_id: int) -> None:
+        self.channels.pop(channel_id, None)

@@ -1,0 +1,169 @@
+"""Channel 0: the connection handshake (start/tune/open) and connection.close.
+
+AMQP 0-9-1 §2.2.4 with RabbitMQ's negotiation rules: the server proposes channel_max,
+frame_max and heartbeat in connection.tune; the client's tune-ok may lower channel_max and
+frame_max (0 meaning "no limit" takes the server's), never raise them (530 NOT_ALLOWED),
+and its heartbeat value is final. Authentication failures answer 403 ACCESS_REFUSED with
+connection.close (the authentication_failure_close capability).
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from warrenmq import __version__
+from warrenmq.errors import AccessRefused, CommandInvalid, NotAllowed, UnexpectedFrame
+from warrenmq.protocol.fields import FieldError, decode_table
+from warrenmq.protocol.methods import Method, method_class, method_frame
+
+if TYPE_CHECKING:
+    from warrenmq.server.connection import Connection
+    from warrenmq.server.listener import Server
+
+log = structlog.get_logger("warrenmq.connection")
+
+FRAME_MIN_SIZE = 4096
+
+Start = method_class("ConnectionStart")
+StartOk = method_class("ConnectionStartOk")
+SecureOk = method_class("ConnectionSecureOk")
+Tune = method_class("ConnectionTune")
+TuneOk = method_class("ConnectionTuneOk")
+Open = method_class("ConnectionOpen")
+OpenOk = method_class("ConnectionOpenOk")
+Close = method_class("ConnectionClose")
+CloseOk = method_class("ConnectionCloseOk")
+UpdateSecret = method_class("ConnectionUpdateSecret")
+
+CAPABILITIES = {
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+    "consumer_priorities": False,
+    "direct_reply_to": False,
+}
+
+
+def start_method(server: Server) -> Method:
+    properties: dict[str, Any] = {
+        "capabilities": CAPABILITIES,
+        "product": "WarrenMQ",
+        "version": __version__,
+        "platform": f"Python {platform.python_version()}",
+        "cluster_name": server.cluster_name,
+        "copyright": "WarrenMQ contributors",
+        "information": "Licensed under the Apache License 2.0",
+    }
+    return Start(0, 9, properties, b"PLAIN AMQPLAIN", b"en_US")
+
+
+def _credentials(mechanism: str, response: bytes) -> tuple[str, str]:
+    if mechanism == "PLAIN":
+        parts = response.split(b"\x00")
+        if len(parts) != 3:
+            raise AccessRefused("malformed PLAIN response")
+        return parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
+    if mechanism == "AMQPLAIN":
+        try:
+            table, _ = decode_table(len(response).to_bytes(4, "big") + response, 0)
+        except FieldError as exc:
+            raise AccessRefused("malformed AMQPLAIN response") from exc
+        login, password = table.get("LOGIN", ""), table.get("PASSWORD", "")
+        return str(login), str(password)
+    raise CommandInvalid(f"unknown authentication mechanism '{mechanism}'")
+
+
+def _on_start_ok(conn: Connection, method: Method) -> None:
+    conn.client_properties = dict(method.client_properties)
+    caps = conn.client_properties.get("capabilities")
+    conn.client_capabilities = dict(caps) if isinstance(caps, dict) else {}
+    username, password = _credentials(method.mechanism, method.response)
+    user = conn.server.broker.authenticate(username, password, loopback=conn.loopback)
+    if user is None:
+        log.warning("authentication_failed", peer=conn.peer, user=username,
+                    mechanism=method.mechanism)
+        raise AccessRefused(
+            f"Login was refused using authentication mechanism {method.mechanism}."
+            " For details see the broker logfile."
+        )
+    conn.user = user
+    conn.state = "tune"
+    settings = conn.settings
+    conn.write(method_frame(0, Tune(settings.channel_max, settings.frame_max, settings.heartbeat)))
+
+
+def _on_tune_ok(conn: Connection, method: Method) -> None:
+    settings = conn.settings
+    channel_max = method.channel_max or settings.channel_max
+    if channel_max > settings.channel_max:
+        raise NotAllowed(
+            f"negotiated channel_max = {channel_max} is higher than the maximum allowed"
+            f" value ({settings.channel_max})"
+        )
+    frame_max = method.frame_max or settings.frame_max
+    if frame_max < FRAME_MIN_SIZE:
+        raise NotAllowed(f"frame_max={frame_max} < {FRAME_MIN_SIZE} min size")
+    if frame_max > settings.frame_max:
+        raise NotAllowed(f"frame_max={frame_max} > {settings.frame_max} max size")
+    conn.channel_max = channel_max
+    conn.frame_max = frame_max
+    conn.reader.frame_max = frame_max
+    conn.heartbeat = method.heartbeat
+    conn.state = "open"
+
+
+def _on_open(conn: Connection, method: Method) -> None:
+    assert conn.user is not None
+    vhost = conn.server.broker.vhost_for(conn.user, method.virtual_host)
+    if vhost is None:
+        if method.virtual_host in conn.server.broker.vhosts:
+            raise NotAllowed(
+                f"access to vhost '{method.virtual_host}' refused for user '{conn.user.name}'"
+            )
+        raise NotAllowed(f"vhost {method.virtual_host} not found")
+    conn.vhost = vhost
+    conn.state = "running"
+    conn.write(method_frame(0, OpenOk("")))
+    conn.start_heartbeat()
+    log.info("connection_opened", peer=conn.peer, user=conn.user.name, vhost=vhost.name,
+             client=conn.client_properties.get("product"))
+
+
+_EXPECTED = {
+    "start": StartOk,
+    "tune": TuneOk,
+    "open": Open,
+}
+_HANDLERS = {StartOk: _on_start_ok, TuneOk: _on_tune_ok, Open: _on_open}
+
+
+def on_connection_method(conn: Connection, method: Method) -> None:
+    """Handle a method on channel 0 in the connection's current state."""
+    cls = type(method)
+    if cls is Close:
+        log.debug("connection_close_by_client", peer=conn.peer, reply_code=method.reply_code)
+        conn.write(method_frame(0, CloseOk()))
+        conn.state = "closing"
+        conn.loop.call_soon(conn._terminate)  # noqa: SLF001
+        return
+    if cls is CloseOk:
+        return
+    if conn.state == "running":
+        if cls is UpdateSecret:
+            conn.write(method_frame(0, method_class("ConnectionUpdateSecretOk")()))
+            return
+        raise CommandInvalid(f"unexpected method {method.NAME} on channel 0")
+    expected = _EXPECTED.get(conn.state)
+    if expected is None or cls is not expected:
+        raise UnexpectedFrame(
+            f"expected {expected.NAME if expected else 'nothing'} during handshake,"
+            f" got {method.NAME}"
+        )
+    _HANDLERS[cls](conn, method)

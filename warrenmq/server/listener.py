@@ -1,0 +1,67 @@
+"""Server: the listening sockets and the set of live connections of one broker.
+
+Starts one asyncio server per configured listener, creates a ``Connection`` protocol per
+accepted socket, and on shutdown stops accepting, closes every connection with
+320 CONNECTION_FORCED and waits (bounded) for them to go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import structlog
+
+from warrenmq.broker.broker import Broker
+from warrenmq.errors import ReplyCode
+from warrenmq.server.connection import Connection
+from warrenmq.server.settings import ServerSettings
+
+log = structlog.get_logger("warrenmq.server")
+
+
+class Server:
+    def __init__(
+        self, broker: Broker, settings: ServerSettings | None = None, *,
+        cluster_name: str | None = None,
+    ) -> None:
+        self.broker = broker
+        self.settings = settings or ServerSettings()
+        self.cluster_name = cluster_name or f"warrenmq@{socket.gethostname()}"
+        self.connections: set[Connection] = set()
+        self._servers: list[asyncio.Server] = []
+
+    def _protocol(self) -> Connection:
+        return Connection(self)
+
+    async def listen(self, host: str, port: int) -> tuple[str, int]:
+        """Start a listener; returns the bound (host, port) — port 0 picks a free one."""
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(self._protocol, host, port, reuse_address=True,
+                                       backlog=1024)
+        self._servers.append(srv)
+        bound = srv.sockets[0].getsockname()
+        log.info("listening", host=bound[0], port=bound[1])
+        return str(bound[0]), int(bound[1])
+
+    @property
+    def ports(self) -> list[int]:
+        return [int(s.sockets[0].getsockname()[1]) for s in self._servers if s.sockets]
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Graceful shutdown: stop accepting, close connections with 320, wait for them."""
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self.connections):
+            conn.close(int(ReplyCode.CONNECTION_FORCED),
+                       "CONNECTION_FORCED - broker forced connection closure with reason"
+                       " 'shutdown'")
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn.abort()
+        for srv in self._servers:
+            await srv.wait_closed()
+        self._servers.clear()
+        log.info("server_stopped")

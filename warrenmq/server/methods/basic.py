@@ -1,0 +1,133 @@
+"""basic.* methods except basic.publish (which the channel assembles with its content).
+
+basic.qos follows RabbitMQ's per_consumer_qos: global=false sets the prefetch of consumers
+started afterwards on the channel, global=true limits the channel's consumers together.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import TYPE_CHECKING
+
+from warrenmq.errors import NotAllowed, NotImplemented_
+from warrenmq.protocol.methods import Method, encode_get_ok, method_class
+from warrenmq.server.consumer import Consumer
+from warrenmq.server.methods.queue import queue_name
+
+if TYPE_CHECKING:
+    from warrenmq.broker.vhost import VirtualHost
+    from warrenmq.server.channel import Channel
+
+QosOk = method_class("BasicQosOk")
+ConsumeOk = method_class("BasicConsumeOk")
+CancelOk = method_class("BasicCancelOk")
+GetEmpty = method_class("BasicGetEmpty")
+RecoverOk = method_class("BasicRecoverOk")
+
+
+def _vhost(channel: Channel) -> VirtualHost:
+    vhost = channel.conn.vhost
+    assert vhost is not None
+    return vhost
+
+
+def basic_qos(channel: Channel, m: Method) -> None:
+    if m.prefetch_size:
+        raise NotImplemented_(f"prefetch_size!=0 ({m.prefetch_size})")
+    if m.global_:
+        channel.global_prefetch = m.prefetch_count
+    else:
+        channel.prefetch_count = m.prefetch_count
+    channel.send(QosOk())
+    channel.redispatch()
+
+
+def _consumer_tag() -> str:
+    return "amq.ctag-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+
+
+def basic_consume(channel: Channel, m: Method) -> None:
+    queue = _vhost(channel).queue(queue_name(channel, m.queue), channel.conn)
+    tag = m.consumer_tag or _consumer_tag()
+    if tag in channel.consumers:
+        raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
+    queue.check_consumer(exclusive=m.exclusive)
+    consumer = Consumer(
+        channel,
+        queue,
+        tag,
+        no_ack=m.no_ack,
+        exclusive=m.exclusive,
+        prefetch=channel.prefetch_count,
+        arguments=dict(m.arguments),
+    )
+    if not m.nowait:
+        channel.send(ConsumeOk(tag))
+    channel.consumers[tag] = consumer
+    queue.add_consumer(consumer)
+
+
+def basic_cancel(channel: Channel, m: Method) -> None:
+    consumer = channel.consumers.pop(m.consumer_tag, None)
+    if consumer is not None and consumer.queue.remove_consumer(consumer):
+        _vhost(channel).remove_queue(consumer.queue)
+    if not m.nowait:
+        channel.send(CancelOk(m.consumer_tag))
+
+
+def basic_get(channel: Channel, m: Method) -> None:
+    queue = _vhost(channel).queue(queue_name(channel, m.queue), channel.conn)
+    qm = queue.get()
+    if qm is None:
+        channel.send(GetEmpty(""))
+        return
+    tag = channel.next_tag
+    channel.next_tag = tag + 1
+    if not m.no_ack:
+        channel.unacked[tag] = (queue, qm, None)
+        queue.track_unacked()
+    msg = qm.message
+    conn = channel.conn
+    conn.write_parts(encode_get_ok(channel.number, tag, qm.redelivered, msg.route,
+                                   queue.message_count, msg.properties, msg.body,
+                                   conn.frame_max))
+
+
+def basic_ack(channel: Channel, m: Method) -> None:
+    channel.settle(channel.take_unacked(m.delivery_tag, m.multiple), None)
+
+
+def basic_reject(channel: Channel, m: Method) -> None:
+    channel.settle(channel.take_unacked(m.delivery_tag, False), m.requeue)
+
+
+def basic_nack(channel: Channel, m: Method) -> None:
+    channel.settle(channel.take_unacked(m.delivery_tag, m.multiple), m.requeue)
+
+
+def _recover(channel: Channel, m: Method) -> None:
+    # RabbitMQ requeues for both requeue=true and requeue=false ("spec differences").
+    channel.requeue_unacked()
+
+
+def basic_recover(channel: Channel, m: Method) -> None:
+    _recover(channel, m)
+    channel.send(RecoverOk())
+
+
+def basic_recover_async(channel: Channel, m: Method) -> None:
+    _recover(channel, m)
+
+
+HANDLERS = {
+    method_class("BasicQos").INDEX: basic_qos,
+    method_class("BasicConsume").INDEX: basic_consume,
+    method_class("BasicCancel").INDEX: basic_cancel,
+    method_class("BasicGet").INDEX: basic_get,
+    method_class("BasicAck").INDEX: basic_ack,
+    method_class("BasicReject").INDEX: basic_reject,
+    method_class("BasicNack").INDEX: basic_nack,
+    method_class("BasicRecover").INDEX: basic_recover,
+    method_class("BasicRecoverAsync").INDEX: basic_recover_async,
+}

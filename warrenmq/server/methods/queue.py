@@ -1,0 +1,105 @@
+"""queue.declare/bind/unbind/purge/delete.
+
+An empty queue name means "the last queue declared on this channel" (AMQP 0-9-1 §1.7.2),
+and for queue.bind an empty routing key then means that queue's name too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from warrenmq.errors import NotFound
+from warrenmq.protocol.methods import Method, method_class
+
+if TYPE_CHECKING:
+    from warrenmq.broker.vhost import VirtualHost
+    from warrenmq.server.channel import Channel
+
+DeclareOk = method_class("QueueDeclareOk")
+BindOk = method_class("QueueBindOk")
+UnbindOk = method_class("QueueUnbindOk")
+PurgeOk = method_class("QueuePurgeOk")
+DeleteOk = method_class("QueueDeleteOk")
+
+
+def _vhost(channel: Channel) -> VirtualHost:
+    vhost = channel.conn.vhost
+    assert vhost is not None
+    return vhost
+
+
+def queue_name(channel: Channel, name: str) -> str:
+    """Expand the empty-name shortcut (RabbitMQ: 404 when nothing was declared)."""
+    if name:
+        return name
+    if not channel.last_queue:
+        raise NotFound("no previously declared queue")
+    return channel.last_queue
+
+
+def queue_declare(channel: Channel, m: Method) -> None:
+    vhost = _vhost(channel)
+    conn = channel.conn
+    name = queue_name(channel, m.queue) if m.passive else m.queue
+    existed = name in vhost.queues
+    queue = vhost.declare_queue(
+        name,
+        owner=conn,
+        passive=m.passive,
+        durable=m.durable,
+        exclusive=m.exclusive,
+        auto_delete=m.auto_delete,
+        arguments=m.arguments,
+    )
+    if not existed and queue.exclusive:
+        conn.exclusive_queues.append(queue)
+    channel.last_queue = queue.name
+    if not m.nowait:
+        channel.send(DeclareOk(queue.name, queue.message_count, queue.consumer_count))
+
+
+def queue_bind(channel: Channel, m: Method) -> None:
+    name = queue_name(channel, m.queue)
+    key = m.routing_key if (m.queue or m.routing_key) else name
+    _vhost(channel).bind_queue(name, m.exchange, key, m.arguments, channel.conn)
+    if not m.nowait:
+        channel.send(BindOk())
+
+
+def queue_unbind(channel: Channel, m: Method) -> None:
+    name = queue_name(channel, m.queue)
+    key = m.routing_key if (m.queue or m.routing_key) else name
+    _vhost(channel).unbind_queue(name, m.exchange, key, m.arguments, channel.conn)
+    channel.send(UnbindOk())
+
+
+def queue_purge(channel: Channel, m: Method) -> None:
+    count = _vhost(channel).purge_queue(queue_name(channel, m.queue), channel.conn)
+    if not m.nowait:
+        channel.send(PurgeOk(count))
+
+
+def queue_delete(channel: Channel, m: Method) -> None:
+    vhost = _vhost(channel)
+    name = queue_name(channel, m.queue)
+    if name not in vhost.queues:
+        # RabbitMQ: deleting a queue that does not exist succeeds with a count of 0.
+        if not m.nowait:
+            channel.send(DeleteOk(0))
+        return
+    count, consumers = vhost.delete_queue(
+        name, owner=channel.conn, if_unused=m.if_unused, if_empty=m.if_empty
+    )
+    for consumer in consumers:
+        consumer.cancelled_by_server()  # type: ignore[attr-defined]
+    if not m.nowait:
+        channel.send(DeleteOk(count))
+
+
+HANDLERS = {
+    method_class("QueueDeclare").INDEX: queue_declare,
+    method_class("QueueBind").INDEX: queue_bind,
+    method_class("QueueUnbind").INDEX: queue_unbind,
+    method_class("QueuePurge").INDEX: queue_purge,
+    method_class("QueueDelete").INDEX: queue_delete,
+}

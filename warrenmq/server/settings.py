@@ -1,0 +1,22 @@
+"""ServerSettings: the plain values the server layer needs, copied out of the config.
+
+The composition root builds one of these; connections read it and never the config file
+or a global (design: config values are passed down as plain values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    frame_max: int = 131072
+    channel_max: int = 2047
+    heartbeat: int = 60
+    max_message_size: int = 128 * 1024 * 1024
+    max_connections: int = 0
+    handshake_timeout: float = 10.0
+    close_timeout: float = 1.0
+    write_high_water: int = 1024 * 1024
+    write_low_water: int = 256 * 1024
