@@ -47,9 +47,14 @@ def server_settings(config: BrokerConfig) -> ServerSettings:
     )
 
 
+def _prepare_data_dir(path: str) -> None:
+    """Create the data directory before the loop serves anyone (a one-off, blocking)."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+
+
 async def start(config: BrokerConfig) -> Server:
     """Build the broker and start every listener; returns the running server."""
-    Path(config.storage.data_dir).mkdir(parents=True, exist_ok=True)
+    _prepare_data_dir(config.storage.data_dir)
     server = Server(build_broker(config), server_settings(config))
     try:
         for listener in config.listeners:

@@ -7,7 +7,6 @@ A bad config file exits with status 2 and every problem as file:line:column: key
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import sys
 from collections.abc import Sequence

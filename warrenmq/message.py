@@ -30,7 +30,7 @@ class Message:
         self.route = route
         self.properties = properties
         self.body = body
-        self._headers: dict[str, Any] | None | bool = False
+        self._headers: dict[str, Any] | bool | None = False
 
     @property
     def body_size(self) -> int:
@@ -48,6 +48,6 @@ class Message:
     @property
     def persistent(self) -> bool:
         try:
-            return get_property(self.properties, "delivery_mode") == 2
+            return bool(get_property(self.properties, "delivery_mode") == 2)
         except (FieldError, IndexError):
             return False

@@ -73,4 +73,5 @@ class Broker:
 
 
 def default_guest() -> User:
-    return User("guest", password="guest", tags=("administrator",), loopback_only=True)
+    # RabbitMQ's well-known default account, usable from loopback only.
+    return User("guest", password="guest", tags=("administrator",), loopback_only=True)  # noqa: S106

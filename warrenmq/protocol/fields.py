@@ -69,7 +69,7 @@ def _fixed(fmt: struct.Struct, data: bytes, offset: int) -> tuple[Any, int]:
     return fmt.unpack_from(data, offset)[0], end
 
 
-def _decode_value(data: bytes, offset: int) -> tuple[Any, int]:  # noqa: C901, PLR0911
+def _decode_value(data: bytes, offset: int) -> tuple[Any, int]:
     if offset >= len(data):
         raise FieldError("truncated field value")
     tag = data[offset]
@@ -169,7 +169,7 @@ def _encode_int(value: int) -> bytes:
 
 
 def _encode_decimal(value: Decimal) -> bytes:
-    sign, digits, exponent = value.as_tuple()
+    _sign, _digits, exponent = value.as_tuple()
     if not isinstance(exponent, int):
         raise FieldError("decimal must be finite")
     scale = max(0, -exponent)
@@ -177,7 +177,7 @@ def _encode_decimal(value: Decimal) -> bytes:
     return b"D" + _U8.pack(scale) + _I32.pack(unscaled)
 
 
-def encode_value(value: Any) -> bytes:  # noqa: PLR0911
+def encode_value(value: Any) -> bytes:
     """Encode one typed field value, tag included."""
     if value is None:
         return b"V"

@@ -14,6 +14,7 @@ straight out of basic.publish so a delivery re-encodes neither.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from warrenmq.errors import CommandInvalid, SyntaxError_
@@ -102,7 +103,7 @@ def _define(class_id: int, method_id: int, name: str, spec: str) -> type[Method]
         "TYPES": tuple(p[1] for p in pairs),
         "HAS_CONTENT": (class_id, method_id) in CONTENT_METHODS,
     }
-    cls = type(name, (Method,), attrs)
+    cls: type[Method] = type(name, (Method,), attrs)
     BY_INDEX[cls.INDEX] = cls
     BY_NAME[name] = cls
     return cls
@@ -199,11 +200,23 @@ _REJECT = BY_NAME["BasicReject"]
 PUBLISH_INDEX = _PUBLISH.INDEX
 ACK_INDEX = _ACK.INDEX
 
-_HOT_DECODERS = {
+def _decode_ack(payload: bytes) -> Method:
+    return _decode_tag_bits(_ACK, ("multiple",), payload)
+
+
+def _decode_nack(payload: bytes) -> Method:
+    return _decode_tag_bits(_NACK, ("multiple", "requeue"), payload)
+
+
+def _decode_reject(payload: bytes) -> Method:
+    return _decode_tag_bits(_REJECT, ("requeue",), payload)
+
+
+_HOT_DECODERS: dict[int, Callable[[bytes], Method]] = {
     _PUBLISH.INDEX: _decode_publish,
-    _ACK.INDEX: lambda p: _decode_tag_bits(_ACK, ("multiple",), p),
-    _NACK.INDEX: lambda p: _decode_tag_bits(_NACK, ("multiple", "requeue"), p),
-    _REJECT.INDEX: lambda p: _decode_tag_bits(_REJECT, ("requeue",), p),
+    _ACK.INDEX: _decode_ack,
+    _NACK.INDEX: _decode_nack,
+    _REJECT.INDEX: _decode_reject,
 }
 
 

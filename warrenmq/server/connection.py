@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
-from warrenmq.errors import AMQPError, ChannelError, InternalError, ReplyCode, UnexpectedFrame
+from warrenmq.errors import AMQPError, ChannelError, InternalError, UnexpectedFrame
 from warrenmq.protocol.frames import (
-    FRAME_BODY,
     FRAME_HEADER,
     FRAME_HEARTBEAT,
     FRAME_METHOD,
@@ -74,24 +73,29 @@ class Connection(asyncio.Protocol):
         self._header = b""
         self._timers: list[asyncio.TimerHandle] = []
         self._dirty: set[Channel] = set()
+        self.closed: asyncio.Future[None] = self.loop.create_future()
 
     # ----------------------------------------------------------------- transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.loopback = bool(peer) and str(peer[0]) in {"127.0.0.1", "::1"} or (
+        self.loopback = (bool(peer) and str(peer[0]) in {"127.0.0.1", "::1"}) or (
             bool(peer) and str(peer[0]).startswith("127.")
         )
-        transport.set_write_buffer_limits(
+        self.transport.set_write_buffer_limits(
             high=self.settings.write_high_water, low=self.settings.write_low_water
         )
         self.server.connections.add(self)
-        self._timers.append(self.loop.call_later(self.settings.handshake_timeout, self._handshake_timeout))
+        self._timers.append(
+            self.loop.call_later(self.settings.handshake_timeout, self._handshake_timeout)
+        )
         log.debug("connection_accepted", peer=self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
         for timer in self._timers:
             timer.cancel()
         if self._flush_handle is not None:
@@ -125,8 +129,8 @@ class Connection(asyncio.Protocol):
             log.exception("connection_internal_error", peer=self.peer)
             self.close_with(InternalError(f"internal error: {type(exc).__name__}"))
         if self._dirty:
-            for channel in self._dirty:
-                channel.flush_confirms()
+            for dirty in self._dirty:
+                dirty.flush_confirms()
             self._dirty.clear()
 
     # ----------------------------------------------------------------- reading
@@ -200,7 +204,7 @@ class Connection(asyncio.Protocol):
         if isinstance(method, ConnectionCloseOk | ConnectionClose):
             if isinstance(method, ConnectionClose):
                 self.write(method_frame(0, ConnectionCloseOk()))
-            self._terminate()
+            self.terminate()
 
     def _on_connection_method(self, method: Method) -> None:
         try:
@@ -256,8 +260,6 @@ class Connection(asyncio.Protocol):
         if self.state in ("closing", "closed"):
             return
         code = exc.reply_code
-        if exc.is_channel_error and self.state == "running":
-            code = ReplyCode.INTERNAL_ERROR
         log.warning(
             "connection_error",
             peer=self.peer,
@@ -267,21 +269,23 @@ class Connection(asyncio.Protocol):
             class_id=exc.class_id,
             method_id=exc.method_id,
         )
-        self.close(int(exc.reply_code) if exc.reply_code else int(code), exc.reply_text(),
-                   exc.class_id, exc.method_id)
+        self.close(int(code), exc.reply_text(), exc.class_id, exc.method_id)
 
-    def close(self, reply_code: int, reply_text: str, class_id: int = 0, method_id: int = 0) -> None:
+    def close(
+        self, reply_code: int, reply_text: str, class_id: int = 0, method_id: int = 0
+    ) -> None:
         if self.state in ("closing", "closed"):
             return
         if self.state == "header":
-            self._terminate()
+            self.terminate()
             return
-        self.write(method_frame(0, ConnectionClose(reply_code, reply_text[:255], class_id, method_id)))
+        close = ConnectionClose(reply_code, reply_text[:255], class_id, method_id)
+        self.write(method_frame(0, close))
         self.state = "closing"
         self._release()
-        self._timers.append(self.loop.call_later(self.settings.close_timeout, self._terminate))
+        self._timers.append(self.loop.call_later(self.settings.close_timeout, self.terminate))
 
-    def _terminate(self) -> None:
+    def terminate(self) -> None:
         self._flush()
         self._release()
         self.state = "closed"

@@ -151,7 +151,7 @@ def on_connection_method(conn: Connection, method: Method) -> None:
         log.debug("connection_close_by_client", peer=conn.peer, reply_code=method.reply_code)
         conn.write(method_frame(0, CloseOk()))
         conn.state = "closing"
-        conn.loop.call_soon(conn._terminate)  # noqa: SLF001
+        conn.loop.call_soon(conn.terminate)
         return
     if cls is CloseOk:
         return

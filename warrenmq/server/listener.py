@@ -48,7 +48,7 @@ class Server:
     def ports(self) -> list[int]:
         return [int(s.sockets[0].getsockname()[1]) for s in self._servers if s.sockets]
 
-    async def close(self, timeout: float = 5.0) -> None:
+    async def close(self, grace: float = 5.0) -> None:
         """Graceful shutdown: stop accepting, close connections with 320, wait for them."""
         for srv in self._servers:
             srv.close()
@@ -56,9 +56,8 @@ class Server:
             conn.close(int(ReplyCode.CONNECTION_FORCED),
                        "CONNECTION_FORCED - broker forced connection closure with reason"
                        " 'shutdown'")
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.connections and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
+        if self.connections:
+            await asyncio.wait({c.closed for c in self.connections}, timeout=grace)
         for conn in list(self.connections):
             conn.abort()
         for srv in self._servers:

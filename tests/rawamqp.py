@@ -1,0 +1,104 @@
+"""A raw-socket AMQP peer for tests that need bytes a client library would hide.
+
+Frames are built and parsed with pamqp, an independent implementation, so these tests do
+not check WarrenMQ's codec against itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any
+
+from pamqp import commands, frame
+from pamqp.base import Frame
+from pamqp.header import ContentHeader
+
+PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+
+
+class RawClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.buffer = b""
+
+    @classmethod
+    async def connect(cls, port: int, host: str = "127.0.0.1") -> RawClient:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    def send_method(self, channel: int, method: Frame) -> None:
+        self.writer.write(frame.marshal(method, channel))
+
+    def send_content(self, channel: int, body: bytes, properties: Any = None,
+                     frame_max: int = 131072) -> None:
+        from pamqp.body import ContentBody
+
+        header = ContentHeader(0, len(body), properties or commands.Basic.Properties())
+        self.writer.write(frame.marshal(header, channel))
+        step = frame_max - 8
+        for start in range(0, len(body), step):
+            self.writer.write(frame.marshal(ContentBody(body[start:start + step]), channel))
+
+    async def read_frame(self, timeout: float = 5.0) -> tuple[int, Any]:
+        """Next frame as (channel, pamqp frame value)."""
+        while True:
+            if len(self.buffer) >= 7:
+                (size,) = struct.unpack_from(">I", self.buffer, 3)
+                if len(self.buffer) >= size + 8:
+                    consumed, channel, value = frame.unmarshal(self.buffer[: size + 8])
+                    self.buffer = self.buffer[consumed:]
+                    return channel, value
+            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            if not data:
+                raise ConnectionError("connection closed by broker")
+            self.buffer += data
+
+    async def read_bytes(self, timeout: float = 5.0) -> bytes:
+        data = await asyncio.wait_for(self.reader.read(65536), timeout)
+        return data
+
+    async def expect(self, kind: type, timeout: float = 5.0) -> Any:
+        """Read frames (skipping heartbeats) until one of ``kind``; fail on anything else."""
+        while True:
+            _, value = await self.read_frame(timeout)
+            if value.__class__.__name__ == "Heartbeat":
+                continue
+            assert isinstance(value, kind), f"expected {kind.__name__}, got {value!r}"
+            return value
+
+    async def closed(self, timeout: float = 5.0) -> bool:
+        """True once the broker has closed the socket (EOF)."""
+        try:
+            while True:
+                data = await asyncio.wait_for(self.reader.read(65536), timeout)
+                if not data:
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+
+    async def handshake(self, *, heartbeat: int = 0, frame_max: int = 131072,
+                        vhost: str = "/", user: str = "guest",
+                        password: str = "guest") -> None:
+        self.send(PROTOCOL_HEADER)
+        await self.expect(commands.Connection.Start)
+        self.send_method(0, commands.Connection.StartOk(
+            client_properties={"product": "rawamqp", "capabilities": {
+                "consumer_cancel_notify": True, "authentication_failure_close": True}},
+            mechanism="PLAIN", response=f"\0{user}\0{password}", locale="en_US"))
+        tune = await self.expect(commands.Connection.Tune)
+        self.send_method(0, commands.Connection.TuneOk(
+            channel_max=tune.channel_max, frame_max=frame_max, heartbeat=heartbeat))
+        self.send_method(0, commands.Connection.Open(virtual_host=vhost))
+        await self.expect(commands.Connection.OpenOk)
+
+    async def open_channel(self, channel: int = 1) -> None:
+        self.send_method(channel, commands.Channel.Open())
+        await self.expect(commands.Channel.OpenOk)
+
+    def close(self) -> None:
+        self.writer.close()
