@@ -15,8 +15,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from warrenmq.errors import AccessRefused, NotFound, PreconditionFailed, ResourceLocked
-from warrenmq.exchange import Exchange, create_exchange
+from warrenmq.errors import (
+    AccessRefused,
+    CommandInvalid,
+    NotFound,
+    PreconditionFailed,
+    ResourceLocked,
+)
+from warrenmq.exchange import EXCHANGE_TYPES, Exchange, create_exchange
 from warrenmq.message import Message
 from warrenmq.queues.queue import DeliveryTarget, Queue
 
@@ -85,8 +91,9 @@ class VirtualHost:
         self.check_exclusive(queue, owner)
         return queue
 
-    def check_exclusive(self, queue: Queue, owner: object | None) -> None:
-        if queue.exclusive_owner is not None and queue.exclusive_owner is not owner:
+    def check_exclusive(self, queue: Queue, owner: object | None, *, strict: bool = False) -> None:
+        """405 unless ``owner`` may use ``queue``; ``strict`` (redeclare) needs the same owner."""
+        if queue.exclusive_owner is not owner and (strict or queue.exclusive_owner is not None):
             raise ResourceLocked(
                 f"cannot obtain exclusive access to locked {self._where('queue', queue.name)}."
                 " It could be originally declared on another connection or the exclusive"
@@ -105,10 +112,14 @@ class VirtualHost:
         internal: bool = False,
         arguments: Mapping[str, Any] | None = None,
     ) -> Exchange:
-        if passive:
-            return self.exchange(name)
+        # RabbitMQ: check_type comes first (503 even for an existing name), and the default
+        # exchange is refused for passive declares too (check_not_default_exchange).
+        if not passive and type_name not in EXCHANGE_TYPES:
+            raise CommandInvalid(f"unknown exchange type '{type_name}'")
         if name == "":
             raise AccessRefused("operation not permitted on the default exchange")
+        if passive:
+            return self.exchange(name)
         existing = self.exchanges.get(name)
         if existing is None:
             if name.startswith("amq."):
@@ -154,9 +165,13 @@ class VirtualHost:
                 )
 
     def delete_exchange(self, name: str, *, if_unused: bool = False) -> None:
-        if name == "" or name.startswith("amq."):
-            raise AccessRefused(f"operation not permitted on exchange '{name}'")
-        exchange = self.exchange(name)
+        if name == "":
+            raise AccessRefused("operation not permitted on the default exchange")
+        if name.startswith("amq."):
+            raise AccessRefused(f"deletion of system {self._where('exchange', name)} not allowed")
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            return  # RabbitMQ (rabbit_exchange:ensure_deleted): a missing exchange is ok
         if if_unused and exchange.has_bindings():
             raise PreconditionFailed(f"{self._where('exchange', name)} in use")
         del self.exchanges[name]
@@ -210,14 +225,17 @@ class VirtualHost:
     ) -> Queue:
         if passive:
             return self.queue(name, owner)
-        if name == "":
+        server_named = name == ""
+        if server_named:
             name = _server_name()
         existing = self.queues.get(name)
         if existing is not None:
-            self.check_exclusive(existing, owner)
+            # RabbitMQ: check_exclusive_access(Q, Owner, strict), so a different exclusive
+            # flag is 405 RESOURCE_LOCKED even on the declaring connection.
+            self.check_exclusive(existing, owner if exclusive else None, strict=True)
             self._queue_equivalent(existing, durable, exclusive, auto_delete, arguments)
             return existing
-        if name.startswith("amq."):
+        if name.startswith("amq.") and not server_named:
             raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
         queue = Queue(
             name,

@@ -27,6 +27,10 @@ _F64 = struct.Struct(">d")
 
 FieldTable = dict[str, Any]
 
+#: Tables/arrays nested deeper than this are refused: a crafted frame could otherwise nest
+#: thousands of levels in a few KiB and escape as RecursionError instead of FieldError.
+MAX_NESTING = 100
+
 
 class FieldError(ValueError):
     """Malformed field data; the server answers it with 502 SYNTAX_ERROR."""
@@ -69,7 +73,7 @@ def _fixed(fmt: struct.Struct, data: bytes, offset: int) -> tuple[Any, int]:
     return fmt.unpack_from(data, offset)[0], end
 
 
-def _decode_value(data: bytes, offset: int) -> tuple[Any, int]:
+def _decode_value(data: bytes, offset: int, depth: int = 0) -> tuple[Any, int]:
     if offset >= len(data):
         raise FieldError("truncated field value")
     tag = data[offset]
@@ -87,9 +91,9 @@ def _decode_value(data: bytes, offset: int) -> tuple[Any, int]:
         raw, offset = decode_longstr_bytes(data, offset)
         return bytearray(raw), offset
     if tag == 0x46:  # F
-        return decode_table(data, offset)
+        return decode_table(data, offset, depth + 1)
     if tag == 0x41:  # A
-        return _decode_array(data, offset)
+        return _decode_array(data, offset, depth + 1)
     if tag == 0x54:  # T
         seconds, offset = _fixed(_U64, data, offset)
         try:
@@ -118,22 +122,26 @@ _FIXED_DECODERS: dict[int, struct.Struct] = {
 }
 
 
-def _decode_array(data: bytes, offset: int) -> tuple[list[Any], int]:
+def _decode_array(data: bytes, offset: int, depth: int) -> tuple[list[Any], int]:
+    if depth > MAX_NESTING:
+        raise FieldError("field tables and arrays nested too deeply")
     size, offset = _fixed(_U32, data, offset)
     end = offset + size
     if end > len(data):
         raise FieldError("truncated field array")
     items: list[Any] = []
     while offset < end:
-        value, offset = _decode_value(data, offset)
+        value, offset = _decode_value(data, offset, depth)
         items.append(value)
     if offset != end:
         raise FieldError("field array overruns its length")
     return items, end
 
 
-def decode_table(data: bytes, offset: int) -> tuple[FieldTable, int]:
+def decode_table(data: bytes, offset: int, depth: int = 0) -> tuple[FieldTable, int]:
     """Decode a field table starting at ``offset``; returns (table, next offset)."""
+    if depth > MAX_NESTING:
+        raise FieldError("field tables and arrays nested too deeply")
     size, offset = _fixed(_U32, data, offset)
     end = offset + size
     if end > len(data):
@@ -141,7 +149,7 @@ def decode_table(data: bytes, offset: int) -> tuple[FieldTable, int]:
     table: FieldTable = {}
     while offset < end:
         key, offset = decode_shortstr(data, offset)
-        value, offset = _decode_value(data, offset)
+        value, offset = _decode_value(data, offset, depth)
         table[key] = value
     if offset != end:
         raise FieldError("field table overruns its length")
@@ -174,6 +182,8 @@ def _encode_decimal(value: Decimal) -> bytes:
         raise FieldError("decimal must be finite")
     scale = max(0, -exponent)
     unscaled = int(value.scaleb(scale))
+    if scale > 255 or not -(2**31) <= unscaled < 2**31:
+        raise FieldError("decimal out of range for a field table")
     return b"D" + _U8.pack(scale) + _I32.pack(unscaled)
 
 
@@ -194,7 +204,10 @@ def encode_value(value: Any) -> bytes:
     if isinstance(value, Decimal):
         return _encode_decimal(value)
     if isinstance(value, datetime):
-        return b"T" + _U64.pack(int(value.timestamp()))
+        seconds = int(value.timestamp())
+        if not 0 <= seconds < 2**64:
+            raise FieldError("timestamp out of range for a field table")
+        return b"T" + _U64.pack(seconds)
     if isinstance(value, Mapping):
         return b"F" + encode_table(value)
     if isinstance(value, Sequence):

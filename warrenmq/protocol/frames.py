@@ -1,9 +1,10 @@
 """AMQP 0-9-1 framing (spec §4.2.3): split a byte stream into frames and build frames.
 
 ``FrameReader.feed`` takes whatever the socket delivered and returns the complete frames
-in it; an incomplete frame is not an error, it waits for more bytes. It owns one
-``bytearray`` and a read offset, compacting only when the consumed prefix is large, so a
-burst of small frames costs one slice per frame and no repeated buffer copies.
+in it; an incomplete frame is not an error, it waits for more bytes. It keeps only the
+unfinished tail between calls and parses each chunk as ``bytes`` with an offset, so a
+frame's payload costs exactly one slice (a ``bytearray`` buffer would cost two copies a
+frame: the slice, then ``bytes()`` of it).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ FRAME_OVERHEAD = 8  # type(1) + channel(2) + size(4) + frame-end(1)
 
 _FRAME_HEAD = struct.Struct(">BHI")
 _KNOWN_TYPES = frozenset({FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT})
-_COMPACT_AT = 65536
 
 HEARTBEAT = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 
@@ -38,21 +38,19 @@ class FrameReader:
     a frame announcing a larger payload is a 501 FRAME_ERROR before its payload arrives.
     """
 
-    __slots__ = ("_buf", "_pos", "frame_max")
+    __slots__ = ("_tail", "frame_max")
 
     def __init__(self, frame_max: int) -> None:
-        self._buf = bytearray()
-        self._pos = 0
+        self._tail = b""
         self.frame_max = frame_max
 
     @property
     def buffered(self) -> int:
-        return len(self._buf) - self._pos
+        return len(self._tail)
 
     def feed(self, data: bytes) -> list[Frame]:
-        buf = self._buf
-        buf += data
-        pos = self._pos
+        buf = self._tail + data if self._tail else bytes(data)
+        pos = 0
         end = len(buf)
         frames: list[Frame] = []
         limit = self.frame_max - FRAME_OVERHEAD
@@ -70,15 +68,9 @@ class FrameReader:
                 break
             if buf[stop] != FRAME_END:
                 raise FrameError(f"frame end byte is 0x{buf[stop]:02x}, expected 0xce")
-            frames.append((frame_type, channel, bytes(buf[pos + 7 : stop])))
+            frames.append((frame_type, channel, buf[pos + 7 : stop]))
             pos = stop + 1
-        if pos == end:
-            buf.clear()
-            pos = 0
-        elif pos >= _COMPACT_AT:
-            del buf[:pos]
-            pos = 0
-        self._pos = pos
+        self._tail = buf[pos:] if pos < end else b""
         return frames
 
 

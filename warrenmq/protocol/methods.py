@@ -319,6 +319,31 @@ def encode_deliver(
     return _with_content(method, channel, properties, body, frame_max)
 
 
+_DELIVER_FIXED = struct.Struct(">QB")
+_BODY_HEAD = struct.Struct(">BHI")
+
+
+def deliver_frames(
+    channel: int,
+    consumer_tag: bytes,
+    delivery_tag: int,
+    redelivered: bool,
+    route: bytes,
+    properties: bytes,
+    body: bytes,
+) -> bytes:
+    """basic.deliver, header and ONE body frame as a single bytes (body must fit a frame)."""
+    args = consumer_tag + _DELIVER_FIXED.pack(delivery_tag, redelivered) + route
+    size = len(body)
+    return b"".join((
+        _DELIVER_HEAD.pack(1, channel, len(args) + 4, 60, 60), args,
+        b"\xce",
+        _CONTENT_HEAD.pack(2, channel, len(properties) + 12, 60, 0, size), properties,
+        b"\xce",
+        _BODY_HEAD.pack(3, channel, size), body, b"\xce",
+    ))
+
+
 def encode_get_ok(
     channel: int,
     delivery_tag: int,

@@ -122,11 +122,27 @@ class Queue:
 
     # ------------------------------------------------------------------ messages in
     def enqueue(self, message: Message) -> None:
-        self._ready.append(QueuedMessage(message, next(self._seq)))
-        self.ready_bytes += len(message.body)
+        qm = QueuedMessage(message, next(self._seq))
         self.published += 1
-        if self._consumers:
-            self.dispatch()
+        consumers = self._consumers
+        if consumers and not self._ready and not self._returned and not self._dispatching:
+            # Fast path: nothing is waiting, so hand it straight to the next consumer
+            # with credit, skipping the deque round trip.
+            count = len(consumers)
+            for _ in range(count):
+                index = self._rr % count
+                self._rr = index + 1
+                consumer = consumers[index]
+                if consumer.has_credit():
+                    qm.delivery_count = 1
+                    self.delivered += 1
+                    if consumer.deliver(self, qm):
+                        self.unacked += 1
+                    return
+        # Otherwise no consumer has credit (dispatch leaves messages ready only then), and
+        # every event that creates credit dispatches by itself: nothing to do but wait.
+        self._ready.append(qm)
+        self.ready_bytes += len(message.body)
 
     def _pop(self) -> QueuedMessage:
         returned = self._returned

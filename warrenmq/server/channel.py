@@ -91,9 +91,11 @@ class Channel:
     # ----------------------------------------------------------------- frames in
     def on_method_frame(self, payload: bytes) -> None:
         if self._publish is not None:
+            # RabbitMQ's command assembler names the publish whose content was cut short.
+            expected = "content body" if self._in_body else "content header for class 60"
             raise UnexpectedFrame(
-                f"expected content header for class 60 on channel {self.number},"
-                " got a method frame"
+                f"expected {expected} on channel {self.number}, got a method frame",
+                class_id=60, method_id=40,
             )
         method = decode_method(payload)
         if self.state != "open":
@@ -134,12 +136,15 @@ class Channel:
         if self._publish is None or self._in_body:
             if self.state != "open":
                 return
-            raise UnexpectedFrame(f"unexpected content header frame on channel {self.number}")
+            ids = (60, 40) if self._publish is not None else (0, 0)
+            raise UnexpectedFrame(f"unexpected content header frame on channel {self.number}",
+                                  class_id=ids[0], method_id=ids[1])
         if len(payload) < 14:
             raise SyntaxError_("content header frame too short", class_id=60, method_id=40)
         class_id, _weight, size = _CONTENT_HEADER.unpack_from(payload, 0)
         if class_id != 60:
-            raise UnexpectedFrame(f"content header for class {class_id}, expected 60")
+            raise UnexpectedFrame(f"content header for class {class_id}, expected 60",
+                                  class_id=60, method_id=40)
         properties = payload[12:]
         if properties != EMPTY_PROPERTIES:
             try:
@@ -167,11 +172,14 @@ class Channel:
         if not self._in_body:
             if self.state != "open":
                 return
-            raise UnexpectedFrame(f"unexpected content body frame on channel {self.number}")
+            ids = (60, 40) if self._publish is not None else (0, 0)
+            raise UnexpectedFrame(f"unexpected content body frame on channel {self.number}",
+                                  class_id=ids[0], method_id=ids[1])
         self._received += len(payload)
         if self._received > self._body_size:
             raise UnexpectedFrame(
-                f"content body of {self._received} bytes exceeds the declared {self._body_size}"
+                f"content body of {self._received} bytes exceeds the declared {self._body_size}",
+                class_id=60, method_id=40,
             )
         if self._received == self._body_size:
             if self._parts:

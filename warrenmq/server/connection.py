@@ -16,8 +16,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
-from warrenmq.errors import AMQPError, ChannelError, InternalError, UnexpectedFrame
+from warrenmq.errors import (
+    AMQPError,
+    ChannelError,
+    InternalError,
+    NotAllowed,
+    UnexpectedFrame,
+)
 from warrenmq.protocol.frames import (
+    FRAME_BODY,
     FRAME_HEADER,
     FRAME_HEARTBEAT,
     FRAME_METHOD,
@@ -121,8 +128,7 @@ class Connection(asyncio.Protocol):
         if self.state == "closed":
             return
         try:
-            for frame_type, channel, payload in self.reader.feed(data):
-                self._on_frame(frame_type, channel, payload)
+            self._on_frames(self.reader.feed(data))
         except AMQPError as exc:
             self.close_with(exc)
         except Exception as exc:
@@ -153,6 +159,22 @@ class Connection(asyncio.Protocol):
         self.transport.close()
         return b""
 
+    def _on_frames(self, frames: list[tuple[int, int, bytes]]) -> None:
+        """Hand each frame to its channel; the common case without any other checks."""
+        channels = self.channels
+        for frame_type, channel_id, payload in frames:
+            channel = channels.get(channel_id) if channel_id else None
+            if channel is None or self.state != "running":
+                self._on_frame(frame_type, channel_id, payload)
+            elif frame_type == FRAME_BODY:
+                channel.on_body_frame(payload)
+            elif frame_type == FRAME_HEADER:
+                channel.on_header_frame(payload)
+            elif frame_type == FRAME_METHOD:
+                channel.on_method_frame(payload)
+            else:
+                self._on_frame(frame_type, channel_id, payload)
+
     def _on_frame(self, frame_type: int, channel_id: int, payload: bytes) -> None:
         if self.state == "closing":
             self._on_frame_closing(frame_type, channel_id, payload)
@@ -167,7 +189,8 @@ class Connection(asyncio.Protocol):
             self._on_connection_method(decode_method(payload))
             return
         if self.state != "running":
-            raise ChannelError(f"channel {channel_id} used before connection.open")
+            # RabbitMQ's handle_frame: a channel frame outside "running" is unexpected.
+            raise UnexpectedFrame(f"channel {channel_id} used before connection.open")
         channel = self.channels.get(channel_id)
         if channel is None:
             self._open_channel(frame_type, channel_id, payload)
@@ -188,8 +211,10 @@ class Connection(asyncio.Protocol):
                 method_id=method.METHOD_ID if method else 0,
             )
         if channel_id > self.channel_max:
-            raise ChannelError(
-                f"channel {channel_id} is above channel_max {self.channel_max}",
+            # 530 as RabbitMQ's create_channel ("... has reached the negotiated channel_max");
+            # numbers are 1..channel_max, so this also bounds the number of open channels.
+            raise NotAllowed(
+                f"channel {channel_id} is above the negotiated channel_max {self.channel_max}",
                 class_id=method.CLASS_ID,
                 method_id=method.METHOD_ID,
             )
@@ -228,10 +253,20 @@ class Connection(asyncio.Protocol):
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
 
+    def schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
     def _flush(self) -> None:
         self._flush_handle = None
-        if self._out and self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(self._out)
+        out = self._out
+        if out and self.transport is not None and not self.transport.is_closing():
+            # One buffer per tick: joining many small frames is cheaper than handing the
+            # transport a long list; big bodies go as a list to avoid copying them.
+            if self._out_bytes <= 262144:
+                self.transport.write(b"".join(out))
+            else:
+                self.transport.writelines(out)
             self._wrote = True
         self._out = []
         self._out_bytes = 0
@@ -241,6 +276,8 @@ class Connection(asyncio.Protocol):
 
     def can_write(self) -> bool:
         """Credit from the socket: False while the peer is not reading fast enough."""
+        if self.state != "running":
+            return False
         if self._paused or self._out_bytes >= self.settings.write_high_water:
             self._starved = True
             return False
@@ -301,6 +338,10 @@ class Connection(asyncio.Protocol):
     def _release(self) -> None:
         """Give back everything this connection holds: unacked messages, consumers, queues."""
         channels, self.channels = self.channels, {}
+        # Consumers first, on every channel, so requeued messages cannot be pushed to
+        # another channel of this same dying connection.
+        for channel in channels.values():
+            channel.remove_consumers()
         for channel in channels.values():
             channel.release()
         queues, self.exclusive_queues = self.exclusive_queues, []

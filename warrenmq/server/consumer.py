@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from warrenmq.protocol.methods import encode_deliver, shortstr
+from warrenmq.protocol.methods import deliver_frames, encode_deliver, shortstr
 
 if TYPE_CHECKING:
     from warrenmq.queues.queue import Queue, QueuedMessage
@@ -67,18 +67,20 @@ class Consumer:
         channel.next_tag = tag + 1
         message = qm.message
         conn = channel.conn
-        conn.write_parts(
-            encode_deliver(
-                channel.number,
-                self.tag_bytes,
-                tag,
-                qm.redelivered,
-                message.route,
-                message.properties,
-                message.body,
-                conn.frame_max,
+        body = message.body
+        if 0 < len(body) <= conn.frame_max - 8:
+            # Inlined single-body-frame case of encode_deliver (the common one).
+            data = deliver_frames(channel.number, self.tag_bytes, tag, qm.redelivered,
+                                  message.route, message.properties, body)
+            conn._out.append(data)  # noqa: SLF001 - hot path, see Connection.write
+            conn._out_bytes += len(data)  # noqa: SLF001
+            if conn._flush_handle is None:  # noqa: SLF001
+                conn.schedule_flush()
+        else:
+            conn.write_parts(
+                encode_deliver(channel.number, self.tag_bytes, tag, qm.redelivered,
+                               message.route, message.properties, body, conn.frame_max)
             )
-        )
         if self.no_ack:
             return False
         channel.unacked[tag] = (queue, qm, self)

@@ -128,6 +128,9 @@ def _on_open(conn: Connection, method: Method) -> None:
                 f"access to vhost '{method.virtual_host}' refused for user '{conn.user.name}'"
             )
         raise NotAllowed(f"vhost {method.virtual_host} not found")
+    limit = conn.settings.max_connections
+    if limit and sum(c.state == "running" for c in conn.server.connections) >= limit:
+        raise NotAllowed(f"connection refused: node connection limit ({limit}) is reached")
     conn.vhost = vhost
     conn.state = "running"
     conn.write(method_frame(0, OpenOk("")))
