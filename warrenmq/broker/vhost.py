@@ -348,7 +348,13 @@ class VirtualHost:
                     queues.append(dest)
             elif isinstance(dest, Exchange) and dest not in seen_x:
                 seen_x.add(dest)
-                stack.extend(dest.route(message.routing_key, headers))
+                found = dest.route(message.routing_key, headers)
+                if found:
+                    stack.extend(found)
+                elif "alternate-exchange" in dest.arguments:
+                    # RabbitMQ (rabbit_exchange:route1, process_alternate): every exchange
+                    # walked that matches nothing hands the message to its own AE.
+                    stack.extend(self._alternate(dest, message, set(seen_x)))
         return queues
 
     def _alternate(
