@@ -85,22 +85,29 @@ class FakeConsumer:
         self.held: list[QueuedMessage] = []
         self.ledger = ledger
 
-    def has_credit(self) -> bool:
-        if not self.active:
-            return False
-        if self.no_ack or self.prefetch == 0:
-            return True
-        return len(self.held) < self.prefetch
+    #: credit reported when unlimited: small, so batches of several calls are exercised
+    UNLIMITED_BATCH = 2
 
-    def deliver(self, queue: Queue, qm: QueuedMessage) -> bool:
-        assert self.has_credit(), f"{self.tag} got a message without credit"
-        self.ledger.deliveries.append((self.tag, index_of(qm)))
-        if self.no_ack:
-            self.ledger.take(qm, None)
-            return False
-        self.ledger.take(qm, self.tag)
-        self.held.append(qm)
-        return True
+    def credit(self) -> int:
+        if not self.active:
+            return 0
+        if self.no_ack or self.prefetch == 0:
+            return self.UNLIMITED_BATCH
+        return self.prefetch - len(self.held)
+
+    def has_credit(self) -> bool:
+        return self.credit() > 0
+
+    def deliver(self, queue: Queue, qms: list[QueuedMessage]) -> int:
+        assert 0 < len(qms) <= self.credit(), f"{self.tag} got {len(qms)} past its credit"
+        for qm in qms:
+            self.ledger.deliveries.append((self.tag, index_of(qm)))
+            if self.no_ack:
+                self.ledger.take(qm, None)
+            else:
+                self.ledger.take(qm, self.tag)
+                self.held.append(qm)
+        return 0 if self.no_ack else len(qms)
 
 
 class QueueMachine(RuleBasedStateMachine):
@@ -167,7 +174,7 @@ class QueueMachine(RuleBasedStateMachine):
         qm = held.pop(data.draw(st.integers(0, len(held) - 1), label="which"))
         del self.ledger.where[index_of(qm)]
         self.acked += 1
-        self.queue.ack(qm)
+        self.queue.ack([qm])
         self.queue.dispatch()
 
     @rule(data=st.data())
@@ -195,7 +202,7 @@ class QueueMachine(RuleBasedStateMachine):
         qm = held.pop(data.draw(st.integers(0, len(held) - 1), label="which"))
         del self.ledger.where[index_of(qm)]
         self.discarded += 1
-        self.queue.discard(qm)
+        self.queue.discard([qm])
         self.queue.dispatch()
 
     @rule(no_ack=st.booleans())
@@ -345,7 +352,7 @@ def test_round_robin_with_prefetch_one_and_acks() -> None:
                 qm = c.held.pop()
                 del ledger.where[index_of(qm)]
                 received[c.tag] += 1
-                queue.ack(qm)
+                queue.ack([qm])
                 queue.dispatch()
     assert received == {"c0": 4, "c1": 4, "c2": 4}
     assert queue.message_count == queue.unacked == 0

@@ -10,11 +10,14 @@ message returns to its original position (RabbitMQ's classic-queue behaviour) at
 O(log n) per requeue instead of an O(n) insert into the deque.
 
 ``dispatch`` is the only place messages leave for consumers. It walks the consumers
-round-robin, handing one message to each that ``has_credit()`` (prefetch, the channel's
-global prefetch, channel.flow and the socket's write buffer all live behind that one
-call), until the queue is empty or a full pass finds nobody with credit. Callers invoke it
-after anything that can create credit or messages: enqueue, requeue, ack, a consumer
-added, a socket drained.
+round-robin, handing one message to each whose ``credit()`` is positive (prefetch, the
+channel's global prefetch, channel.flow and the socket's write buffer all live behind
+that one call), until the queue is empty or a full pass finds nobody with credit. With a
+single consumer it hands over as many messages as the credit allows in one ``deliver``
+call — the per-message cost of the round-robin bookkeeping is what it saves. Callers
+invoke it after anything that can create credit: requeue, ack, a consumer added, a socket
+drained, channel.flow. Enqueue never needs to: a message is left ready only when nobody
+had credit.
 
 Ownership: a queue's state is only touched from the event loop thread, and no method
 here awaits, so "no await between read and mutate" holds trivially (design habit 14).
@@ -27,7 +30,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from warrenmq.errors import AccessRefused
@@ -50,15 +53,17 @@ class QueuedMessage:
 
 
 class DeliveryTarget(Protocol):
-    """What a queue needs from a consumer; the server's channel implements it."""
+    """What a queue needs from a consumer; the server's ``Consumer`` implements it."""
 
     tag: str
     exclusive: bool
 
-    def has_credit(self) -> bool: ...
+    def credit(self) -> int:
+        """How many messages it can take right now; 0 or less means none."""
+        ...
 
-    def deliver(self, queue: Queue, qm: QueuedMessage) -> bool:
-        """Send the message; return True if the consumer must ack it."""
+    def deliver(self, queue: Queue, qms: list[QueuedMessage]) -> int:
+        """Send the messages, in order; return how many of them must be acked."""
         ...
 
 
@@ -133,11 +138,10 @@ class Queue:
                 index = self._rr % count
                 self._rr = index + 1
                 consumer = consumers[index]
-                if consumer.has_credit():
+                if consumer.credit() > 0:
                     qm.delivery_count = 1
                     self.delivered += 1
-                    if consumer.deliver(self, qm):
-                        self.unacked += 1
+                    self.unacked += consumer.deliver(self, [qm])
                     return
         # Otherwise no consumer has credit (dispatch leaves messages ready only then), and
         # every event that creates credit dispatches by itself: nothing to do but wait.
@@ -151,7 +155,6 @@ class Queue:
             qm = heapq.heappop(returned)
         else:
             qm = ready.popleft()
-        self.ready_bytes -= len(qm.message.body)
         return qm
 
     # ------------------------------------------------------------------ messages out
@@ -163,12 +166,25 @@ class Queue:
         try:
             consumers = self._consumers
             while (self._ready or self._returned) and consumers:
+                if len(consumers) == 1:
+                    self._dispatch_batches(consumers[0])
+                    break
                 if not self._dispatch_pass(consumers):
                     break
         finally:
             self._dispatching = False
 
+    def _dispatch_batches(self, consumer: DeliveryTarget) -> None:
+        while self._ready or self._returned:
+            credit = consumer.credit()
+            if credit <= 0:
+                return
+            batch = self._take(credit)
+            self.delivered += len(batch)
+            self.unacked += consumer.deliver(self, batch)
+
     def _dispatch_pass(self, consumers: list[DeliveryTarget]) -> bool:
+        """One message to each consumer with credit, in turn; False if nobody took one."""
         delivered = False
         for _ in range(len(consumers)):
             if not consumers or not (self._ready or self._returned):
@@ -176,19 +192,30 @@ class Queue:
             index = self._rr % len(consumers)
             self._rr = index + 1
             consumer = consumers[index]
-            while consumer.has_credit() and (self._ready or self._returned):
-                self._hand_to(consumer)
+            if consumer.credit() > 0:
+                batch = self._take(1)
+                self.delivered += 1
+                self.unacked += consumer.deliver(self, batch)
                 delivered = True
-                if len(consumers) > 1:
-                    break
         return delivered
 
-    def _hand_to(self, consumer: DeliveryTarget) -> None:
-        qm = self._pop()
-        qm.delivery_count += 1
-        self.delivered += 1
-        if consumer.deliver(self, qm):
-            self.unacked += 1
+    def _take(self, limit: int) -> list[QueuedMessage]:
+        """Pop up to ``limit`` messages in order, counting the delivery attempt."""
+        taken: list[QueuedMessage] = []
+        ready = self._ready
+        if not self._returned and len(ready) <= limit:
+            taken.extend(ready)
+            ready.clear()
+        else:
+            pop = self._pop
+            for _ in range(limit):
+                if not (ready or self._returned):
+                    break
+                taken.append(pop())
+        for qm in taken:
+            qm.delivery_count += 1
+            self.ready_bytes -= len(qm.message.body)
+        return taken
 
     def get(self) -> QueuedMessage | None:
         """basic.get: take the next message; the caller tracks it as unacked if needed."""
@@ -197,6 +224,7 @@ class Queue:
         qm = self._pop()
         qm.delivery_count += 1
         self.delivered += 1
+        self.ready_bytes -= len(qm.message.body)
         return qm
 
     def track_unacked(self) -> None:
@@ -204,9 +232,10 @@ class Queue:
         self.unacked += 1
 
     # ------------------------------------------------------------------ settling
-    def ack(self, qm: QueuedMessage) -> None:
-        self.unacked -= 1
-        self.acked += 1
+    def ack(self, qms: Sequence[QueuedMessage]) -> None:
+        """Messages acked by their consumer: they leave the queue for good."""
+        self.unacked -= len(qms)
+        self.acked += len(qms)
 
     def requeue(self, qms: Iterable[QueuedMessage]) -> None:
         """Put settled-with-requeue messages back in their original positions.
@@ -222,9 +251,9 @@ class Queue:
             self.ready_bytes += len(qm.message.body)
             heapq.heappush(self._returned, qm)
 
-    def discard(self, qm: QueuedMessage) -> None:
-        """An unacked message rejected without requeue."""
-        self.unacked -= 1
+    def discard(self, qms: Sequence[QueuedMessage]) -> None:
+        """Unacked messages rejected without requeue."""
+        self.unacked -= len(qms)
 
     def purge(self) -> int:
         count = self.message_count

@@ -37,6 +37,7 @@ from warrenmq.protocol.methods import (
     method_frame,
     route_bytes,
 )
+from warrenmq.protocol.properties import get_property
 from warrenmq.protocol.properties import validate as validate_properties
 from warrenmq.server.methods import HANDLERS
 
@@ -54,6 +55,7 @@ ChannelClose = method_class("ChannelClose")
 ChannelCloseOk = method_class("ChannelCloseOk")
 BasicCancel = method_class("BasicCancel")
 EMPTY_PROPERTIES = b"\x00\x00"
+_USER_ID_FLAG = 0x10  # low byte of the property flags: bit 4 is user_id
 
 Unacked = tuple["Queue", "QueuedMessage", "Consumer | None"]
 
@@ -218,6 +220,9 @@ class Channel:
             raise AccessRefused(
                 f"cannot publish to internal exchange '{exchange.name}' in vhost '{vhost.name}'"
             )
+        props = message.properties  # RabbitMQ checks user_id after the exchange
+        if len(props) > 1 and props[1] & _USER_ID_FLAG:
+            self._check_user_id(get_property(props, "user_id"))
         queues = vhost.route(exchange, message)
         for queue in queues:
             queue.enqueue(message)
@@ -228,6 +233,14 @@ class Channel:
         if self.confirm:
             self.publish_seq += 1
             self.conn.mark_dirty(self)
+
+    def _check_user_id(self, claimed: str) -> None:
+        """RabbitMQ's check_user_id_header: user_id must be the authenticated user."""
+        user = self.conn.user
+        if user is not None and claimed != user.name and "impersonator" not in user.tags:
+            raise PreconditionFailed(
+                f"user_id property set to '{claimed}' but authenticated user was '{user.name}'"
+            )
 
     def flush_confirms(self) -> None:
         if self.publish_seq > self.confirmed and self.state == "open":
@@ -258,13 +271,11 @@ class Channel:
             touched.setdefault(queue, []).append(qm)
         for queue, qms in touched.items():
             if requeue is None:
-                for qm in qms:
-                    queue.ack(qm)
+                queue.ack(qms)
             elif requeue:
                 queue.requeue(qms)
             else:
-                for qm in qms:
-                    queue.discard(qm)
+                queue.discard(qms)
         dispatch = set(touched)
         if self.global_prefetch:
             dispatch.update(c.queue for c in self.consumers.values())

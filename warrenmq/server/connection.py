@@ -253,7 +253,14 @@ class Connection(asyncio.Protocol):
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
 
-    def schedule_flush(self) -> None:
+    @property
+    def out(self) -> list[bytes]:
+        """The out list, for hot-path writers that append many frames then call wrote()."""
+        return self._out
+
+    def wrote(self, size: int) -> None:
+        """Account for ``size`` bytes appended to ``out`` and make sure a flush is due."""
+        self._out_bytes += size
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
 

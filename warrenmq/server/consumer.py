@@ -1,6 +1,6 @@
 """Consumer: a basic.consume subscription; the server's side of ``DeliveryTarget``.
 
-Credit lives here (design: "prefetch credit, ~30 lines"): a consumer may take a message
+Credit lives here (design: "prefetch credit, ~30 lines"): a consumer may take messages
 while its own unacked count is under its prefetch, the channel's consumers together are
 under the channel's global prefetch, the channel is not paused by channel.flow, and the
 connection's socket is keeping up. 0 means unlimited for both prefetch values.
@@ -15,6 +15,11 @@ from warrenmq.protocol.methods import deliver_frames, encode_deliver, shortstr
 if TYPE_CHECKING:
     from warrenmq.queues.queue import Queue, QueuedMessage
     from warrenmq.server.channel import Channel
+
+
+#: Most messages handed over in one call when the prefetch allows more (or is unlimited);
+#: the socket's write buffer is re-checked between batches.
+BATCH = 256
 
 
 class Consumer:
@@ -51,42 +56,53 @@ class Consumer:
         self.unacked = 0
         self.arguments = arguments
 
-    def has_credit(self) -> bool:
+    def credit(self) -> int:
+        """How many messages this consumer may be sent now (see the module docstring)."""
         channel = self.channel
-        if not channel.active:
-            return False
-        if self.prefetch and self.unacked >= self.prefetch:
-            return False
-        if channel.global_prefetch and channel.consumer_unacked >= channel.global_prefetch:
-            return False
-        return channel.conn.can_write()
+        if not channel.active or not channel.conn.can_write():
+            return 0
+        credit = BATCH
+        if self.prefetch:
+            credit = min(credit, self.prefetch - self.unacked)
+        if channel.global_prefetch:
+            credit = min(credit, channel.global_prefetch - channel.consumer_unacked)
+        return credit
 
-    def deliver(self, queue: Queue, qm: QueuedMessage) -> bool:
+    def deliver(self, queue: Queue, qms: list[QueuedMessage]) -> int:
+        """Encode a basic.deliver for each message into the connection's out buffer."""
         channel = self.channel
-        tag = channel.next_tag
-        channel.next_tag = tag + 1
-        message = qm.message
         conn = channel.conn
-        body = message.body
-        if 0 < len(body) <= conn.frame_max - 8:
-            # Inlined single-body-frame case of encode_deliver (the common one).
-            data = deliver_frames(channel.number, self.tag_bytes, tag, qm.redelivered,
-                                  message.route, message.properties, body)
-            conn._out.append(data)  # noqa: SLF001 - hot path, see Connection.write
-            conn._out_bytes += len(data)  # noqa: SLF001
-            if conn._flush_handle is None:  # noqa: SLF001
-                conn.schedule_flush()
-        else:
-            conn.write_parts(
-                encode_deliver(channel.number, self.tag_bytes, tag, qm.redelivered,
-                               message.route, message.properties, body, conn.frame_max)
-            )
-        if self.no_ack:
-            return False
-        channel.unacked[tag] = (queue, qm, self)
-        self.unacked += 1
-        channel.consumer_unacked += 1
-        return True
+        number = channel.number
+        ctag = self.tag_bytes
+        limit = conn.frame_max - 8
+        out = conn.out
+        unacked = None if self.no_ack else channel.unacked
+        tag = channel.next_tag
+        size = 0
+        for qm in qms:
+            message = qm.message
+            body = message.body
+            if 0 < len(body) <= limit:
+                data = deliver_frames(number, ctag, tag, qm.redelivered, message.route,
+                                      message.properties, body)
+                out.append(data)
+                size += len(data)
+            else:
+                parts = encode_deliver(number, ctag, tag, qm.redelivered, message.route,
+                                       message.properties, body, conn.frame_max)
+                out.extend(parts)
+                size += sum(map(len, parts))
+            if unacked is not None:
+                unacked[tag] = (queue, qm, self)
+            tag += 1
+        channel.next_tag = tag
+        conn.wrote(size)
+        if unacked is None:
+            return 0
+        count = len(qms)
+        self.unacked += count
+        channel.consumer_unacked += count
+        return count
 
     def cancelled_by_server(self) -> None:
         """The queue went away under this consumer (deleted, owner gone)."""

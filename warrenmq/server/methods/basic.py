@@ -107,7 +107,9 @@ def basic_nack(channel: Channel, m: Method) -> None:
 
 
 def _recover(channel: Channel, m: Method) -> None:
-    # RabbitMQ requeues for both requeue=true and requeue=false ("spec differences").
+    # RabbitMQ (rabbit_channel) only implements requeue=true; false is a 540 connection error.
+    if not m.requeue:
+        raise NotImplemented_("requeue=false")
     channel.requeue_unacked()
 
 
