@@ -54,7 +54,7 @@ async def test_pika_blocking_in_thread(broker: BrokerHandle) -> None:
             ch.basic_publish("", "smoke3", f"p{i}".encode())
         bodies = []
         for _ in range(3):
-            method, _props, body = ch.basic_get("smoke3", auto_ack=True)
+            _method, _props, body = ch.basic_get("smoke3", auto_ack=True)
             bodies.append(body)
         conn.close()
         return bodies
