@@ -36,11 +36,15 @@ class BrokerHandle:
         return self.server.broker.vhosts[name]
 
 
-def make_config(tmp_path: Path, **limits: int) -> BrokerConfig:
+def make_config(
+    tmp_path: Path, top: dict[str, object] | None = None, **limits: int
+) -> BrokerConfig:
+    """A config on 127.0.0.1:0 with a private data dir, ``limits`` and top-level ``top``."""
     return BrokerConfig(
         listeners=(ListenerConfig(host="127.0.0.1", port=0),),
         storage=StorageConfig(data_dir=str(tmp_path / "data")),
         limits=dataclasses.replace(LimitsConfig(), **limits),
+        **(top or {}),  # type: ignore[arg-type]
     )
 
 
@@ -53,11 +57,12 @@ async def broker(tmp_path: Path) -> AsyncIterator[BrokerHandle]:
 
 @pytest.fixture
 async def broker_factory(tmp_path: Path) -> AsyncIterator[object]:
-    """Start brokers with custom limits: ``await broker_factory(heartbeat=1)``."""
+    """Start brokers with custom limits: ``await broker_factory(heartbeat=1)``; other
+    top-level config fields go in ``top={...}``."""
     servers: list[Server] = []
 
-    async def factory(**limits: int) -> BrokerHandle:
-        server = await start(make_config(tmp_path, **limits))
+    async def factory(top: dict[str, object] | None = None, **limits: int) -> BrokerHandle:
+        server = await start(make_config(tmp_path, top, **limits))
         servers.append(server)
         return BrokerHandle(server, "127.0.0.1", server.ports[0])
 

@@ -88,7 +88,8 @@ class RawClient:
         await self.expect(commands.Connection.Start)
         self.send_method(0, commands.Connection.StartOk(
             client_properties={"product": "rawamqp", "capabilities": {
-                "consumer_cancel_notify": True, "authentication_failure_close": True}},
+                "consumer_cancel_notify": True, "authentication_failure_close": True,
+                "connection.blocked": True}},
             mechanism="PLAIN", response=f"\0{user}\0{password}", locale="en_US"))
         tune = await self.expect(commands.Connection.Tune)
         self.send_method(0, commands.Connection.TuneOk(

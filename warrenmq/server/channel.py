@@ -224,6 +224,7 @@ class Channel:
         if len(props) > 1 and props[1] & _USER_ID_FLAG:
             self._check_user_id(get_property(props, "user_id"))
         queues = vhost.route(exchange, message)
+        self.conn.published = True
         for queue in queues:
             queue.enqueue(message)
         if not queues and mandatory:

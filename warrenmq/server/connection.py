@@ -47,6 +47,8 @@ log = structlog.get_logger("warrenmq.connection")
 ConnectionClose = method_class("ConnectionClose")
 ConnectionCloseOk = method_class("ConnectionCloseOk")
 ChannelOpenIndex = method_class("ChannelOpen").INDEX
+ConnectionBlocked = method_class("ConnectionBlocked")
+ConnectionUnblocked = method_class("ConnectionUnblocked")
 
 
 class Connection(asyncio.Protocol):
@@ -80,6 +82,8 @@ class Connection(asyncio.Protocol):
         self._header = b""
         self._timers: list[asyncio.TimerHandle] = []
         self._dirty: set[Channel] = set()
+        self.published = False
+        self.blocked = False
         self.closed: asyncio.Future[None] = self.loop.create_future()
 
     # ----------------------------------------------------------------- transport events
@@ -138,6 +142,9 @@ class Connection(asyncio.Protocol):
             for dirty in self._dirty:
                 dirty.flush_confirms()
             self._dirty.clear()
+        if self.published and self.server.alarm:
+            self._block()
+        self.published = False
 
     # ----------------------------------------------------------------- reading
     def _read_protocol_header(self, data: bytes) -> bytes:
@@ -252,6 +259,27 @@ class Connection(asyncio.Protocol):
             self._out_bytes += len(part)
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
+
+    # ----------------------------------------------------------------- memory alarm
+    def _block(self) -> None:
+        """Stop reading a publishing connection while the memory alarm is raised."""
+        if self.blocked or self.transport is None or self.state != "running":
+            return
+        self.blocked = True
+        self.transport.pause_reading()
+        if self.client_capabilities.get("connection.blocked"):
+            self.write(method_frame(0, ConnectionBlocked("low on memory")))
+        log.info("connection_blocked", peer=self.peer, reason="low on memory")
+
+    def unblock(self) -> None:
+        if not self.blocked or self.transport is None:
+            return
+        self.blocked = False
+        if self.state == "running":
+            self.transport.resume_reading()
+            if self.client_capabilities.get("connection.blocked"):
+                self.write(method_frame(0, ConnectionUnblocked()))
+            log.info("connection_unblocked", peer=self.peer)
 
     @property
     def out(self) -> list[bytes]:

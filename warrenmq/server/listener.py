@@ -3,6 +3,12 @@
 Starts one asyncio server per configured listener, creates a ``Connection`` protocol per
 accepted socket, and on shutdown stops accepting, closes every connection with
 320 CONNECTION_FORCED and waits (bounded) for them to go.
+
+It also owns the memory alarm (RabbitMQ's vm_memory_high_watermark, measured here as the
+bytes of message bodies held ready in queues, which unlike the process RSS goes down
+again when consumers catch up): while it is raised, a connection that publishes is sent
+connection.blocked and its socket is no longer read — TCP back-pressure — until the
+alarm clears and it gets connection.unblocked. Consumers keep being served meanwhile.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ class Server:
         self.cluster_name = cluster_name or f"warrenmq@{socket.gethostname()}"
         self.connections: set[Connection] = set()
         self._servers: list[asyncio.Server] = []
+        self.alarm = False
+        self._alarm_timer: asyncio.TimerHandle | None = None
 
     def _protocol(self) -> Connection:
         return Connection(self)
@@ -40,6 +48,8 @@ class Server:
         srv = await loop.create_server(self._protocol, host, port, reuse_address=True,
                                        backlog=1024)
         self._servers.append(srv)
+        if self.settings.memory_high_watermark and self._alarm_timer is None:
+            self._check_memory()
         bound = srv.sockets[0].getsockname()
         log.info("listening", host=bound[0], port=bound[1])
         return str(bound[0]), int(bound[1])
@@ -48,8 +58,30 @@ class Server:
     def ports(self) -> list[int]:
         return [int(s.sockets[0].getsockname()[1]) for s in self._servers if s.sockets]
 
+    def held_bytes(self) -> int:
+        return sum(
+            q.ready_bytes for vhost in self.broker.vhosts.values() for q in vhost.queues.values()
+        )
+
+    def _check_memory(self) -> None:
+        held = self.held_bytes()
+        limit = self.settings.memory_high_watermark
+        if not self.alarm and held >= limit:
+            self.alarm = True
+            log.warning("memory_alarm_set", held_bytes=held, watermark=limit)
+        elif self.alarm and held < limit:
+            self.alarm = False
+            log.info("memory_alarm_cleared", held_bytes=held, watermark=limit)
+            for conn in list(self.connections):
+                conn.unblock()
+        self._alarm_timer = asyncio.get_running_loop().call_later(
+            self.settings.alarm_check_interval, self._check_memory
+        )
+
     async def close(self, grace: float = 5.0) -> None:
         """Graceful shutdown: stop accepting, close connections with 320, wait for them."""
+        if self._alarm_timer is not None:
+            self._alarm_timer.cancel()
         for srv in self._servers:
             srv.close()
         for conn in list(self.connections):

@@ -20,3 +20,5 @@ class ServerSettings:
     close_timeout: float = 1.0
     write_high_water: int = 1024 * 1024
     write_low_water: int = 256 * 1024
+    memory_high_watermark: int = 0  # bytes of ready message bodies; 0 = no alarm
+    alarm_check_interval: float = 0.1

@@ -1,0 +1,92 @@
+"""The memory alarm: publishers are blocked (connection.blocked, socket no longer read)
+while ready message bytes are over the watermark; consumers keep being served; when the
+queues drain, publishers get connection.unblocked and their messages flow again."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aio_pika
+from pamqp import commands
+
+from tests.rawamqp import RawClient
+
+WATERMARK = 100_000
+BODY = b"x" * 1000
+
+
+async def _wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def test_publisher_blocked_then_unblocked(broker_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await broker_factory(top={"memory_high_watermark_bytes": WATERMARK})
+    queues = broker.vhost().queues
+    publisher = await RawClient.connect(broker.port)
+    await publisher.handshake()
+    await publisher.open_channel(1)
+    publisher.send_method(1, commands.Queue.Declare(queue="big"))
+    await publisher.expect(commands.Queue.DeclareOk)
+
+    def publish(count: int) -> None:
+        for _ in range(count):
+            publisher.send_method(1, commands.Basic.Publish(exchange="", routing_key="big"))
+            publisher.send_content(1, BODY)
+
+    publish(150)  # 150 KB ready: over the watermark
+    await _wait_for(lambda: broker.server.alarm)
+    publish(5)  # the next publish after the alarm blocks the connection
+    blocked = await publisher.expect(commands.Connection.Blocked)
+    assert blocked.reason == "low on memory"
+    await asyncio.sleep(0.3)
+    stalled_at = queues["big"].message_count
+    publish(50)  # not read by the broker while blocked
+    await asyncio.sleep(0.3)
+    assert queues["big"].message_count == stalled_at
+
+    # A consumer on another connection is still served and drains the queue.
+    consumer_conn = await aio_pika.connect(broker.url)
+    async with consumer_conn:
+        channel = await consumer_conn.channel()
+        queue = await channel.get_queue("big")
+        received = 0
+        async with queue.iterator(no_ack=True) as it:
+            async for message in it:
+                assert message.body == BODY
+                received += 1
+                if received == stalled_at:
+                    break
+        unblocked = await publisher.expect(commands.Connection.Unblocked)
+        assert isinstance(unblocked, commands.Connection.Unblocked)
+        # The 50 held back by TCP back-pressure now arrive, nothing lost.
+        total = 150 + 5 + 50
+        async for message in queue.iterator(no_ack=True):
+            assert message.body == BODY
+            received += 1
+            if received == total:
+                break
+        assert received == total
+    assert not broker.server.alarm
+    publisher.close()
+
+
+async def test_consumer_only_connection_is_not_blocked(broker_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = await broker_factory(top={"memory_high_watermark_bytes": WATERMARK})
+    conn = await aio_pika.connect(broker.url)
+    async with conn:
+        channel = await conn.channel()
+        queue = await channel.declare_queue("q")
+        for _ in range(150):
+            await channel.default_exchange.publish(aio_pika.Message(BODY), routing_key="q")
+        await _wait_for(lambda: broker.server.alarm)
+        other = await RawClient.connect(broker.port)
+        await other.handshake()
+        await other.open_channel(1)
+        other.send_method(1, commands.Basic.Get(queue="q", no_ack=True))
+        get_ok = await other.expect(commands.Basic.GetOk)
+        assert get_ok.message_count == 149
+        assert not any(c.blocked for c in broker.server.connections)
+        other.close()
+        await queue.purge()
