@@ -222,3 +222,70 @@ def encode_table(table: Mapping[str, Any] | None) -> bytes:
         return b"\x00\x00\x00\x00"
     body = b"".join(encode_shortstr(key) + encode_value(value) for key, value in table.items())
     return _U32.pack(len(body)) + body
+
+
+# --------------------------------------------------------------------------- checking
+# Validation without decoding: the publish hot path must reject a malformed table (a
+# consumer's client would choke on it) without paying to build Python values it never
+# uses. Walking tags and lengths costs a fraction of decode_table.
+
+_CHECK_SIZES = {
+    0x74: 1, 0x62: 1, 0x42: 1, 0x73: 2, 0x75: 2, 0x49: 4, 0x69: 4, 0x6C: 8,
+    0x66: 4, 0x64: 8, 0x54: 8, 0x44: 5, 0x56: 0,
+}
+_LENGTH = _U32.unpack_from
+
+
+def _check_value(data: bytes, offset: int, end: int, depth: int) -> int:
+    if offset >= end:
+        raise FieldError("truncated field value")
+    tag = data[offset]
+    offset += 1
+    size = _CHECK_SIZES.get(tag)
+    if size is not None:
+        offset += size
+    elif tag == 0x53 or tag == 0x78:  # S, x
+        if offset + 4 > end:
+            raise FieldError("truncated long string")
+        offset += 4 + int(_LENGTH(data, offset)[0])
+    elif tag == 0x46 or tag == 0x41:  # F, A
+        offset = _check_nested(tag, data, offset, end, depth)
+    else:
+        raise FieldError(f"unknown field type {chr(tag)!r}")
+    if offset > end:
+        raise FieldError("truncated field value")
+    return offset
+
+
+def _check_nested(tag: int, data: bytes, offset: int, end: int, depth: int) -> int:
+    if depth >= MAX_NESTING:
+        raise FieldError(f"field tables nested deeper than {MAX_NESTING}")
+    if offset + 4 > end:
+        raise FieldError("truncated field table")
+    inner_end = offset + 4 + int(_LENGTH(data, offset)[0])
+    if inner_end > end:
+        raise FieldError("truncated field table")
+    if tag == 0x46:
+        check_table_body(data, offset + 4, inner_end, depth + 1)
+        return inner_end
+    pos = offset + 4
+    while pos < inner_end:
+        pos = _check_value(data, pos, inner_end, depth + 1)
+    if pos != inner_end:
+        raise FieldError("field array overruns its length")
+    return inner_end
+
+
+def check_table_body(data: bytes, offset: int, end: int, depth: int = 0) -> None:
+    """Check the entries of a field table occupying ``data[offset:end]``."""
+    while offset < end:
+        key_end = offset + 1 + data[offset]
+        if key_end > end:
+            raise FieldError("truncated short string")
+        try:
+            data[offset + 1 : key_end].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FieldError("short string is not valid UTF-8") from exc
+        offset = _check_value(data, key_end, end, depth)
+    if offset != end:
+        raise FieldError("field table overruns its length")

@@ -15,6 +15,7 @@ from typing import Any
 
 from warrenmq.protocol.fields import (
     FieldError,
+    check_table_body,
     decode_shortstr,
     decode_table,
     encode_shortstr,
@@ -64,12 +65,53 @@ def _read(kind: str, data: bytes, offset: int) -> tuple[Any, int]:
     return int(_U64.unpack_from(data, offset)[0]), offset + 8
 
 
+_SHORTSTR, _TABLE, _OCTET, _LONGLONG = 0, 1, 2, 3
+_KIND_CODE = {"shortstr": _SHORTSTR, "table": _TABLE, "octet": _OCTET, "longlong": _LONGLONG}
+_CHECKS = tuple((_FLAG[name], _KIND_CODE[kind]) for name, kind in PROPERTIES)
+
+
 def validate(raw: bytes) -> None:
-    """Check a property list is well formed (flags, lengths); raises FieldError."""
+    """Check a property list is well formed without decoding it; raises FieldError.
+
+    Flags, every length and every table entry's type tag are checked (a consumer's client
+    must be able to parse what we pass through), but no Python values are built: this
+    runs on every publish.
+    """
     try:
-        decode_properties(raw)
+        _validate(raw)
+    except UnicodeDecodeError as exc:
+        raise FieldError("short string property is not valid UTF-8") from exc
     except (IndexError, struct.error) as exc:
         raise FieldError("truncated content properties") from exc
+
+
+def _validate(raw: bytes) -> None:
+    end = len(raw)
+    if end < 2:
+        raise FieldError("content properties shorter than their flags")
+    flags = (raw[0] << 8) | raw[1]
+    if flags & 0x0003:
+        raise FieldError("property flag continuation or bit 1 set; the basic class uses neither")
+    offset = 2
+    for flag, kind in _CHECKS:
+        if not flags & flag:
+            continue
+        if kind == _SHORTSTR:
+            stop = offset + 1 + raw[offset]
+            if stop > end:
+                raise FieldError("truncated short string property")
+            raw[offset + 1 : stop].decode("utf-8")
+            offset = stop
+        elif kind == _TABLE:
+            stop = offset + 4 + int(_U32.unpack_from(raw, offset)[0])
+            if stop > end:
+                raise FieldError("truncated headers table")
+            check_table_body(raw, offset + 4, stop)
+            offset = stop
+        else:
+            offset += 1 if kind == _OCTET else 8
+    if offset != end:
+        raise FieldError("content properties have trailing bytes or are truncated")
 
 
 def get_property(raw: bytes, name: str) -> Any:
@@ -89,7 +131,14 @@ def get_property(raw: bytes, name: str) -> Any:
 
 
 def decode_properties(raw: bytes) -> dict[str, Any]:
-    """Every present property, by name."""
+    """Every present property, by name; FieldError for anything malformed."""
+    try:
+        return _decode_properties(raw)
+    except (IndexError, struct.error) as exc:
+        raise FieldError("truncated content properties") from exc
+
+
+def _decode_properties(raw: bytes) -> dict[str, Any]:
     if len(raw) < 2:
         raise FieldError("content properties shorter than their flags")
     (flags,) = _U16.unpack_from(raw, 0)
