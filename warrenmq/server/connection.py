@@ -357,6 +357,15 @@ class Connection(asyncio.Protocol):
         self._release()
         self._timers.append(self.loop.call_later(self.settings.close_timeout, self.terminate))
 
+    def closed_by_client(self) -> None:
+        """connection.close from the client: release everything, answer close-ok, and let
+        the client close the socket (AMQP 0-9-1 §2.2.4: the peer that sent close closes it
+        after close-ok; closing first would reset its in-flight writes), with a timeout."""
+        self.write(method_frame(0, ConnectionCloseOk()))
+        self.state = "closing"
+        self._release()
+        self._timers.append(self.loop.call_later(self.settings.close_timeout, self.terminate))
+
     def terminate(self) -> None:
         self._flush()
         self._release()

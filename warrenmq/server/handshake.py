@@ -152,9 +152,7 @@ def on_connection_method(conn: Connection, method: Method) -> None:
     cls = type(method)
     if cls is Close:
         log.debug("connection_close_by_client", peer=conn.peer, reply_code=method.reply_code)
-        conn.write(method_frame(0, CloseOk()))
-        conn.state = "closing"
-        conn.loop.call_soon(conn.terminate)
+        conn.closed_by_client()
         return
     if cls is CloseOk:
         return
