@@ -139,6 +139,17 @@ class VirtualHost:
         self._exchange_equivalent(existing, type_name, durable, auto_delete, internal, arguments)
         return existing
 
+    def _assert_equivalent(
+        self, kind: str, name: str, checks: list[tuple[str, Any, Any]]
+    ) -> None:
+        """406 naming the first (field, received, current) that differs, as RabbitMQ words it."""
+        for field, received, current in checks:
+            if received != current:
+                raise PreconditionFailed(
+                    f"inequivalent arg '{field}' for {self._where(kind, name)}:"
+                    f" received '{_fmt(received)}' but current is '{_fmt(current)}'"
+                )
+
     def _exchange_equivalent(
         self,
         x: Exchange,
@@ -157,12 +168,7 @@ class VirtualHost:
             ("alternate-exchange", args.get("alternate-exchange"),
              x.arguments.get("alternate-exchange")),
         ]
-        for field, received, current in checks:
-            if received != current:
-                raise PreconditionFailed(
-                    f"inequivalent arg '{field}' for {self._where('exchange', x.name)}:"
-                    f" received '{_fmt(received)}' but current is '{_fmt(current)}'"
-                )
+        self._assert_equivalent("exchange", x.name, checks)
 
     def delete_exchange(self, name: str, *, if_unused: bool = False) -> None:
         if name == "":
@@ -263,12 +269,7 @@ class VirtualHost:
             ("auto_delete", auto_delete, q.auto_delete),
         ]
         checks += [(key, args.get(key), q.arguments.get(key)) for key in EQUIVALENCE_ARGUMENTS]
-        for field, received, current in checks:
-            if received != current:
-                raise PreconditionFailed(
-                    f"inequivalent arg '{field}' for {self._where('queue', q.name)}:"
-                    f" received '{_fmt(received)}' but current is '{_fmt(current)}'"
-                )
+        self._assert_equivalent("queue", q.name, checks)
 
     def bind_queue(
         self, queue: str, exchange: str, binding_key: str, arguments: Mapping[str, Any],

@@ -42,6 +42,7 @@ from warrenmq.protocol.properties import validate as validate_properties
 from warrenmq.server.methods import HANDLERS
 
 if TYPE_CHECKING:
+    from warrenmq.broker.vhost import VirtualHost
     from warrenmq.queues.queue import Queue, QueuedMessage
     from warrenmq.server.connection import Connection
     from warrenmq.server.consumer import Consumer
@@ -83,6 +84,13 @@ class Channel:
         self._received = 0
         self._parts: list[bytes] = []
         self._in_body = False
+
+    @property
+    def vhost(self) -> VirtualHost:
+        """The connection's virtual host (channels exist only after connection.open)."""
+        vhost = self.conn.vhost
+        assert vhost is not None
+        return vhost
 
     def opened(self) -> None:
         self.conn.write(method_frame(self.number, ChannelOpenOk(b"")))

@@ -16,7 +16,6 @@ from warrenmq.server.consumer import Consumer
 from warrenmq.server.methods.queue import queue_name
 
 if TYPE_CHECKING:
-    from warrenmq.broker.vhost import VirtualHost
     from warrenmq.server.channel import Channel
 
 QosOk = method_class("BasicQosOk")
@@ -25,11 +24,6 @@ CancelOk = method_class("BasicCancelOk")
 GetEmpty = method_class("BasicGetEmpty")
 RecoverOk = method_class("BasicRecoverOk")
 
-
-def _vhost(channel: Channel) -> VirtualHost:
-    vhost = channel.conn.vhost
-    assert vhost is not None
-    return vhost
 
 
 def basic_qos(channel: Channel, m: Method) -> None:
@@ -48,7 +42,7 @@ def _consumer_tag() -> str:
 
 
 def basic_consume(channel: Channel, m: Method) -> None:
-    queue = _vhost(channel).queue(queue_name(channel, m.queue), channel.conn)
+    queue = channel.vhost.queue(queue_name(channel, m.queue), channel.conn)
     tag = m.consumer_tag or _consumer_tag()
     if tag in channel.consumers:
         raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
@@ -71,13 +65,13 @@ def basic_consume(channel: Channel, m: Method) -> None:
 def basic_cancel(channel: Channel, m: Method) -> None:
     consumer = channel.consumers.pop(m.consumer_tag, None)
     if consumer is not None and consumer.queue.remove_consumer(consumer):
-        _vhost(channel).remove_queue(consumer.queue)
+        channel.vhost.remove_queue(consumer.queue)
     if not m.nowait:
         channel.send(CancelOk(m.consumer_tag))
 
 
 def basic_get(channel: Channel, m: Method) -> None:
-    queue = _vhost(channel).queue(queue_name(channel, m.queue), channel.conn)
+    queue = channel.vhost.queue(queue_name(channel, m.queue), channel.conn)
     qm = queue.get()
     if qm is None:
         channel.send(GetEmpty(""))

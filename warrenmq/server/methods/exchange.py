@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from warrenmq.protocol.methods import Method, method_class
 
 if TYPE_CHECKING:
-    from warrenmq.broker.vhost import VirtualHost
     from warrenmq.server.channel import Channel
 
 DeclareOk = method_class("ExchangeDeclareOk")
@@ -16,14 +15,9 @@ BindOk = method_class("ExchangeBindOk")
 UnbindOk = method_class("ExchangeUnbindOk")
 
 
-def _vhost(channel: Channel) -> VirtualHost:
-    vhost = channel.conn.vhost
-    assert vhost is not None
-    return vhost
-
 
 def exchange_declare(channel: Channel, m: Method) -> None:
-    _vhost(channel).declare_exchange(
+    channel.vhost.declare_exchange(
         m.exchange,
         m.type,
         passive=m.passive,
@@ -37,19 +31,19 @@ def exchange_declare(channel: Channel, m: Method) -> None:
 
 
 def exchange_delete(channel: Channel, m: Method) -> None:
-    _vhost(channel).delete_exchange(m.exchange, if_unused=m.if_unused)
+    channel.vhost.delete_exchange(m.exchange, if_unused=m.if_unused)
     if not m.nowait:
         channel.send(DeleteOk())
 
 
 def exchange_bind(channel: Channel, m: Method) -> None:
-    _vhost(channel).bind_exchange(m.destination, m.source, m.routing_key, m.arguments)
+    channel.vhost.bind_exchange(m.destination, m.source, m.routing_key, m.arguments)
     if not m.nowait:
         channel.send(BindOk())
 
 
 def exchange_unbind(channel: Channel, m: Method) -> None:
-    _vhost(channel).unbind_exchange(m.destination, m.source, m.routing_key, m.arguments)
+    channel.vhost.unbind_exchange(m.destination, m.source, m.routing_key, m.arguments)
     if not m.nowait:
         channel.send(UnbindOk())
 

@@ -12,7 +12,6 @@ from warrenmq.errors import NotFound
 from warrenmq.protocol.methods import Method, method_class
 
 if TYPE_CHECKING:
-    from warrenmq.broker.vhost import VirtualHost
     from warrenmq.server.channel import Channel
 
 DeclareOk = method_class("QueueDeclareOk")
@@ -21,11 +20,6 @@ UnbindOk = method_class("QueueUnbindOk")
 PurgeOk = method_class("QueuePurgeOk")
 DeleteOk = method_class("QueueDeleteOk")
 
-
-def _vhost(channel: Channel) -> VirtualHost:
-    vhost = channel.conn.vhost
-    assert vhost is not None
-    return vhost
 
 
 def queue_name(channel: Channel, name: str) -> str:
@@ -38,7 +32,7 @@ def queue_name(channel: Channel, name: str) -> str:
 
 
 def queue_declare(channel: Channel, m: Method) -> None:
-    vhost = _vhost(channel)
+    vhost = channel.vhost
     conn = channel.conn
     name = queue_name(channel, m.queue) if m.passive else m.queue
     existed = name in vhost.queues
@@ -61,7 +55,7 @@ def queue_declare(channel: Channel, m: Method) -> None:
 def queue_bind(channel: Channel, m: Method) -> None:
     name = queue_name(channel, m.queue)
     key = m.routing_key if (m.queue or m.routing_key) else name
-    _vhost(channel).bind_queue(name, m.exchange, key, m.arguments, channel.conn)
+    channel.vhost.bind_queue(name, m.exchange, key, m.arguments, channel.conn)
     if not m.nowait:
         channel.send(BindOk())
 
@@ -69,18 +63,18 @@ def queue_bind(channel: Channel, m: Method) -> None:
 def queue_unbind(channel: Channel, m: Method) -> None:
     name = queue_name(channel, m.queue)
     key = m.routing_key if (m.queue or m.routing_key) else name
-    _vhost(channel).unbind_queue(name, m.exchange, key, m.arguments, channel.conn)
+    channel.vhost.unbind_queue(name, m.exchange, key, m.arguments, channel.conn)
     channel.send(UnbindOk())
 
 
 def queue_purge(channel: Channel, m: Method) -> None:
-    count = _vhost(channel).purge_queue(queue_name(channel, m.queue), channel.conn)
+    count = channel.vhost.purge_queue(queue_name(channel, m.queue), channel.conn)
     if not m.nowait:
         channel.send(PurgeOk(count))
 
 
 def queue_delete(channel: Channel, m: Method) -> None:
-    vhost = _vhost(channel)
+    vhost = channel.vhost
     name = queue_name(channel, m.queue)
     if name not in vhost.queues:
         # RabbitMQ: deleting a queue that does not exist succeeds with a count of 0.
