@@ -161,19 +161,36 @@ def _decode_generic(cls: type[Method], payload: bytes) -> Method:
     return method
 
 
+def parse_publish(payload: bytes) -> tuple[str, str, int, bytes]:
+    """basic.publish without a method object: (exchange, routing key, flag bits, route).
+
+    ``route`` is the exchange and routing-key short strings verbatim, for deliveries.
+    Bit 0 of the flags is mandatory, bit 1 immediate. Raises SyntaxError_ (502).
+    """
+    try:
+        # ticket(2) exchange(shortstr) routing_key(shortstr) bits(1)
+        ex_end = 7 + payload[6]
+        rk_end = ex_end + 1 + payload[ex_end]
+        if rk_end + 1 != len(payload):
+            raise FieldError("malformed basic.publish")
+        return (
+            payload[7:ex_end].decode(),
+            payload[ex_end + 1 : rk_end].decode(),
+            payload[rk_end],
+            payload[6:rk_end],
+        )
+    except (FieldError, IndexError, UnicodeDecodeError) as exc:
+        raise SyntaxError_(f"cannot decode method 60.40: {exc}", class_id=60,
+                           method_id=40) from exc
+
+
 def _decode_publish(payload: bytes) -> Method:
-    # ticket(2) exchange(shortstr) routing_key(shortstr) bits(1)
-    ex_len = payload[6]
-    ex_end = 7 + ex_len
-    rk_end = ex_end + 1 + payload[ex_end]
-    if rk_end + 1 != len(payload):
-        raise FieldError("malformed basic.publish")
+    exchange, routing_key, bits, _ = parse_publish(payload)
     method = _PUBLISH.__new__(_PUBLISH)
     set_ = object.__setattr__
     set_(method, "ticket", 0)
-    set_(method, "exchange", payload[7:ex_end].decode())
-    set_(method, "routing_key", payload[ex_end + 1 : rk_end].decode())
-    bits = payload[rk_end]
+    set_(method, "exchange", exchange)
+    set_(method, "routing_key", routing_key)
     set_(method, "mandatory", bool(bits & 1))
     set_(method, "immediate", bool(bits & 2))
     return method

@@ -28,14 +28,13 @@ from warrenmq.errors import (
 from warrenmq.message import Message
 from warrenmq.protocol.fields import FieldError
 from warrenmq.protocol.methods import (
-    PUBLISH_INDEX,
     Method,
     decode_method,
     encode_confirm,
     encode_return,
     method_class,
     method_frame,
-    route_bytes,
+    parse_publish,
 )
 from warrenmq.protocol.properties import get_property
 from warrenmq.protocol.properties import validate as validate_properties
@@ -77,8 +76,8 @@ class Channel:
         self.publish_seq = 0
         self.confirmed = 0
         self.last_queue = ""
-        self._publish: Method | None = None
-        self._route = b""
+        # basic.publish awaiting its content: (exchange, routing key, flag bits, route)
+        self._publish: tuple[str, str, int, bytes] | None = None
         self._properties = b""
         self._body_size = 0
         self._received = 0
@@ -107,15 +106,15 @@ class Channel:
                 f"expected {expected} on channel {self.number}, got a method frame",
                 class_id=60, method_id=40,
             )
+        if payload[:4] == _PUBLISH_PREFIX and self.state == "open":
+            publish = parse_publish(payload)
+            if publish[2] & 2:
+                raise NotImplemented_("immediate=true", class_id=60, method_id=40)
+            self._publish = publish
+            return
         method = decode_method(payload)
         if self.state != "open":
             self._on_method_closing(method)
-            return
-        if method.INDEX == PUBLISH_INDEX:
-            if method.immediate:
-                raise NotImplemented_("immediate=true", class_id=60, method_id=40)
-            self._publish = method
-            self._route = route_bytes(payload)
             return
         handler = HANDLERS.get(method.INDEX)
         try:
@@ -204,14 +203,14 @@ class Channel:
 
     # ----------------------------------------------------------------- publishing
     def _complete(self, body: bytes) -> None:
-        method = self._publish
-        assert method is not None
+        publish = self._publish
+        assert publish is not None
         self._publish = None
         self._in_body = False
-        message = Message(method.exchange, method.routing_key, self._route, self._properties,
-                          body)
+        exchange, routing_key, bits, route = publish
+        message = Message(exchange, routing_key, route, self._properties, body)
         try:
-            self._route_message(message, method.mandatory)
+            self._route_message(message, bool(bits & 1))
         except AMQPError as exc:
             exc.class_id, exc.method_id = 60, 40
             if not exc.is_channel_error:
