@@ -87,7 +87,9 @@ def shortstr(value: str) -> bytes:
 
 
 def basic_ack_frame(channel: int, delivery_tag: int, multiple: bool) -> bytes:
-    payload = METHOD_ID.pack(BASIC_ACK) + U64.pack(delivery_tag) + (b"\x01" if multiple else b"\x00")
+    payload = (
+        METHOD_ID.pack(BASIC_ACK) + U64.pack(delivery_tag) + (b"\x01" if multiple else b"\x00")
+    )
     return raw_frame(FRAME_METHOD, channel, payload)
 
 
@@ -102,7 +104,13 @@ def content_prefix(channel: int, method_payload: bytes, body_size: int) -> bytes
 
 
 def publish_payload(exchange: str, routing_key: str) -> bytes:
-    return METHOD_ID.pack(BASIC_PUBLISH) + b"\x00\x00" + shortstr(exchange) + shortstr(routing_key) + b"\x00"
+    return (
+        METHOD_ID.pack(BASIC_PUBLISH)
+        + b"\x00\x00"
+        + shortstr(exchange)
+        + shortstr(routing_key)
+        + b"\x00"
+    )
 
 
 def deliver_payload(consumer_tag: str, delivery_tag: int, exchange: str, routing_key: str) -> bytes:
@@ -148,7 +156,9 @@ class MessageEncoder:
         body = body_template(body_size)
         if payloads is None:
             payloads = [publish_payload(exchange, rk) for rk in routing_keys]
-        self.templates = [content_prefix(channel, p, body_size) + body + FRAME_END_BYTE for p in payloads]
+        self.templates = [
+            content_prefix(channel, p, body_size) + body + FRAME_END_BYTE for p in payloads
+        ]
         self.body_offsets = [len(t) - body_size - 1 for t in self.templates]
         self.mean_len = sum(len(t) for t in self.templates) / len(self.templates)
 
@@ -213,7 +223,11 @@ def client_properties() -> dict[str, object]:
     return {
         "product": "warrenmq-benchmarks",
         "platform": "Python asyncio",
-        "capabilities": {"publisher_confirms": True, "basic.nack": True},
+        "capabilities": {
+            "publisher_confirms": True,
+            "basic.nack": True,
+            "authentication_failure_close": True,  # a refused login says why
+        },
     }
 
 

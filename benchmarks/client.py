@@ -12,8 +12,9 @@ hot path beyond the unavoidable, block the event loop, or wait without a timeout
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
 from pamqp import commands, frame, header
 
@@ -34,6 +35,10 @@ from benchmarks.amqpwire import (
 )
 
 WRITE_HIGH_WATER = 256 * 1024
+# Content header frame with no properties (payload 14 bytes) + frame end + body frame header:
+# type, channel, size, class, weight, body size, flags, end, type, channel, body frame size.
+CONTENT_PAIR = struct.Struct(">BHIHHQHBBHI")
+T = TypeVar("T")
 
 
 class AmqpError(Exception):
@@ -46,7 +51,7 @@ class DeliveryHandler(Protocol):
 
 
 class AmqpConnection(asyncio.Protocol):
-    """One AMQP connection. Create with `await AmqpConnection.open(url, timeout)`."""
+    """One AMQP connection. Create with `await AmqpConnection.open(url, limit_s)`."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -69,13 +74,11 @@ class AmqpConnection(asyncio.Protocol):
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
-    async def open(cls, url: AmqpUrl, timeout: float) -> AmqpConnection:
+    async def open(cls, url: AmqpUrl, limit_s: float) -> AmqpConnection:
         loop = asyncio.get_running_loop()
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(cls, url.host, url.port), timeout
-        )
+        _, proto = await asyncio.wait_for(loop.create_connection(cls, url.host, url.port), limit_s)
         try:
-            await asyncio.wait_for(proto._handshake(url), timeout)
+            await asyncio.wait_for(proto._handshake(url), limit_s)
         except BaseException:
             proto.abort()
             raise
@@ -93,9 +96,8 @@ class AmqpConnection(asyncio.Protocol):
         await self.expect(0, commands.Connection.OpenOk)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.error is None:
@@ -112,13 +114,13 @@ class AmqpConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def close(self, timeout: float = 5.0) -> None:
+    async def close(self, limit_s: float = 5.0) -> None:
         """Graceful connection.close; the close-ok proves the server processed all we sent."""
         if self.closed:
             return
         self.send(0, commands.Connection.Close(200, "bye", 0, 0))
         try:
-            await asyncio.wait_for(self._await_close_ok(), timeout)
+            await asyncio.wait_for(self._await_close_ok(), limit_s)
         except (TimeoutError, AmqpError):
             pass
         finally:
@@ -146,14 +148,19 @@ class AmqpConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writable.set()
 
-    async def drain(self) -> None:
+    async def drain(self, deadline: float) -> None:
+        """Wait while the transport is over its high-water mark; TimeoutError at `deadline`."""
         if not self._writable.is_set():
-            await self._writable.wait()
+            remaining = deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(self._writable.wait(), max(0.0, remaining))
+            except TimeoutError:
+                raise TimeoutError("broker stopped reading (write buffer full)") from None
         if self.error is not None:
             raise AmqpError(self.error)
 
     # ----------------------------------------------------------------- cold path RPC
-    async def expect(self, channel: int, kind: type) -> object:
+    async def expect(self, channel: int, kind: type[T]) -> T:
         """Next cold-path frame on `channel` must be a `kind`; server closes become AmqpError."""
         while True:
             item = await self._cold.get()
@@ -174,9 +181,9 @@ class AmqpConnection(asyncio.Protocol):
             if ch == channel:
                 raise AmqpError(f"expected {kind.__name__}, got {type(value).__name__}")
 
-    async def rpc(self, channel: int, method: object, reply: type, timeout: float = 30.0) -> object:
+    async def rpc(self, channel: int, method: object, reply: type[T], limit_s: float = 30.0) -> T:
         self.send(channel, method)
-        return await asyncio.wait_for(self.expect(channel, reply), timeout)
+        return await asyncio.wait_for(self.expect(channel, reply), limit_s)
 
     async def open_channel(self, channel: int = 1) -> None:
         await self.rpc(channel, commands.Channel.Open(), commands.Channel.OpenOk)
@@ -230,9 +237,10 @@ class AmqpConnection(asyncio.Protocol):
         now = time.monotonic_ns()
         view = memoryview(buf)
         unpack_hdr = FRAME_HDR.unpack_from
+        handler = self.handler
         try:
             while n - pos >= 8:
-                ftype, ch, size = unpack_hdr(buf, pos)
+                ftype, _, size = unpack_hdr(buf, pos)
                 end = pos + 7 + size
                 if end >= n:
                     break
@@ -249,7 +257,25 @@ class AmqpConnection(asyncio.Protocol):
                 elif ftype == FRAME_METHOD:
                     mid = METHOD_ID.unpack_from(buf, pos + 7)[0]
                     if mid == BASIC_DELIVER:
-                        self._tag = U64.unpack_from(buf, pos + 12 + buf[pos + 11])[0]
+                        tag = self._tag = U64.unpack_from(buf, pos + 12 + buf[pos + 11])[0]
+                        # Fast path: a property-less content header and one whole body
+                        # frame are already buffered: one unpack for both frame headers.
+                        h = end + 1
+                        if n - h >= CONTENT_PAIR.size and buf[h] == FRAME_HEADER:
+                            hf = CONTENT_PAIR.unpack_from(buf, h)
+                            bend = h + CONTENT_PAIR.size + hf[10]
+                            if (
+                                hf[2] == 14
+                                and hf[7] == FRAME_END
+                                and hf[8] == FRAME_BODY
+                                and hf[10] == hf[5]
+                                and bend < n
+                                and buf[bend] == FRAME_END
+                                and handler is not None
+                            ):
+                                handler.on_message(view, bend - hf[10], bend, tag, now)
+                                pos = bend + 1
+                                continue
                     elif mid == BASIC_ACK or mid == BASIC_NACK:
                         tag = U64.unpack_from(buf, pos + 11)[0]
                         if mid == BASIC_NACK:

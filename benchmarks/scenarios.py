@@ -19,27 +19,32 @@ any process except the children it started itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
-import os
 import resource
 import secrets
-import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from pamqp import commands
+
 from benchmarks.amqpwire import AmqpUrl
 from benchmarks.client import AmqpConnection
+from benchmarks.measure import Metric, Probe, broker_rss_kib, wait_for_quiet
 from benchmarks.sink import sink_main
-from benchmarks.workers import RunSpec, Topology, cpu_seconds, run_process
+from benchmarks.workers import RunSpec, Topology, run_process
 
 CTX = mp.get_context("spawn")
 CHILD_GRACE = 15.0  # seconds a child may overrun its deadline before it is terminated
 
 THROUGHPUT = ["one_to_one_32B", "one_to_one_1KiB", "one_to_one_confirm", "fanout", "topic"]
-ALL_SCENARIOS = [*THROUGHPUT, "latency", "idle_connections"]
+# idle_connections first: it needs a broker whose memory high-water mark is still low.
+ALL_SCENARIOS = ["idle_connections", *THROUGHPUT, "latency"]
+IDLE_SETTLE_S = 3.0
+IDLE_QUEUE = "bench.idle"
 
 
 @dataclass
@@ -52,48 +57,7 @@ class Options:
     latency_rate: float = 5000.0
     latency_seconds: float = 10.0
     connections: int = 1000
-
-
-@dataclass
-class Metric:
-    name: str
-    unit: str
-    higher_is_better: bool
-    reps: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    gen_cpu_s: list[float] = field(default_factory=list)
-    broker_cpu_s: list[float] = field(default_factory=list)
-    wall_s: list[float] = field(default_factory=list)
-    skipped: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors and not self.skipped and bool(self.reps)
-
-    @property
-    def value(self) -> float | None:
-        return statistics.median(self.reps) if self.ok else None
-
-    @staticmethod
-    def med(values: list[float]) -> float | None:
-        return statistics.median(values) if values else None
-
-
-def broker_cpu(pid: int | None) -> float:
-    """utime+stime of the broker process (all threads), in seconds; 0.0 without a PID."""
-    if pid is None:
-        return 0.0
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def broker_rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    quiet_wait: float = 0.0  # wait up to this long for an idle machine before each run
 
 
 # --------------------------------------------------------------------------- topologies
@@ -153,8 +117,9 @@ def run_roles(spec: RunSpec, roles: list[str]) -> dict[str, Any]:
     try:
         for role in roles:
             parent, child = CTX.Pipe()
-            proc = CTX.Process(target=run_process, args=(child, role, spec), daemon=True,
-                               name=f"bench-{role}")
+            proc = CTX.Process(
+                target=run_process, args=(child, role, spec), daemon=True, name=f"bench-{role}"
+            )
             proc.start()
             child.close()
             procs.append(proc)
@@ -165,13 +130,16 @@ def run_roles(spec: RunSpec, roles: list[str]) -> dict[str, Any]:
                 return out
         if "producer" in pipes:
             pipes["producer"].send("go")
-        for role, pipe in pipes.items():
-            kind, payload = _recv(pipe, hard_deadline)
+        for role in sorted(pipes, key=lambda r: r != "producer"):  # the producer first
+            kind, payload = _recv(pipes[role], hard_deadline)
             if kind == "done":
                 out[role] = payload
                 out["errors"].extend(payload["errors"])
             else:
                 out["errors"].append(str(payload))
+            if role == "producer" and (kind != "done" or payload["errors"]) and "consumer" in pipes:
+                with contextlib.suppress(OSError):  # nothing more is coming: do not wait it out
+                    pipes["consumer"].send("stop")
         return out
     finally:
         _stop(procs)
@@ -186,10 +154,45 @@ def _verification_errors(consumer: dict[str, Any]) -> list[str]:
     return errors
 
 
+def _run_errors(name: str, out: dict[str, Any], opts: Options) -> list[str]:
+    errors = list(out["errors"])
+    if "consumer" in out:
+        errors += _verification_errors(out["consumer"])
+    if name == "latency" and "producer" in out:
+        prod = out["producer"]
+        took = (prod["written_ns"] - prod["t0_ns"]) / 1e9
+        if took > opts.latency_seconds * 1.1 + 0.1:  # paced load fell behind: not this scenario
+            errors.append(
+                f"could not sustain {opts.latency_rate:,.0f} msgs/s: "
+                f"{prod['published']:,} messages took {took:.1f} s"
+            )
+    return errors
+
+
 def _spec(url: str, name: str, opts: Options, **kw: Any) -> RunSpec:
-    return RunSpec(url=url, topology=topology(name, secrets.token_hex(4)),
-                   messages=opts.messages, body_size=32,
-                   deadline=time.monotonic() + opts.timeout, prefetch=opts.prefetch, **kw)
+    return RunSpec(
+        url=url,
+        topology=topology(name, secrets.token_hex(4)),
+        messages=opts.messages,
+        body_size=32,
+        deadline=time.monotonic() + opts.timeout,
+        prefetch=opts.prefetch,
+        **kw,
+    )
+
+
+def _scenario_spec(name: str, url: str, opts: Options) -> RunSpec:
+    if name == "latency":
+        spec = _spec(url, name, opts, rate=opts.latency_rate, record_latency=True)
+        spec.messages = int(opts.latency_rate * opts.latency_seconds)
+    elif name == "one_to_one_1KiB":
+        spec = _spec(url, name, opts)
+        spec.body_size = 1024
+    elif name == "one_to_one_confirm":
+        spec = _spec(url, name, opts, confirm_window=opts.confirm_window)
+    else:
+        spec = _spec(url, name, opts)
+    return spec
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -204,29 +207,12 @@ def run_broker_scenario(name: str, url: str, pid: int | None, opts: Options) -> 
         unit = "deliveries/s" if name in ("fanout", "topic") else "msgs/s"
         metrics = [Metric(name, unit, higher_is_better=True)]
     for _ in range(opts.repeat):
-        if name == "latency":
-            n = int(opts.latency_rate * opts.latency_seconds)
-            spec = _spec(url, name, opts, rate=opts.latency_rate, record_latency=True)
-            spec.messages = n
-        elif name == "one_to_one_1KiB":
-            spec = _spec(url, name, opts)
-            spec.body_size = 1024
-        elif name == "one_to_one_confirm":
-            spec = _spec(url, name, opts, confirm_window=opts.confirm_window)
-        else:
-            spec = _spec(url, name, opts)
-        cpu0, bcpu0, t0 = cpu_seconds(), broker_cpu(pid), time.monotonic()
+        wait_for_quiet(opts.quiet_wait, pid)
+        spec = _scenario_spec(name, url, opts)
+        probe = Probe(pid)
         out = run_roles(spec, ["consumer", "producer"])
-        wall = time.monotonic() - t0
-        errors = list(out["errors"])
-        if "consumer" in out:
-            errors += _verification_errors(out["consumer"])
-        gen = cpu_seconds() - cpu0 + sum(out[r]["cpu_s"] for r in ("consumer", "producer") if r in out)
-        for m in metrics:
-            m.gen_cpu_s.append(gen)
-            m.wall_s.append(wall)
-            if pid is not None:
-                m.broker_cpu_s.append(broker_cpu(pid) - bcpu0)
+        probe.record(metrics, sum(out[r]["cpu_s"] for r in ("consumer", "producer") if r in out))
+        errors = _run_errors(name, out, opts)
         if errors or "consumer" not in out or "producer" not in out:
             for m in metrics:
                 m.errors.extend(errors or ["no result"])
@@ -244,16 +230,28 @@ def run_broker_scenario(name: str, url: str, pid: int | None, opts: Options) -> 
 def ceiling(opts: Options) -> list[Metric]:
     """The generator's own limits against benchmarks.sink (no broker involved)."""
     metrics = []
-    for mode, role, size in [("discard", "producer", 32), ("discard", "producer", 1024),
-                             ("source", "consumer", 32), ("source", "consumer", 1024)]:
+    for mode, role, size in [
+        ("discard", "producer", 32),
+        ("discard", "producer", 1024),
+        ("source", "consumer", 32),
+        ("source", "consumer", 1024),
+    ]:
         label = "1KiB" if size == 1024 else "32B"
-        m = Metric(f"ceiling_{'publish' if role == 'producer' else 'consume'}_{label}",
-                   "msgs/s", higher_is_better=True)
+        m = Metric(
+            f"ceiling_{'publish' if role == 'producer' else 'consume'}_{label}",
+            "msgs/s",
+            higher_is_better=True,
+        )
         for _ in range(opts.repeat):
+            wait_for_quiet(opts.quiet_wait, None)
             deadline = time.monotonic() + opts.timeout
             parent, child = CTX.Pipe()
-            sink = CTX.Process(target=sink_main, args=(child, mode, opts.messages, size, deadline),
-                               daemon=True, name="bench-sink")
+            sink = CTX.Process(
+                target=sink_main,
+                args=(child, mode, opts.messages, size, deadline),
+                daemon=True,
+                name="bench-sink",
+            )
             sink.start()
             child.close()
             try:
@@ -270,7 +268,9 @@ def ceiling(opts: Options) -> list[Metric]:
                 parent.send("stop")
                 _stop([sink])
             res = out.get(role)
-            errs = list(out["errors"]) + (_verification_errors(res) if role == "consumer" and res else [])
+            errs = list(out["errors"]) + (
+                _verification_errors(res) if role == "consumer" and res else []
+            )
             if errs or res is None:
                 m.errors.extend(errs or ["no result"])
                 break
@@ -285,34 +285,40 @@ def ceiling(opts: Options) -> list[Metric]:
 
 
 def idle_connections(url: str, pid: int | None, opts: Options) -> Metric:
+    """Broker RSS growth per idle consumer connection, as a marginal cost.
+
+    Each connection opens one channel, declares the shared auto-delete queue
+    ``bench.idle`` and starts a consumer on it (so the broker holds a connection, a
+    channel and a consumer per connection), then stays idle.
+
+    Allocators keep freed memory (pymalloc/glibc arenas, Erlang carriers), so RSS only grows
+    past the process's high-water mark. Hence: a warm-up step of connections/4 (absorbs
+    slack), then `repeat` steps of `connections` more each, all kept open until the end;
+    each step is a repetition. Run it first, on a freshly started broker (`all` does).
+    """
     m = Metric("idle_connections", "KiB/conn", higher_is_better=False)
     if pid is None:
         m.skipped = "skipped: no --broker-pid for this target (broker RSS cannot be read)"
         return m
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = opts.connections + 256
+    want = opts.connections * (opts.repeat + 1) + 256
     if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(want, soft)), hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, want), hard))
     import uvloop
 
-    for _ in range(opts.repeat):
-        cpu0, bcpu0, t0 = cpu_seconds(), broker_cpu(pid), time.monotonic()
-        kib, err = uvloop.run(_idle_once(url, pid, opts))
-        m.wall_s.append(time.monotonic() - t0)
-        m.gen_cpu_s.append(cpu_seconds() - cpu0)
-        m.broker_cpu_s.append(broker_cpu(pid) - bcpu0)
-        if err:
-            m.errors.append(err)
-            break
-        m.reps.append(kib)
+    wait_for_quiet(opts.quiet_wait, pid)
+    probe = Probe(pid)
+    steps, err = uvloop.run(_idle_steps(url, pid, opts))
+    probe.record([m], 0.0)
+    m.reps = steps
+    if err:
+        m.errors.append(err)
     return m
 
 
-async def _idle_once(url: str, pid: int, opts: Options) -> tuple[float, str]:
+async def _idle_steps(url: str, pid: int, opts: Options) -> tuple[list[float], str]:
     target = AmqpUrl.parse(url)
-    deadline = time.monotonic() + opts.timeout
-    await asyncio.sleep(2.0)  # settle after the previous scenario
-    before = broker_rss_kib(pid)
+    deadline = time.monotonic() + opts.timeout * (opts.repeat + 1)
     conns: list[AmqpConnection] = []
     failures: list[str] = []
     gate = asyncio.Semaphore(50)
@@ -322,16 +328,31 @@ async def _idle_once(url: str, pid: int, opts: Options) -> tuple[float, str]:
             try:
                 conn = await AmqpConnection.open(target, max(1.0, deadline - time.monotonic()))
                 conns.append(conn)
-                await asyncio.wait_for(conn.open_channel(1), max(1.0, deadline - time.monotonic()))
+                limit = max(1.0, deadline - time.monotonic())
+                await asyncio.wait_for(conn.open_channel(1), limit)
+                await conn.rpc(1, commands.Queue.Declare(queue=IDLE_QUEUE, auto_delete=True),
+                               commands.Queue.DeclareOk, limit)
+                await conn.rpc(1, commands.Basic.Consume(queue=IDLE_QUEUE),
+                               commands.Basic.ConsumeOk, limit)
             except Exception as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
 
+    steps: list[float] = []
     try:
-        await asyncio.gather(*(one() for _ in range(opts.connections)))
-        await asyncio.sleep(5.0)  # settle: let the broker finish per-connection setup
-        after = broker_rss_kib(pid)
+        await asyncio.gather(*(one() for _ in range(max(1, opts.connections // 4))))  # warm-up
+        for _ in range(opts.repeat):
+            if failures or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(IDLE_SETTLE_S)
+            before = broker_rss_kib(pid)
+            await asyncio.gather(*(one() for _ in range(opts.connections)))
+            await asyncio.sleep(IDLE_SETTLE_S)  # let the broker finish per-connection setup
+            steps.append((broker_rss_kib(pid) - before) / opts.connections)
     finally:
-        await asyncio.gather(*(c.close(timeout=10) for c in conns), return_exceptions=True)
+        await asyncio.gather(*(c.close(limit_s=10) for c in conns), return_exceptions=True)
     if failures:
-        return 0.0, f"{len(failures)}/{opts.connections} connections failed, e.g. {failures[0]}"
-    return (after - before) / opts.connections, ""
+        return (
+            steps,
+            f"{len(failures)} connections failed (of {len(conns)} opened), e.g. {failures[0]}",
+        )
+    return steps, ""

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 from pamqp import commands, frame
 
@@ -68,9 +68,8 @@ class SinkProtocol(asyncio.Protocol):
         self.source_task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=256 * 1024)
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.set_write_buffer_limits(high=256 * 1024)
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -89,10 +88,10 @@ class SinkProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.raw:
-            stream = self.tail + data[-len(CLIENT_CLOSE):]
+            stream = self.tail + data[-len(CLIENT_CLOSE) :]
             if stream.endswith(CLIENT_CLOSE):
                 self.send(0, commands.Connection.CloseOk())
-            self.tail = stream[-len(CLIENT_CLOSE):]
+            self.tail = stream[-len(CLIENT_CLOSE) :]
             return
         self.buf += data
         if self.buf.startswith(PROTOCOL_HEADER):
@@ -136,8 +135,9 @@ class SinkProtocol(asyncio.Protocol):
 
     async def _source(self, ch: int, consume: commands.Basic.Consume) -> None:
         payload = deliver_payload(consume.consumer_tag or "sink.c", 1, "", consume.queue)
-        encoder = MessageEncoder(ch, "", [""], self.body_size, PRODUCER_ID, FRAME_MAX,
-                                 payloads=[payload])
+        encoder = MessageEncoder(
+            ch, "", [""], self.body_size, PRODUCER_ID, FRAME_MAX, payloads=[payload]
+        )
         batch = max(1, min(1000, int(65536 // encoder.mean_len)))
         seq = 0
         while seq < self.messages and time.monotonic() < self.deadline:
@@ -150,8 +150,9 @@ class SinkProtocol(asyncio.Protocol):
             await asyncio.sleep(0)
 
 
-async def _serve(pipe: Connection, mode: str, messages: int, body_size: int,
-                 deadline: float) -> None:
+async def _serve(
+    pipe: Connection, mode: str, messages: int, body_size: int, deadline: float
+) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SinkProtocol(mode, messages, body_size, deadline), "127.0.0.1", 0

@@ -19,7 +19,6 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
-import resource
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from benchmarks.amqpwire import (
     topic_matches,
 )
 from benchmarks.client import AmqpConnection, AmqpError
+from benchmarks.measure import cpu_seconds
 
 SETUP_TIMEOUT = 30.0
 PRODUCER_ID = 7
@@ -60,16 +60,20 @@ class Topology:
                     table[q][k] = name == rk
                 continue
             for q, key in self.bindings:
-                if self.exchange_type == "fanout" or (
-                    self.exchange_type == "topic" and topic_matches(key, rk)
-                ) or (self.exchange_type == "direct" and key == rk):
+                if (
+                    self.exchange_type == "fanout"
+                    or (self.exchange_type == "topic" and topic_matches(key, rk))
+                    or (self.exchange_type == "direct" and key == rk)
+                ):
                     table[q][k] = True
         return table
 
     def expected_counts(self, messages: int) -> list[int]:
         nkeys = len(self.routing_keys)
         per_key = [(messages - k + nkeys - 1) // nkeys for k in range(nkeys)]  # seq % nkeys == k
-        return [sum(c for c, hit in zip(per_key, row, strict=True) if hit) for row in self.expected()]
+        return [
+            sum(c for c, hit in zip(per_key, row, strict=True) if hit) for row in self.expected()
+        ]
 
 
 @dataclass
@@ -87,11 +91,6 @@ class RunSpec:
     @property
     def ack_every(self) -> int:
         return max(1, self.prefetch // 2)
-
-
-def cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
 
 def run_process(pipe: Connection, role: str, spec: RunSpec) -> None:
@@ -125,8 +124,14 @@ class Tally:
 class QueueVerifier:
     """DeliveryHandler for one queue: verifies, counts, samples latency, multi-acks."""
 
-    def __init__(self, conn: AmqpConnection, spec: RunSpec, expected_row: list[bool], tally: Tally,
-                 latencies: array.array[int] | None) -> None:
+    def __init__(
+        self,
+        conn: AmqpConnection,
+        spec: RunSpec,
+        expected_row: list[bool],
+        tally: Tally,
+        latencies: array.array[int] | None,
+    ) -> None:
         self.conn = conn
         self.size = spec.body_size
         self.messages = spec.messages
@@ -147,7 +152,11 @@ class QueueVerifier:
             self.corrupt += 1
         else:
             crc, pid, seq, ts = BODY_HEADER.unpack_from(view, start)
-            if pid != PRODUCER_ID or seq >= self.messages or zlib.crc32(view[start + 4 : end]) != crc:
+            if (
+                pid != PRODUCER_ID
+                or seq >= self.messages
+                or zlib.crc32(view[start + 4 : end]) != crc
+            ):
                 self.corrupt += 1
             elif not self.row[seq % self.nkeys]:
                 self.misrouted += 1
@@ -179,15 +188,20 @@ class QueueVerifier:
 async def _declare(conn: AmqpConnection, topo: Topology, q: int, prefetch: int) -> None:
     await conn.open_channel(1)
     if q == 0 and topo.exchange:
-        await conn.rpc(1, commands.Exchange.Declare(exchange=topo.exchange,
-                                                    exchange_type=topo.exchange_type),
-                       commands.Exchange.DeclareOk)
+        await conn.rpc(
+            1,
+            commands.Exchange.Declare(exchange=topo.exchange, exchange_type=topo.exchange_type),
+            commands.Exchange.DeclareOk,
+        )
     name = topo.queues[q]
     await conn.rpc(1, commands.Queue.Declare(queue=name, exclusive=True), commands.Queue.DeclareOk)
     for bq, key in topo.bindings:
         if bq == q:
-            await conn.rpc(1, commands.Queue.Bind(queue=name, exchange=topo.exchange,
-                                                  routing_key=key), commands.Queue.BindOk)
+            await conn.rpc(
+                1,
+                commands.Queue.Bind(queue=name, exchange=topo.exchange, routing_key=key),
+                commands.Queue.BindOk,
+            )
     await conn.rpc(1, commands.Basic.Qos(prefetch_count=prefetch), commands.Basic.QosOk)
 
 
@@ -210,14 +224,22 @@ async def _consume(pipe: Connection, spec: RunSpec) -> dict[str, Any]:
             verifier = QueueVerifier(conn, spec, expected_rows[q], tally, latencies)
             conn.handler = verifier
             verifiers.append(verifier)
-            await conn.rpc(1, commands.Basic.Consume(queue=topo.queues[q], consumer_tag=f"c{q}"),
-                           commands.Basic.ConsumeOk)
+            await conn.rpc(
+                1,
+                commands.Basic.Consume(queue=topo.queues[q], consumer_tag=f"c{q}"),
+                commands.Basic.ConsumeOk,
+            )
         pipe.send(("ready", None))
-        remaining = spec.deadline - time.monotonic()
-        try:
-            await asyncio.wait_for(tally.done.wait(), max(0.0, remaining))
-        except TimeoutError:
-            errors.append(f"timeout: {tally.unique}/{tally.total} deliveries received")
+        while not tally.done.is_set():
+            remaining = spec.deadline - time.monotonic()
+            if remaining <= 0:
+                errors.append(f"timeout: {tally.unique}/{tally.total} deliveries received")
+                break
+            if pipe.poll():  # the orchestrator says stop: the producer failed
+                errors.append(f"stopped: {tally.unique}/{tally.total} deliveries received")
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tally.done.wait(), min(0.2, remaining))
         t_done = max((v.last_ns for v in verifiers), default=0)
         await asyncio.sleep(0.25)  # late duplicates or misroutes still count as failures
         errors.extend(c.error for c in conns if c.error)
@@ -225,14 +247,24 @@ async def _consume(pipe: Connection, spec: RunSpec) -> dict[str, Any]:
             v.flush_ack()
         if topo.exchange and conns and not conns[0].closed:
             with contextlib.suppress(AmqpError, TimeoutError):
-                await conns[0].rpc(1, commands.Exchange.Delete(exchange=topo.exchange),
-                                   commands.Exchange.DeleteOk, timeout=5)
+                await conns[0].rpc(
+                    1,
+                    commands.Exchange.Delete(exchange=topo.exchange),
+                    commands.Exchange.DeleteOk,
+                    limit_s=5,
+                )
     finally:
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
     per_queue = [
-        {"queue": topo.queues[i], "expected": counts[i], "unique": v.unique,
-         "missing": counts[i] - v.unique, "duplicates": v.duplicates, "corrupt": v.corrupt,
-         "misrouted": v.misrouted}
+        {
+            "queue": topo.queues[i],
+            "expected": counts[i],
+            "unique": v.unique,
+            "missing": counts[i] - v.unique,
+            "duplicates": v.duplicates,
+            "corrupt": v.corrupt,
+            "misrouted": v.misrouted,
+        }
         for i, v in enumerate(verifiers)
     ]
     return {
@@ -254,8 +286,13 @@ def _percentiles(samples: array.array[int] | None) -> dict[str, float] | None:
     def pick(p: float) -> float:
         return ordered[min(n - 1, int(p * n))] / 1e6
 
-    return {"count": n, "p50_ms": pick(0.50), "p99_ms": pick(0.99), "p999_ms": pick(0.999),
-            "max_ms": ordered[-1] / 1e6}
+    return {
+        "count": n,
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+        "p999_ms": pick(0.999),
+        "max_ms": ordered[-1] / 1e6,
+    }
 
 
 async def _produce(pipe: Connection, spec: RunSpec) -> dict[str, Any]:
@@ -263,42 +300,51 @@ async def _produce(pipe: Connection, spec: RunSpec) -> dict[str, Any]:
     topo = spec.topology
     conn = await AmqpConnection.open(AmqpUrl.parse(spec.url), SETUP_TIMEOUT)
     errors: list[str] = []
-    seq = 0
+    progress = [0]  # messages written so far, kept by the publish loop
     t0 = t_written = t_closed = 0
     try:
         await conn.open_channel(1)
         if spec.confirm_window:
             await conn.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
-        encoder = MessageEncoder(1, topo.exchange, topo.routing_keys, spec.body_size,
-                                 PRODUCER_ID, conn.frame_max)
+        encoder = MessageEncoder(
+            1, topo.exchange, topo.routing_keys, spec.body_size, PRODUCER_ID, conn.frame_max
+        )
         pipe.send(("ready", None))
         if not pipe.poll(max(0.0, spec.deadline - time.monotonic())):
             raise TimeoutError("no 'go' from the orchestrator")
         pipe.recv()
         t0 = time.monotonic_ns()
         try:
-            if spec.rate > 0:
-                seq = await _publish_paced(conn, encoder, spec)
-            else:
-                seq = await _publish_flat_out(conn, encoder, spec)
+            publish = _publish_paced if spec.rate > 0 else _publish_flat_out
+            await publish(conn, encoder, spec, progress)
             t_written = time.monotonic_ns()
             if spec.confirm_window:
-                await conn.wait_confirmed(seq, spec.deadline)
+                await conn.wait_confirmed(progress[0], spec.deadline)
         except (AmqpError, TimeoutError) as exc:
             errors.append(f"producer: {exc}")
     finally:
-        await conn.close(timeout=max(1.0, spec.deadline - time.monotonic()))
+        await conn.close(limit_s=max(1.0, spec.deadline - time.monotonic()))
         t_closed = time.monotonic_ns()
+    seq = progress[0]
     if seq < spec.messages:
         errors.append(f"producer published only {seq}/{spec.messages}")
     if conn.nacked:
         errors.append(f"broker nacked {conn.nacked} publishes")
-    return {"published": seq, "t0_ns": t0, "written_ns": t_written, "closed_ns": t_closed,
-            "confirmed": conn.confirmed, "nacked": conn.nacked,
-            "cpu_s": cpu_seconds() - cpu0, "errors": errors}
+    return {
+        "published": seq,
+        "t0_ns": t0,
+        "written_ns": t_written,
+        "closed_ns": t_closed,
+        "confirmed": conn.confirmed,
+        "nacked": conn.nacked,
+        "cpu_s": cpu_seconds() - cpu0,
+        "errors": errors,
+    }
 
 
-async def _publish_flat_out(conn: AmqpConnection, encoder: MessageEncoder, spec: RunSpec) -> int:
+async def _publish_flat_out(
+    conn: AmqpConnection, encoder: MessageEncoder, spec: RunSpec, progress: list[int]
+) -> None:
     batch = max(1, min(1000, int(65536 // encoder.mean_len)))
     window = spec.confirm_window
     if window:
@@ -312,12 +358,14 @@ async def _publish_flat_out(conn: AmqpConnection, encoder: MessageEncoder, spec:
             await conn.wait_confirmed(seq + count - window, spec.deadline)
         conn.write(encoder.batch(seq, count, time.monotonic_ns()))
         seq += count
-        await conn.drain()
+        progress[0] = seq
+        await conn.drain(spec.deadline)
         await asyncio.sleep(0)  # let confirms and server frames in even if never paused
-    return seq
 
 
-async def _publish_paced(conn: AmqpConnection, encoder: MessageEncoder, spec: RunSpec) -> int:
+async def _publish_paced(
+    conn: AmqpConnection, encoder: MessageEncoder, spec: RunSpec, progress: list[int]
+) -> None:
     seq, n = 0, spec.messages
     t0 = time.monotonic_ns()
     per_ns = spec.rate / 1e9
@@ -330,7 +378,6 @@ async def _publish_paced(conn: AmqpConnection, encoder: MessageEncoder, spec: Ru
             if spec.confirm_window:
                 await conn.wait_confirmed(due - spec.confirm_window, spec.deadline)
             conn.write(encoder.batch(seq, due - seq, time.monotonic_ns()))
-            seq = due
-            await conn.drain()
-        await asyncio.sleep(0.0005)
-    return seq
+            seq = progress[0] = due
+            await conn.drain(spec.deadline)
+        await asyncio.sleep(0.001)  # libuv timers have 1 ms resolution; less would spin
