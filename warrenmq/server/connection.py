@@ -80,7 +80,9 @@ class Connection(asyncio.Protocol):
         self._wrote = False
         self._received = False
         self._header = b""
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers: list[asyncio.TimerHandle] = []  # handshake and close deadlines
+        self._heartbeat_timer: asyncio.TimerHandle | None = None
+        self._missed = 0
         self._dirty: set[Channel] = set()
         self.published = False
         self.blocked = False
@@ -109,6 +111,8 @@ class Connection(asyncio.Protocol):
             self.closed.set_result(None)
         for timer in self._timers:
             timer.cancel()
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._release()
@@ -405,7 +409,7 @@ class Connection(asyncio.Protocol):
         if self.heartbeat > 0:
             self._wrote = self._received = True
             self._missed = 0
-            self._timers.append(self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick))
+            self._heartbeat_timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
 
     def _heartbeat_tick(self) -> None:
         if self.state == "closed":
@@ -424,8 +428,7 @@ class Connection(asyncio.Protocol):
                         vhost=self.vhost.name if self.vhost else None)
             self.abort()
             return
-        self._timers = [t for t in self._timers if not t.cancelled()][-4:]
-        self._timers.append(self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick))
+        self._heartbeat_timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
 
     def release_channel(self, channel_id: int) -> None:
         self.channels.pop(channel_id, None)
