@@ -7,14 +7,30 @@ not check WarrenMQ's codec against itself.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import struct
 from typing import Any
 
 from pamqp import commands, frame
 from pamqp.base import Frame
+from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
+from pamqp.heartbeat import Heartbeat
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+
+
+@dataclasses.dataclass
+class Delivery:
+    """A basic.deliver read by ``RawClient.collect_until``, with its reassembled body."""
+
+    channel: int
+    method: commands.Basic.Deliver
+    body: bytes
+
+    @property
+    def tag(self) -> int:
+        return int(self.method.delivery_tag)
 
 
 class RawClient:
@@ -36,8 +52,6 @@ class RawClient:
 
     def send_content(self, channel: int, body: bytes, properties: Any = None,
                      frame_max: int = 131072) -> None:
-        from pamqp.body import ContentBody
-
         header = ContentHeader(0, len(body), properties or commands.Basic.Properties())
         self.writer.write(frame.marshal(header, channel))
         step = frame_max - 8
@@ -70,6 +84,62 @@ class RawClient:
                 continue
             assert isinstance(value, kind), f"expected {kind.__name__}, got {value!r}"
             return value
+
+    async def read_body(self, timeout: float = 5.0) -> bytes:
+        """The content that follows a content-bearing method: its header, then body frames
+        until the header's body size; returns the reassembled body."""
+        _, header = await self.read_frame(timeout)
+        assert isinstance(header, ContentHeader), header
+        body = b""
+        while len(body) < header.body_size:
+            _, part = await self.read_frame(timeout)
+            assert isinstance(part, ContentBody), part
+            body += part.value
+        return body
+
+    async def collect_until(self, kind: type, timeout: float = 5.0
+                            ) -> tuple[list[Delivery], Any]:
+        """Read deliveries until a frame of ``kind``; anything else unexpected fails."""
+        deliveries: list[Delivery] = []
+        while True:
+            channel, value = await self.read_frame(timeout)
+            if isinstance(value, Heartbeat):
+                continue
+            if isinstance(value, commands.Basic.Deliver):
+                deliveries.append(Delivery(channel, value, await self.read_body(timeout)))
+                continue
+            assert isinstance(value, kind), f"expected {kind.__name__}, got {value!r}"
+            return deliveries, value
+
+    async def expect_channel_close(self, channel: int = 1,
+                                   ids: tuple[int, int, int] | None = None,
+                                   timeout: float = 5.0) -> commands.Channel.Close:
+        """Expect channel.close next and answer it with close-ok on ``channel``.
+
+        ``ids``, if given, is the expected (reply_code, class_id, method_id).
+        """
+        close = await self.expect(commands.Channel.Close, timeout)
+        if ids is not None:
+            assert (close.reply_code, close.class_id, close.method_id) == ids, close
+        self.send_method(channel, commands.Channel.CloseOk())
+        return close
+
+    async def expect_connection_close(self, ids: tuple[int, int, int] | None = None, *,
+                                      send_close_ok: bool = True,
+                                      timeout: float = 5.0) -> commands.Connection.Close:
+        """Expect connection.close next, answer close-ok (unless ``send_close_ok`` is false),
+        check that the broker then closes the socket, and close this end too.
+
+        ``ids``, if given, is the expected (reply_code, class_id, method_id).
+        """
+        close = await self.expect(commands.Connection.Close, timeout)
+        if ids is not None:
+            assert (close.reply_code, close.class_id, close.method_id) == ids, close
+        if send_close_ok:
+            self.send_method(0, commands.Connection.CloseOk())
+        assert await self.closed(timeout)
+        self.close()
+        return close
 
     async def closed(self, timeout: float = 5.0) -> bool:
         """True once the broker has closed the socket (EOF)."""

@@ -22,6 +22,7 @@ import aiormq
 from pamqp import commands
 
 from tests.conftest import BrokerHandle
+from tests.helpers import consume, declare, raw_client
 from tests.rawamqp import RawClient
 
 N = 10_000
@@ -111,12 +112,10 @@ async def test_slow_reader_is_not_flooded_and_catches_up(broker: BrokerHandle) -
     slow.send_method(1, commands.Exchange.Declare(exchange="bp", exchange_type="fanout"))
     await slow.expect(commands.Exchange.DeclareOk)
     for name in ("A", "B"):
-        slow.send_method(1, commands.Queue.Declare(queue=name))
-        await slow.expect(commands.Queue.DeclareOk)
+        await declare(slow, name)
         slow.send_method(1, commands.Queue.Bind(queue=name, exchange="bp", routing_key=""))
         await slow.expect(commands.Queue.BindOk)
-    slow.send_method(1, commands.Basic.Consume(queue="A", consumer_tag="slow", no_ack=True))
-    await slow.expect(commands.Basic.ConsumeOk)
+    await consume(slow, "A", "slow", no_ack=True)
     # from here on the slow client does not read its socket
 
     fast_conn = await aiormq.connect(broker.url)
@@ -131,9 +130,7 @@ async def test_slow_reader_is_not_flooded_and_catches_up(broker: BrokerHandle) -
 
     await fast.basic_consume("B", on_b, no_ack=True)
 
-    producer = await RawClient.connect(broker.port)
-    await producer.handshake()
-    await producer.open_channel(1)
+    producer = await raw_client(broker)
     for start in range(0, N, 500):
         producer.send(b"".join(publish_frames("bp", i) for i in range(start, start + 500)))
         await asyncio.wait_for(producer.writer.drain(), 10)

@@ -17,87 +17,19 @@ WarrenMQ implements the spec's pause, and that is what is tested here.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import aio_pika
 import aiormq
 import pika
 import pytest
 from pamqp import commands
-from pamqp.body import ContentBody
-from pamqp.header import ContentHeader
-from pamqp.heartbeat import Heartbeat
 
 from tests.conftest import BrokerHandle
+from tests.helpers import bodies, consume, declare, publish, raw_client, sync
 from tests.rawamqp import RawClient
 
 
 # --------------------------------------------------------------------------- raw helpers
-@dataclasses.dataclass
-class Delivery:
-    channel: int
-    method: commands.Basic.Deliver
-    body: bytes
-
-    @property
-    def tag(self) -> int:
-        return int(self.method.delivery_tag)
-
-
-async def raw_client(broker: BrokerHandle, channels: tuple[int, ...] = (1,)) -> RawClient:
-    client = await RawClient.connect(broker.port)
-    await client.handshake()
-    for number in channels:
-        await client.open_channel(number)
-    return client
-
-
-async def _content(client: RawClient, wait: float) -> bytes:
-    _, header = await client.read_frame(wait)
-    assert isinstance(header, ContentHeader), header
-    body = b""
-    while len(body) < header.body_size:
-        _, part = await client.read_frame(wait)
-        assert isinstance(part, ContentBody), part
-        body += part.value
-    return body
-
-
-async def collect_until(client: RawClient, kind: type, wait: float = 5.0
-                        ) -> tuple[list[Delivery], object]:
-    """Read deliveries until a frame of ``kind``; anything else unexpected fails."""
-    deliveries: list[Delivery] = []
-    while True:
-        channel, value = await client.read_frame(wait)
-        if isinstance(value, Heartbeat):
-            continue
-        if isinstance(value, commands.Basic.Deliver):
-            deliveries.append(Delivery(channel, value, await _content(client, wait)))
-            continue
-        assert isinstance(value, kind), f"expected {kind.__name__}, got {value!r}"
-        return deliveries, value
-
-
-async def sync(client: RawClient, queue: str, channel: int = 1
-               ) -> tuple[list[Delivery], int]:
-    """Round trip on ``channel``: deliveries seen meanwhile and the queue's ready count."""
-    await asyncio.sleep(0.05)
-    client.send_method(channel, commands.Queue.Declare(queue=queue, passive=True))
-    deliveries, ok = await collect_until(client, commands.Queue.DeclareOk)
-    return deliveries, int(ok.message_count)  # type: ignore[attr-defined]
-
-
-def publish(client: RawClient, channel: int, queue: str, bodies: list[bytes]) -> None:
-    for body in bodies:
-        client.send_method(channel, commands.Basic.Publish(exchange="", routing_key=queue))
-        client.send_content(channel, body)
-
-
-async def declare(client: RawClient, queue: str, channel: int = 1) -> None:
-    client.send_method(channel, commands.Queue.Declare(queue=queue))
-    await client.expect(commands.Queue.DeclareOk)
-
-
 async def raw_get(client: RawClient, queue: str, channel: int = 1,
                   no_ack: bool = False) -> tuple[commands.Basic.GetOk, bytes] | None:
     client.send_method(channel, commands.Basic.Get(queue=queue, no_ack=no_ack))
@@ -105,24 +37,7 @@ async def raw_get(client: RawClient, queue: str, channel: int = 1,
     if isinstance(value, commands.Basic.GetEmpty):
         return None
     assert isinstance(value, commands.Basic.GetOk), value
-    return value, await _content(client, 5.0)
-
-
-async def expect_channel_close(client: RawClient, channel: int = 1) -> commands.Channel.Close:
-    _, close = await collect_until(client, commands.Channel.Close)
-    client.send_method(channel, commands.Channel.CloseOk())
-    return close  # type: ignore[return-value]
-
-
-async def expect_connection_close(client: RawClient) -> commands.Connection.Close:
-    _, close = await collect_until(client, commands.Connection.Close)
-    client.send_method(0, commands.Connection.CloseOk())
-    assert await client.closed()
-    return close  # type: ignore[return-value]
-
-
-def bodies(prefix: str, n: int, start: int = 0) -> list[bytes]:
-    return [f"{prefix}{i}".encode() for i in range(start, start + n)]
+    return value, await client.read_body()
 
 
 # --------------------------------------------------------------------------- consume
@@ -159,13 +74,11 @@ async def test_duplicate_consumer_tag_on_a_channel_closes_connection(
         broker: BrokerHandle) -> None:
     client = await raw_client(broker, (1, 2))
     await declare(client, "dup")
-    client.send_method(1, commands.Basic.Consume(queue="dup", consumer_tag="dup"))
-    await client.expect(commands.Basic.ConsumeOk)
+    await consume(client, "dup", "dup")
     # the same tag on another channel is fine
-    client.send_method(2, commands.Basic.Consume(queue="dup", consumer_tag="dup"))
-    await client.expect(commands.Basic.ConsumeOk)
+    await consume(client, "dup", "dup", channel=2)
     client.send_method(1, commands.Basic.Consume(queue="dup", consumer_tag="dup"))
-    close = await expect_connection_close(client)
+    close = await client.expect_connection_close()
     assert close.reply_code == 530
     assert close.reply_text.startswith("NOT_ALLOWED - ")
     assert "attempt to reuse consumer tag 'dup'" in close.reply_text
@@ -176,11 +89,10 @@ async def test_duplicate_consumer_tag_on_a_channel_closes_connection(
 async def test_exclusive_consume_refused_when_a_consumer_exists(broker: BrokerHandle) -> None:
     client = await raw_client(broker, (1, 2))
     await declare(client, "excl")
-    client.send_method(1, commands.Basic.Consume(queue="excl", consumer_tag="plain"))
-    await client.expect(commands.Basic.ConsumeOk)
+    await consume(client, "excl", "plain")
     client.send_method(2, commands.Basic.Consume(queue="excl", consumer_tag="x",
                                                  exclusive=True))
-    close = await expect_channel_close(client, 2)
+    close = await client.expect_channel_close(2)
     assert close.reply_code == 403
     assert close.reply_text == "ACCESS_REFUSED - queue 'excl' in vhost '/' in exclusive use"
     assert (close.class_id, close.method_id) == (60, 20)
@@ -228,15 +140,14 @@ async def test_consume_on_missing_queue_is_404(broker: BrokerHandle) -> None:
 async def test_cancel_stops_deliveries_and_unacked_stay_ackable(broker: BrokerHandle) -> None:
     client = await raw_client(broker, (1, 2))
     await declare(client, "cancel")
-    client.send_method(1, commands.Basic.Consume(queue="cancel", consumer_tag="c"))
-    await client.expect(commands.Basic.ConsumeOk)
+    await consume(client, "cancel", "c")
     publish(client, 2, "cancel", bodies("m", 3))
     got, _ = await sync(client, "cancel")
     assert [d.body for d in got] == bodies("m", 3)
 
     client.send_method(1, commands.Basic.Cancel(consumer_tag="c"))
-    _, ok = await collect_until(client, commands.Basic.CancelOk)
-    assert ok.consumer_tag == "c"  # type: ignore[attr-defined]
+    _, ok = await client.collect_until(commands.Basic.CancelOk)
+    assert ok.consumer_tag == "c"
     publish(client, 2, "cancel", bodies("m", 2, start=3))
     more, ready = await sync(client, "cancel")
     assert (more, ready) == ([], 2)
@@ -250,8 +161,8 @@ async def test_cancel_stops_deliveries_and_unacked_stay_ackable(broker: BrokerHa
     assert (queue.unacked, queue.acked) == (0, 3)
     # cancelling an unknown tag is not an error (spec: ignore)
     client.send_method(1, commands.Basic.Cancel(consumer_tag="never"))
-    _, ok = await collect_until(client, commands.Basic.CancelOk)
-    assert ok.consumer_tag == "never"  # type: ignore[attr-defined]
+    _, ok = await client.collect_until(commands.Basic.CancelOk)
+    assert ok.consumer_tag == "never"
     client.close()
 
 
@@ -280,7 +191,7 @@ async def test_get_ok_message_count_and_get_empty(broker: BrokerHandle) -> None:
 async def test_ack_of_unknown_tag_is_406_naming_basic_ack(broker: BrokerHandle) -> None:
     client = await raw_client(broker)
     client.send_method(1, commands.Basic.Ack(delivery_tag=99))
-    close = await expect_channel_close(client)
+    close = await client.expect_channel_close()
     assert close.reply_code == 406
     assert close.reply_text == "PRECONDITION_FAILED - unknown delivery tag 99"
     assert (close.class_id, close.method_id) == (60, 80)
@@ -297,7 +208,7 @@ async def test_double_ack_is_406(broker: BrokerHandle) -> None:
     assert got is not None and got[1] == b"once"
     client.send_method(1, commands.Basic.Ack(delivery_tag=got[0].delivery_tag))
     client.send_method(1, commands.Basic.Ack(delivery_tag=got[0].delivery_tag))
-    close = await expect_channel_close(client)
+    close = await client.expect_channel_close()
     assert (close.reply_code, close.class_id, close.method_id) == (406, 60, 80)
     assert close.reply_text == f"PRECONDITION_FAILED - unknown delivery tag {got[0].delivery_tag}"
     queue = broker.vhost().queues["twice"]
@@ -308,11 +219,11 @@ async def test_double_ack_is_406(broker: BrokerHandle) -> None:
 async def test_nack_and_reject_of_unknown_tags_are_406(broker: BrokerHandle) -> None:
     client = await raw_client(broker)
     client.send_method(1, commands.Basic.Nack(delivery_tag=5, multiple=True))
-    close = await expect_channel_close(client)
+    close = await client.expect_channel_close()
     assert (close.reply_code, close.class_id, close.method_id) == (406, 60, 120)
     await client.open_channel(1)
     client.send_method(1, commands.Basic.Reject(delivery_tag=7))
-    close = await expect_channel_close(client)
+    close = await client.expect_channel_close()
     assert (close.reply_code, close.class_id, close.method_id) == (406, 60, 90)
     assert "unknown delivery tag 7" in close.reply_text
     client.close()
@@ -453,8 +364,7 @@ async def _second_consumer(broker: BrokerHandle, queue: str, expected: int
 async def test_channel_close_requeues_unacked_in_order(broker: BrokerHandle) -> None:
     client = await raw_client(broker, (1, 2))
     await declare(client, "chclose")
-    client.send_method(1, commands.Basic.Consume(queue="chclose", consumer_tag="a"))
-    await client.expect(commands.Basic.ConsumeOk)
+    await consume(client, "chclose", "a")
     publish(client, 2, "chclose", bodies("m", 5, start=1))
     got, _ = await sync(client, "chclose")
     assert [d.body for d in got] == bodies("m", 5, start=1)
@@ -500,8 +410,7 @@ async def test_connection_close_requeues_unacked_in_order(broker: BrokerHandle,
     async with connection:
         if how == "socket":
             client = await raw_client(broker)  # a raw peer holding messages, then vanishing
-            client.send_method(1, commands.Basic.Consume(queue="connclose", consumer_tag="r"))
-            await client.expect(commands.Basic.ConsumeOk)
+            await consume(client, "connclose", "r")
             await first.close()
             # round-robin may hand some to the raw peer; its socket then just goes away
             await asyncio.sleep(0.1)
@@ -526,8 +435,7 @@ async def test_connection_close_requeues_unacked_in_order(broker: BrokerHandle,
 async def test_recover_requeues_unacked(broker: BrokerHandle, sync_recover: bool) -> None:
     client = await raw_client(broker, (1, 2))
     await declare(client, "rec")
-    client.send_method(1, commands.Basic.Consume(queue="rec", consumer_tag="c"))
-    await client.expect(commands.Basic.ConsumeOk)
+    await consume(client, "rec", "c")
     publish(client, 2, "rec", bodies("m", 3))
     got, _ = await sync(client, "rec")
     assert [(d.tag, d.body, d.method.redelivered) for d in got] == [
@@ -535,7 +443,7 @@ async def test_recover_requeues_unacked(broker: BrokerHandle, sync_recover: bool
     client.send_method(1, commands.Basic.Ack(delivery_tag=2))
     if sync_recover:
         client.send_method(1, commands.Basic.Recover(requeue=True))
-        again, _ = await collect_until(client, commands.Basic.RecoverOk)
+        again, _ = await client.collect_until(commands.Basic.RecoverOk)
     else:
         client.send_method(1, commands.Basic.RecoverAsync(requeue=True))
         again = []
@@ -559,13 +467,12 @@ async def test_recover_without_requeue_is_not_implemented(broker: BrokerHandle, 
     # RabbitMQ (rabbit_channel): protocol_error(not_implemented, "requeue=false") for both
     client = await raw_client(broker, (1, 2))
     await declare(client, "rec-false")
-    client.send_method(1, commands.Basic.Consume(queue="rec-false", consumer_tag="c"))
-    await client.expect(commands.Basic.ConsumeOk)
+    await consume(client, "rec-false", "c")
     publish(client, 2, "rec-false", [b"held"])
     got, _ = await sync(client, "rec-false")
     assert [d.body for d in got] == [b"held"]
     client.send_method(1, method(requeue=False))
-    close = await expect_connection_close(client)
+    close = await client.expect_connection_close()
     assert close.reply_code == 540
     assert close.reply_text == "NOT_IMPLEMENTED - requeue=false"
     assert (close.class_id, close.method_id) == (60, method_id)
@@ -578,7 +485,7 @@ async def test_qos_prefetch_size_is_not_implemented(broker: BrokerHandle) -> Non
     # RabbitMQ (rabbit_channel): protocol_error(not_implemented, "prefetch_size!=0 (~w)")
     client = await raw_client(broker)
     client.send_method(1, commands.Basic.Qos(prefetch_size=1, prefetch_count=10))
-    close = await expect_connection_close(client)
+    close = await client.expect_connection_close()
     assert close.reply_code == 540
     assert close.reply_text == "NOT_IMPLEMENTED - prefetch_size!=0 (1)"
     assert (close.class_id, close.method_id) == (60, 10)
@@ -587,8 +494,7 @@ async def test_qos_prefetch_size_is_not_implemented(broker: BrokerHandle) -> Non
 async def test_channel_flow_pauses_and_resumes_deliveries(broker: BrokerHandle) -> None:
     client = await raw_client(broker, (1, 2))
     await declare(client, "flow")
-    client.send_method(1, commands.Basic.Consume(queue="flow", consumer_tag="c"))
-    await client.expect(commands.Basic.ConsumeOk)
+    await consume(client, "flow", "c")
     client.send_method(1, commands.Channel.Flow(active=False))
     ok = await client.expect(commands.Channel.FlowOk)
     assert ok.active is False
@@ -600,8 +506,8 @@ async def test_channel_flow_pauses_and_resumes_deliveries(broker: BrokerHandle) 
     assert fetched is not None and fetched[1] == b"f0"
 
     client.send_method(1, commands.Channel.Flow(active=True))
-    resumed, ok = await collect_until(client, commands.Channel.FlowOk)
-    assert ok.active is True  # type: ignore[attr-defined]
+    resumed, ok = await client.collect_until(commands.Channel.FlowOk)
+    assert ok.active is True
     more, ready = await sync(client, "flow")
     assert [d.body for d in resumed + more] == [b"f1", b"f2"]
     assert ready == 0

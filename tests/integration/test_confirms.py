@@ -21,14 +21,8 @@ from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
 from tests.conftest import BrokerHandle
+from tests.helpers import raw_client
 from tests.rawamqp import RawClient
-
-
-async def raw_client(broker: BrokerHandle) -> RawClient:
-    client = await RawClient.connect(broker.port)
-    await client.handshake()
-    await client.open_channel(1)
-    return client
 
 
 def publish_bytes(routing_key: str, body: bytes, exchange: str = "",

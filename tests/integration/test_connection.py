@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -42,6 +44,7 @@ from pamqp.header import ContentHeader
 
 import warrenmq
 from tests.conftest import BrokerHandle
+from tests.helpers import aio_pika_round_trip, declare, raw_client, wait_connections
 from tests.rawamqp import PROTOCOL_HEADER, RawClient
 
 EXPECTED_CAPABILITIES = (
@@ -92,24 +95,17 @@ async def until_tune(broker: BrokerHandle) -> tuple[RawClient, commands.Connecti
     return client, await client.expect(commands.Connection.Tune)
 
 
-async def expect_close(client: RawClient, code: int, class_id: int, method_id: int,
-                       *, send_close_ok: bool = True) -> commands.Connection.Close:
-    close = await client.expect(commands.Connection.Close)
-    assert (close.reply_code, close.class_id, close.method_id) == (code, class_id, method_id), close
-    if send_close_ok:
-        client.send_method(0, commands.Connection.CloseOk())
-    assert await client.closed()
-    client.close()
-    return close
+async def pika_connect_error(url: str) -> BaseException:
+    """The error pika's BlockingConnection raises connecting to ``url`` (run in a thread)."""
 
+    def run() -> BaseException:
+        try:
+            pika.BlockingConnection(pika.URLParameters(url)).close()
+        except pika.exceptions.AMQPConnectionError as exc:
+            return exc
+        raise AssertionError(f"pika connected to {url}")
 
-async def wait_no_connections(broker: BrokerHandle) -> None:
-    """Bounded wait (5 s) until the broker has forgotten every connection."""
-    for _ in range(500):
-        if not broker.server.connections:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"connections still open: {broker.server.connections}")
+    return await asyncio.to_thread(run)
 
 
 # ----------------------------------------------------------------------------- start
@@ -140,12 +136,7 @@ async def test_aio_pika_sees_server_properties(broker: BrokerHandle) -> None:
         assert props["version"] == warrenmq.__version__
         for name in EXPECTED_CAPABILITIES:
             assert props["capabilities"][name] is True, name
-        channel = await connection.channel(publisher_confirms=True)
-        queue = await channel.declare_queue("conn-aio-pika", auto_delete=True)
-        await channel.default_exchange.publish(aio_pika.Message(b"x"), routing_key=queue.name)
-        message = await queue.get(timeout=5)
-        assert message is not None and message.body == b"x"
-        await message.ack()
+        await aio_pika_round_trip(connection, "conn-aio-pika", b"x")
 
 
 async def test_aiormq_sees_server_properties(broker: BrokerHandle) -> None:
@@ -199,8 +190,7 @@ async def test_raw_amqplain_login(broker: BrokerHandle) -> None:
         client.send_method(0, commands.Connection.Open(virtual_host="/"))
         await client.expect(commands.Connection.OpenOk)
         await client.open_channel(1)
-        client.send_method(1, commands.Queue.Declare(queue="amqplain-q", auto_delete=True))
-        ok = await client.expect(commands.Queue.DeclareOk)
+        ok = await declare(client, "amqplain-q", auto_delete=True)
         assert ok.queue == "amqplain-q"
     finally:
         client.close()
@@ -215,7 +205,7 @@ async def test_raw_bad_credentials_refused(broker: BrokerHandle, mechanism: str,
                                            response: bytes) -> None:
     client, _ = await start(broker)
     client.send(start_ok_frame(mechanism, response))
-    close = await expect_close(client, 403, 10, 11)
+    close = await client.expect_connection_close((403, 10, 11))
     assert close.reply_text.startswith("ACCESS_REFUSED")
     assert mechanism in close.reply_text
 
@@ -224,44 +214,31 @@ async def test_raw_bad_password_socket_closed_without_close_ok(broker: BrokerHan
     """A client that never answers the 403 close is disconnected anyway (close timeout)."""
     client, _ = await start(broker)
     client.send(start_ok_frame("PLAIN", plain(password="wrong")))
-    await expect_close(client, 403, 10, 11, send_close_ok=False)
-    await wait_no_connections(broker)
+    await client.expect_connection_close((403, 10, 11), send_close_ok=False)
+    await wait_connections(broker)
 
 
 async def test_raw_unknown_mechanism(broker: BrokerHandle) -> None:
     client, _ = await start(broker)
     client.send(start_ok_frame("CRAM-MD5", b"guest 0123456789abcdef"))
-    close = await expect_close(client, 503, 10, 11)
+    close = await client.expect_connection_close((503, 10, 11))
     assert "CRAM-MD5" in close.reply_text
 
 
-async def test_aio_pika_bad_password(broker: BrokerHandle) -> None:
+@pytest.mark.parametrize("connect", [aio_pika.connect, aiormq.connect],
+                         ids=["aio_pika", "aiormq"])
+async def test_async_client_bad_password(broker: BrokerHandle,
+                                         connect: Callable[[str], Awaitable[Any]]) -> None:
     url = f"amqp://guest:wrong@127.0.0.1:{broker.port}/"
     with pytest.raises(aiormq.exceptions.ProbableAuthenticationError) as info:
-        await asyncio.wait_for(aio_pika.connect(url), 10)
+        await asyncio.wait_for(connect(url), 10)
     assert "ACCESS_REFUSED" in str(info.value.args)
-    await wait_no_connections(broker)
-
-
-async def test_aiormq_bad_password(broker: BrokerHandle) -> None:
-    url = f"amqp://guest:wrong@127.0.0.1:{broker.port}/"
-    with pytest.raises(aiormq.exceptions.ProbableAuthenticationError) as info:
-        await asyncio.wait_for(aiormq.connect(url), 10)
-    assert "ACCESS_REFUSED" in str(info.value.args)
-    await wait_no_connections(broker)
+    await wait_connections(broker)
 
 
 async def test_pika_bad_password(broker: BrokerHandle) -> None:
     url = f"amqp://guest:wrong@127.0.0.1:{broker.port}/?connection_attempts=1"
-
-    def run() -> BaseException:
-        try:
-            pika.BlockingConnection(pika.URLParameters(url)).close()
-        except pika.exceptions.AMQPConnectionError as exc:
-            return exc
-        raise AssertionError("pika connected with a wrong password")
-
-    exc = await asyncio.to_thread(run)
+    exc = await pika_connect_error(url)
     assert isinstance(exc, pika.exceptions.ProbableAuthenticationError), repr(exc)
     assert "ACCESS_REFUSED" in str(exc)
 
@@ -289,7 +266,7 @@ async def test_tune_ok_out_of_range_is_530(broker: BrokerHandle, channel_max: in
     client, _ = await until_tune(broker)
     client.send_method(0, commands.Connection.TuneOk(
         channel_max=channel_max, frame_max=frame_max, heartbeat=0))
-    close = await expect_close(client, 530, 10, 31)
+    close = await client.expect_connection_close((530, 10, 31))
     assert close.reply_text.startswith("NOT_ALLOWED")
     assert fragment in close.reply_text
 
@@ -314,8 +291,7 @@ async def test_tune_ok_frame_max_zero_uses_servers_value(broker: BrokerHandle) -
     client.send_method(0, commands.Connection.Open(virtual_host="/"))
     await client.expect(commands.Connection.OpenOk)
     await client.open_channel(1)
-    client.send_method(1, commands.Queue.Declare(queue="fm0", auto_delete=True))
-    await client.expect(commands.Queue.DeclareOk)
+    await declare(client, "fm0", auto_delete=True)
     # A body frame of exactly 131072 bytes in all is accepted ...
     body = bytes(range(256)) * 512
     body = body[: 131072 - 8]
@@ -333,7 +309,7 @@ async def test_tune_ok_frame_max_zero_uses_servers_value(broker: BrokerHandle) -
     assert got == body
     # ... and one byte more is a frame error.
     client.send(struct.pack(">BHI", 3, 1, 131072 - 7) + b"\0" * (131072 - 7) + b"\xce")
-    await expect_close(client, 501, 0, 0)
+    await client.expect_connection_close((501, 0, 0))
 
 
 async def _open_with_channel_max(broker: BrokerHandle, channel_max: int) -> RawClient:
@@ -350,7 +326,7 @@ async def test_channels_beyond_negotiated_channel_max_are_530(broker: BrokerHand
     for number in range(1, 6):
         await client.open_channel(number)
     client.send_method(6, commands.Channel.Open())
-    close = await expect_close(client, 530, 20, 10)
+    close = await client.expect_connection_close((530, 20, 10))
     assert close.reply_text.startswith("NOT_ALLOWED")
     assert "channel_max" in close.reply_text
 
@@ -359,7 +335,7 @@ async def test_channel_number_above_channel_max_is_530(broker: BrokerHandle) -> 
     client = await _open_with_channel_max(broker, 10)
     await client.open_channel(10)
     client.send_method(11, commands.Channel.Open())
-    close = await expect_close(client, 530, 20, 10)
+    close = await client.expect_connection_close((530, 20, 10))
     assert "channel_max" in close.reply_text
 
 
@@ -367,7 +343,7 @@ async def test_channel_max_zero_uses_servers_value(broker: BrokerHandle) -> None
     client = await _open_with_channel_max(broker, 0)
     await client.open_channel(2047)
     client.send_method(2048, commands.Channel.Open())
-    await expect_close(client, 530, 20, 10)
+    await client.expect_connection_close((530, 20, 10))
 
 
 async def test_channel_max_limit_from_config(broker_factory) -> None:  # type: ignore[no-untyped-def]
@@ -381,7 +357,7 @@ async def test_channel_max_limit_from_config(broker_factory) -> None:  # type: i
     for number in (1, 2, 3):
         await client.open_channel(number)
     client.send_method(4, commands.Channel.Open())
-    await expect_close(client, 530, 20, 10)
+    await client.expect_connection_close((530, 20, 10))
 
 
 # ----------------------------------------------------------------------------- open
@@ -392,7 +368,7 @@ async def test_raw_open_unknown_vhost_is_530(broker: BrokerHandle) -> None:
     client.send_method(0, commands.Connection.TuneOk(
         channel_max=tune.channel_max, frame_max=tune.frame_max, heartbeat=0))
     client.send_method(0, commands.Connection.Open(virtual_host="/nope"))
-    close = await expect_close(client, 530, 10, 40)
+    close = await client.expect_connection_close((530, 10, 40))
     assert close.reply_text.startswith("NOT_ALLOWED")
     assert "/nope" in close.reply_text
 
@@ -403,23 +379,15 @@ async def test_aio_pika_unknown_vhost(broker: BrokerHandle) -> None:
     url = f"amqp://guest:guest@127.0.0.1:{broker.port}/%2Fnope"
     with pytest.raises(aiormq.exceptions.InvalidFrameError, match=r"Connection\.Close"):
         await asyncio.wait_for(aio_pika.connect(url), 10)
-    await wait_no_connections(broker)
+    await wait_connections(broker)
 
 
 async def test_pika_unknown_vhost(broker: BrokerHandle) -> None:
     url = f"amqp://guest:guest@127.0.0.1:{broker.port}/%2Fnope?connection_attempts=1"
-
-    def run() -> BaseException:
-        try:
-            pika.BlockingConnection(pika.URLParameters(url)).close()
-        except pika.exceptions.AMQPConnectionError as exc:
-            return exc
-        raise AssertionError("pika opened an unknown vhost")
-
-    exc = await asyncio.to_thread(run)
+    exc = await pika_connect_error(url)
     assert isinstance(exc, pika.exceptions.ProbableAccessDeniedError), repr(exc)
     assert "(530) 'NOT_ALLOWED - vhost /nope not found'" in str(exc)
-    await wait_no_connections(broker)
+    await wait_connections(broker)
 
 
 async def test_channel_frame_before_open_is_unexpected(broker: BrokerHandle) -> None:
@@ -429,32 +397,27 @@ async def test_channel_frame_before_open_is_unexpected(broker: BrokerHandle) -> 
     client.send_method(0, commands.Connection.TuneOk(
         channel_max=tune.channel_max, frame_max=tune.frame_max, heartbeat=0))
     client.send_method(1, commands.Channel.Open())
-    await expect_close(client, 505, 0, 0)
+    await client.expect_connection_close((505, 0, 0))
 
 
 # ----------------------------------------------------------------------------- close
 
 
 async def test_client_close_gets_close_ok(broker: BrokerHandle) -> None:
-    client = await RawClient.connect(broker.port)
-    await client.handshake()
-    await client.open_channel(1)
-    client.send_method(1, commands.Queue.Declare(queue="", exclusive=True))
-    declared = await client.expect(commands.Queue.DeclareOk)
+    client = await raw_client(broker)
+    declared = await declare(client, "", exclusive=True)
     assert declared.queue in broker.vhost().queues
     client.send_method(0, commands.Connection.Close(
         reply_code=200, reply_text="bye", class_id=0, method_id=0))
     await client.expect(commands.Connection.CloseOk)
     assert await client.closed()
     client.close()
-    await wait_no_connections(broker)
+    await wait_connections(broker)
     assert declared.queue not in broker.vhost().queues
 
 
 async def test_server_close_waits_for_close_ok(broker: BrokerHandle) -> None:
-    client = await RawClient.connect(broker.port)
-    await client.handshake()
-    await client.open_channel(1)
+    client = await raw_client(broker)
     client.send_method(1, commands.Channel.Open())  # second open: connection error
     close = await client.expect(commands.Connection.Close)
     assert (close.reply_code, close.class_id, close.method_id) == (504, 20, 10)
@@ -485,12 +448,10 @@ async def test_crossing_close_is_answered(broker: BrokerHandle) -> None:
 
 
 async def test_server_close_times_out_without_close_ok(broker: BrokerHandle) -> None:
-    client = await RawClient.connect(broker.port)
-    await client.handshake()
-    await client.open_channel(1)
+    client = await raw_client(broker)
     client.send_method(1, commands.Channel.Open())
-    await expect_close(client, 504, 20, 10, send_close_ok=False)
-    await wait_no_connections(broker)
+    await client.expect_connection_close((504, 20, 10), send_close_ok=False)
+    await wait_connections(broker)
 
 
 async def test_aio_pika_close_round_trip(broker: BrokerHandle) -> None:
@@ -500,7 +461,7 @@ async def test_aio_pika_close_round_trip(broker: BrokerHandle) -> None:
     assert len(broker.server.connections) == 1
     await asyncio.wait_for(connection.close(), 5)
     assert connection.is_closed
-    await wait_no_connections(broker)
+    await wait_connections(broker)
 
 
 async def test_aiormq_close_round_trip(broker: BrokerHandle) -> None:
@@ -508,4 +469,4 @@ async def test_aiormq_close_round_trip(broker: BrokerHandle) -> None:
     await connection.channel()
     await asyncio.wait_for(connection.close(), 5)
     assert connection.is_closed
-    await wait_no_connections(broker)
+    await wait_connections(broker)

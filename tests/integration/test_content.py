@@ -25,19 +25,13 @@ from pamqp import commands, frame
 from pamqp.body import ContentBody
 
 from tests.conftest import BrokerHandle
+from tests.helpers import declare, raw_client
 from tests.rawamqp import RawClient
 
 FRAME_HEAD = struct.Struct(">BHI")
 
 
 # --------------------------------------------------------------------------- raw helpers
-async def raw_client(port: int, frame_max: int = 131072) -> RawClient:
-    client = await RawClient.connect(port)
-    await client.handshake(frame_max=frame_max)
-    await client.open_channel(1)
-    return client
-
-
 async def read_raw(client: RawClient, wait: float = 5.0) -> tuple[int, int, bytes]:
     """Next frame as (type, channel, payload), undecoded; heartbeats are skipped."""
     while True:
@@ -97,18 +91,6 @@ async def read_content(client: RawClient, method_id: int
         sizes.append(len(part))
         parts.append(part)
     return method, header, sizes, b"".join(parts)
-
-
-async def expect_close(client: RawClient, kind: type, channel: int) -> object:
-    close = await client.expect(kind)
-    ok = commands.Channel.CloseOk() if channel else commands.Connection.CloseOk()
-    client.send_method(channel, ok)
-    return close
-
-
-async def declare(client: RawClient, queue: str) -> None:
-    client.send_method(1, commands.Queue.Declare(queue=queue))
-    await client.expect(commands.Queue.DeclareOk)
 
 
 # --------------------------------------------------------------------------- properties
@@ -181,7 +163,7 @@ def every_property() -> bytes:
 async def test_every_property_passes_through_byte_for_byte(broker: BrokerHandle) -> None:
     props = every_property()
     body = b'{"hello": "world"}'
-    client = await raw_client(broker.port)
+    client = await raw_client(broker)
     await declare(client, "props")
     client.send_method(1, commands.Basic.Consume(queue="props", consumer_tag="c",
                                                  no_ack=True))
@@ -207,7 +189,7 @@ async def test_every_property_passes_through_byte_for_byte(broker: BrokerHandle)
 
 
 async def test_properties_seen_by_aio_pika(broker: BrokerHandle) -> None:
-    client = await raw_client(broker.port)
+    client = await raw_client(broker)
     await declare(client, "props2")
     publish_raw(client, "props2", b"x", every_property())
     connection = await aio_pika.connect(broker.url)
@@ -231,23 +213,23 @@ async def test_properties_seen_by_aio_pika(broker: BrokerHandle) -> None:
 
 async def test_user_id_must_match_the_authenticated_user(broker: BrokerHandle) -> None:
     # RabbitMQ (rabbit_channel check_user_id_header): 406 unless the user is an impersonator
-    client = await raw_client(broker.port)
+    client = await raw_client(broker)
     await declare(client, "uid")
     publish_raw(client, "uid", b"ok", b"\x00\x10" + _short("guest"))
     publish_raw(client, "uid", b"forged", b"\x00\x10" + _short("bob"))
-    close = await expect_close(client, commands.Channel.Close, 1)
-    assert close.reply_code == 406  # type: ignore[attr-defined]
-    assert close.reply_text == (  # type: ignore[attr-defined]
+    close = await client.expect_channel_close()
+    assert close.reply_code == 406
+    assert close.reply_text == (
         "PRECONDITION_FAILED - user_id property set to 'bob' but authenticated user was"
         " 'guest'")
-    assert (close.class_id, close.method_id) == (60, 40)  # type: ignore[attr-defined]
+    assert (close.class_id, close.method_id) == (60, 40)
     assert broker.vhost().queues["uid"].message_count == 1
     client.close()
 
 
 # --------------------------------------------------------------------------- bodies
 async def test_zero_length_body_has_no_body_frame(broker: BrokerHandle) -> None:
-    client = await raw_client(broker.port)
+    client = await raw_client(broker)
     await declare(client, "empty")
     client.send_method(1, commands.Basic.Consume(queue="empty", no_ack=True))
     await client.expect(commands.Basic.ConsumeOk)
@@ -266,7 +248,7 @@ async def test_zero_length_body_has_no_body_frame(broker: BrokerHandle) -> None:
 @pytest.mark.parametrize(("size", "frames"), [(4088, [4088]), (4089, [4088, 1])])
 async def test_body_at_frame_max_boundary(broker: BrokerHandle, size: int,
                                           frames: list[int]) -> None:
-    client = await raw_client(broker.port, frame_max=4096)
+    client = await raw_client(broker, frame_max=4096)
     await declare(client, "edge")
     body = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
     publish_raw(client, "edge", body, b"\x00\x00", frame_max=4096)
@@ -281,7 +263,7 @@ async def test_body_at_frame_max_boundary(broker: BrokerHandle, size: int,
 async def test_large_body_is_split_into_frames_of_at_most_frame_max(
         broker_factory) -> None:  # type: ignore[no-untyped-def]
     handle = await broker_factory(frame_max=4096)
-    client = await raw_client(handle.port, frame_max=4096)
+    client = await raw_client(handle, frame_max=4096)
     await declare(client, "big")
     body = os.urandom(100 * 1024)
     publish_raw(client, "big", body, b"\x00\x00", frame_max=4096)
@@ -322,13 +304,13 @@ async def test_max_message_size(broker_factory) -> None:  # type: ignore[no-unty
             await channel.default_exchange.publish(aio_pika.Message(b"a" * 1001),
                                                    routing_key="limited")
 
-    client = await raw_client(handle.port)
+    client = await raw_client(handle)
     publish_raw(client, "limited", b"b" * 1001, b"\x00\x00")
-    close = await expect_close(client, commands.Channel.Close, 1)
-    assert close.reply_code == 406  # type: ignore[attr-defined]
-    assert close.reply_text == (  # type: ignore[attr-defined]
+    close = await client.expect_channel_close()
+    assert close.reply_code == 406
+    assert close.reply_text == (
         "PRECONDITION_FAILED - message size 1001 is larger than configured max size 1000")
-    assert (close.class_id, close.method_id) == (60, 40)  # type: ignore[attr-defined]
+    assert (close.class_id, close.method_id) == (60, 40)
     # the connection survives, and the limit's own size still goes through
     await client.open_channel(1)
     publish_raw(client, "limited", b"c" * 1000, b"\x00\x00")
@@ -352,25 +334,23 @@ MALFORMED = {
 @pytest.mark.parametrize("properties", list(MALFORMED.values()), ids=list(MALFORMED))
 async def test_malformed_properties_close_connection_502(broker: BrokerHandle,
                                                          properties: bytes) -> None:
-    client = await raw_client(broker.port)
+    client = await raw_client(broker)
     await declare(client, "bad")
     publish_raw(client, "bad", b"body", properties)
-    close = await expect_close(client, commands.Connection.Close, 0)
-    assert close.reply_code == 502  # type: ignore[attr-defined]
-    assert close.reply_text.startswith("SYNTAX_ERROR - ")  # type: ignore[attr-defined]
-    assert close.class_id == 60  # type: ignore[attr-defined]
-    assert await client.closed()
+    close = await client.expect_connection_close()
+    assert close.reply_code == 502
+    assert close.reply_text.startswith("SYNTAX_ERROR - ")
+    assert close.class_id == 60
     assert broker.vhost().queues["bad"].message_count == 0
 
 
 async def test_body_frame_larger_than_frame_max_is_501(broker: BrokerHandle) -> None:
-    client = await raw_client(broker.port, frame_max=4096)
+    client = await raw_client(broker, frame_max=4096)
     await declare(client, "toolarge")
     body = b"q" * 4089
     client.send(method_frame(commands.Basic.Publish(exchange="", routing_key="toolarge"))
                 + header_frame(len(body), b"\x00\x00"))
     client.send(frame.marshal(ContentBody(body), 1))
-    close = await expect_close(client, commands.Connection.Close, 0)
-    assert close.reply_code == 501  # type: ignore[attr-defined]
-    assert await client.closed()
+    close = await client.expect_connection_close()
+    assert close.reply_code == 501
     assert broker.vhost().queues["toolarge"].message_count == 0

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -37,63 +36,12 @@ from aiormq.exceptions import (
 from pamqp import commands
 
 from tests.conftest import BrokerHandle
-from tests.rawamqp import RawClient
+from tests.helpers import STANDARD_EXCHANGES, TIMEOUT, channel_error, in_pika, raw, rmq
 
-TIMEOUT = 5.0
 EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
-STANDARD = (
-    ("amq.direct", "direct"),
-    ("amq.fanout", "fanout"),
-    ("amq.topic", "topic"),
-    ("amq.headers", "headers"),
-    ("amq.match", "headers"),
-)
-T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- helpers
-@contextlib.asynccontextmanager
-async def rmq(broker: BrokerHandle) -> AsyncIterator[aiormq.Connection]:
-    conn = await asyncio.wait_for(aiormq.connect(broker.url), TIMEOUT)
-    try:
-        yield conn
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.close(), TIMEOUT)
-
-
-async def channel_error(aw: Awaitable[Any], exc_type: type[BaseException]) -> str:
-    """Await ``aw``, expecting the broker to close the channel; returns the reply text."""
-    with pytest.raises(exc_type) as info:
-        await asyncio.wait_for(aw, TIMEOUT)
-    return str(info.value.args[0])
-
-
-async def in_pika(broker: BrokerHandle, fn: Callable[[pika.BlockingConnection], T]) -> T:
-    """Run blocking pika code in a thread (the broker lives on this test's loop)."""
-
-    def run() -> T:
-        conn = pika.BlockingConnection(pika.URLParameters(broker.url))
-        try:
-            return fn(conn)
-        finally:
-            if conn.is_open:
-                conn.close()
-
-    return await asyncio.wait_for(asyncio.to_thread(run), 15)
-
-
-@contextlib.asynccontextmanager
-async def raw(broker: BrokerHandle) -> AsyncIterator[RawClient]:
-    client = await RawClient.connect(broker.port)
-    try:
-        await client.handshake()
-        await client.open_channel(1)
-        yield client
-    finally:
-        client.close()
-
-
 async def get_body(channel: aiormq.abc.AbstractChannel, queue: str) -> bytes | None:
     result = await asyncio.wait_for(channel.basic_get(queue, no_ack=True), TIMEOUT)
     if isinstance(result.delivery, aiormq.spec.Basic.GetEmpty):
@@ -149,10 +97,8 @@ async def test_passive_declare_missing_is_404_aio_pika(broker: BrokerHandle) -> 
 async def test_passive_declare_missing_close_frame_raw(broker: BrokerHandle) -> None:
     async with raw(broker) as client:
         client.send_method(1, commands.Exchange.Declare(exchange="nope", passive=True))
-        close = await client.expect(commands.Channel.Close)
-        assert (close.reply_code, close.class_id, close.method_id) == (404, 40, 10)
+        close = await client.expect_channel_close(ids=(404, 40, 10))
         assert close.reply_text == "NOT_FOUND - no exchange 'nope' in vhost '/'"
-        client.send_method(1, commands.Channel.CloseOk())
         # The channel number can be reused, and the passive declare of an existing one is ok.
         await client.open_channel(1)
         client.send_method(1, commands.Exchange.Declare(exchange="amq.topic", passive=True))
@@ -230,13 +176,13 @@ async def test_redeclare_standard_exchanges_pika(broker: BrokerHandle) -> None:
     def run(conn: pika.BlockingConnection) -> tuple[list[str], int, str]:
         ch = conn.channel()
         names = [ch.exchange_declare(name, xtype, durable=True).method.NAME
-                 for name, xtype in STANDARD]
+                 for name, xtype in STANDARD_EXCHANGES]
         with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
             ch.exchange_declare("amq.direct", "direct", durable=False)
         return names, info.value.reply_code, info.value.reply_text
 
     names, code, text = await in_pika(broker, run)
-    assert names == ["Exchange.DeclareOk"] * len(STANDARD)
+    assert names == ["Exchange.DeclareOk"] * len(STANDARD_EXCHANGES)
     assert code == 406
     assert text.startswith(
         "PRECONDITION_FAILED - inequivalent arg 'durable' for exchange 'amq.direct'"
@@ -279,11 +225,8 @@ async def test_unknown_type_closes_connection_503_raw(broker: BrokerHandle, name
     # up, so even redeclaring an existing exchange with an unknown type is a 503.
     async with raw(broker) as client:
         client.send_method(1, commands.Exchange.Declare(exchange=name, exchange_type="x-nope"))
-        close = await client.expect(commands.Connection.Close)
-        assert (close.reply_code, close.class_id, close.method_id) == (503, 40, 10)
+        close = await client.expect_connection_close((503, 40, 10))
         assert close.reply_text == "COMMAND_INVALID - unknown exchange type 'x-nope'"
-        client.send_method(0, commands.Connection.CloseOk())
-        assert await client.closed()
     exchanges = broker.vhost().exchanges
     assert ("xn" in exchanges) is False
     assert exchanges["amq.direct"].type_name == "direct"
@@ -382,7 +325,7 @@ async def test_delete_if_unused_counts_only_source_bindings(broker: BrokerHandle
     assert not exchanges["src"].has_bindings()
 
 
-@pytest.mark.parametrize("name", [name for name, _ in STANDARD] + ["amq.missing"])
+@pytest.mark.parametrize("name", [name for name, _ in STANDARD_EXCHANGES] + ["amq.missing"])
 async def test_delete_amq_exchange_is_403(broker: BrokerHandle, name: str) -> None:
     async with rmq(broker) as conn:
         ch = await conn.channel()

@@ -18,6 +18,7 @@ from pamqp import commands
 from pamqp.heartbeat import Heartbeat
 
 from tests.conftest import BrokerHandle
+from tests.helpers import aio_pika_round_trip, declare, raw_client, wait_connections
 from tests.rawamqp import PROTOCOL_HEADER, RawClient
 
 HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
@@ -39,9 +40,7 @@ async def test_tune_proposes_configured_heartbeat(broker_factory) -> None:  # ty
 
 async def test_silent_client_is_disconnected(broker_factory) -> None:  # type: ignore[no-untyped-def]
     handle: BrokerHandle = await broker_factory(heartbeat=1)
-    client = await RawClient.connect(handle.port)
-    await client.handshake(heartbeat=1)
-    await client.open_channel(1)
+    client = await raw_client(handle, heartbeat=1)
     loop = asyncio.get_running_loop()
     started = loop.time()
     received = b""
@@ -63,11 +62,7 @@ async def test_silent_client_is_disconnected(broker_factory) -> None:  # type: i
     assert HEARTBEAT_FRAME in received
     assert received.replace(HEARTBEAT_FRAME, b"") == b""  # no connection.close: just dropped
 
-    for _ in range(500):
-        if not handle.server.connections:
-            break
-        await asyncio.sleep(0.01)
-    assert not handle.server.connections
+    await wait_connections(handle)
 
 
 async def test_heartbeating_client_stays_connected(broker_factory) -> None:  # type: ignore[no-untyped-def]
@@ -86,8 +81,7 @@ async def test_heartbeating_client_stays_connected(broker_factory) -> None:  # t
             assert isinstance(value, Heartbeat), value
         assert len(handle.server.connections) == 1
         await client.open_channel(1)
-        client.send_method(1, commands.Queue.Declare(queue="hb-alive", auto_delete=True))
-        ok = await client.expect(commands.Queue.DeclareOk)
+        ok = await declare(client, "hb-alive", auto_delete=True)
         assert ok.queue == "hb-alive"
     finally:
         client.close()
@@ -119,17 +113,11 @@ async def test_heartbeat_zero_is_never_disconnected(broker_factory) -> None:  # 
         except TimeoutError:
             data = None
         assert data is None, f"heartbeat=0 client got {data!r}"  # no EOF, no heartbeats
-        raw.send_method(1, commands.Queue.Declare(queue="hb0-alive", auto_delete=True))
-        ok = await raw.expect(commands.Queue.DeclareOk)
+        ok = await declare(raw, "hb0-alive", auto_delete=True)
         assert ok.queue == "hb0-alive"
         # aio-pika negotiated 1 s too and heartbeated on its own during the same 3 s.
         assert not connection.is_closed
-        channel = await connection.channel()
-        queue = await channel.declare_queue("hb-aio-pika", auto_delete=True)
-        await channel.default_exchange.publish(aio_pika.Message(b"hb"), routing_key=queue.name)
-        message = await queue.get(timeout=5)
-        assert message is not None and message.body == b"hb"
-        await message.ack()
+        await aio_pika_round_trip(connection, "hb-aio-pika", b"hb")
         assert len(handle.server.connections) == 2
     finally:
         raw.close()

@@ -9,26 +9,17 @@ import asyncio
 import aio_pika
 from pamqp import commands
 
-from tests.rawamqp import RawClient
+from tests.helpers import declare, raw_client, wait_until
 
 WATERMARK = 100_000
 BODY = b"x" * 1000
 
 
-async def _wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 async def test_publisher_blocked_then_unblocked(broker_factory) -> None:  # type: ignore[no-untyped-def]
     broker = await broker_factory(top={"memory_high_watermark_bytes": WATERMARK})
     queues = broker.vhost().queues
-    publisher = await RawClient.connect(broker.port)
-    await publisher.handshake()
-    await publisher.open_channel(1)
-    publisher.send_method(1, commands.Queue.Declare(queue="big"))
-    await publisher.expect(commands.Queue.DeclareOk)
+    publisher = await raw_client(broker)
+    await declare(publisher, "big")
 
     def publish(count: int) -> None:
         for _ in range(count):
@@ -36,7 +27,7 @@ async def test_publisher_blocked_then_unblocked(broker_factory) -> None:  # type
             publisher.send_content(1, BODY)
 
     publish(150)  # 150 KB ready: over the watermark
-    await _wait_for(lambda: broker.server.alarm)
+    await wait_until(lambda: broker.server.alarm)
     publish(5)  # the next publish after the alarm blocks the connection
     blocked = await publisher.expect(commands.Connection.Blocked)
     assert blocked.reason == "low on memory"
@@ -80,10 +71,8 @@ async def test_consumer_only_connection_is_not_blocked(broker_factory) -> None: 
         queue = await channel.declare_queue("q")
         for _ in range(150):
             await channel.default_exchange.publish(aio_pika.Message(BODY), routing_key="q")
-        await _wait_for(lambda: broker.server.alarm)
-        other = await RawClient.connect(broker.port)
-        await other.handshake()
-        await other.open_channel(1)
+        await wait_until(lambda: broker.server.alarm)
+        other = await raw_client(broker)
         other.send_method(1, commands.Basic.Get(queue="q", no_ack=True))
         get_ok = await other.expect(commands.Basic.GetOk)
         assert get_ok.message_count == 149

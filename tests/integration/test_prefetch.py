@@ -16,7 +16,6 @@ same connection (a passive queue.declare, which also reports the ready count).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 import time
 
@@ -24,97 +23,9 @@ import aio_pika
 import aiormq
 import pika
 from pamqp import commands
-from pamqp.body import ContentBody
-from pamqp.header import ContentHeader
-from pamqp.heartbeat import Heartbeat
 
 from tests.conftest import BrokerHandle
-from tests.rawamqp import RawClient
-
-SETTLE = 0.1  # extra grace before re-checking that nothing more arrives
-
-
-# --------------------------------------------------------------------------- raw helpers
-@dataclasses.dataclass
-class Delivery:
-    channel: int
-    method: commands.Basic.Deliver
-    body: bytes
-
-    @property
-    def tag(self) -> int:
-        return int(self.method.delivery_tag)
-
-
-async def raw_client(broker: BrokerHandle, channels: tuple[int, ...] = (1,)) -> RawClient:
-    client = await RawClient.connect(broker.port)
-    await client.handshake()
-    for number in channels:
-        await client.open_channel(number)
-    return client
-
-
-async def _content(client: RawClient, wait: float) -> bytes:
-    _, header = await client.read_frame(wait)
-    assert isinstance(header, ContentHeader), header
-    body = b""
-    while len(body) < header.body_size:
-        _, part = await client.read_frame(wait)
-        assert isinstance(part, ContentBody), part
-        body += part.value
-    return body
-
-
-async def collect_until(client: RawClient, kind: type, wait: float = 5.0
-                        ) -> tuple[list[Delivery], object]:
-    """Read deliveries until a frame of ``kind``; anything else unexpected fails."""
-    deliveries: list[Delivery] = []
-    while True:
-        channel, value = await client.read_frame(wait)
-        if isinstance(value, Heartbeat):
-            continue
-        if isinstance(value, commands.Basic.Deliver):
-            deliveries.append(Delivery(channel, value, await _content(client, wait)))
-            continue
-        assert isinstance(value, kind), f"expected {kind.__name__}, got {value!r}"
-        return deliveries, value
-
-
-async def sync(client: RawClient, queue: str, channel: int = 1
-               ) -> tuple[list[Delivery], int]:
-    """Round trip on ``channel``; returns deliveries seen meanwhile and the ready count."""
-    await asyncio.sleep(SETTLE)
-    client.send_method(channel, commands.Queue.Declare(queue=queue, passive=True))
-    deliveries, ok = await collect_until(client, commands.Queue.DeclareOk)
-    return deliveries, int(ok.message_count)  # type: ignore[attr-defined]
-
-
-def publish(client: RawClient, channel: int, queue: str, bodies: list[bytes]) -> None:
-    for body in bodies:
-        client.send_method(channel, commands.Basic.Publish(exchange="", routing_key=queue))
-        client.send_content(channel, body)
-
-
-async def declare(client: RawClient, queue: str, channel: int = 1) -> None:
-    client.send_method(channel, commands.Queue.Declare(queue=queue))
-    await client.expect(commands.Queue.DeclareOk)
-
-
-async def qos(client: RawClient, count: int, global_: bool = False, channel: int = 1) -> None:
-    client.send_method(channel, commands.Basic.Qos(prefetch_count=count, global_=global_))
-    await client.expect(commands.Basic.QosOk)
-
-
-async def consume(client: RawClient, queue: str, tag: str, channel: int = 1,
-                  no_ack: bool = False) -> None:
-    client.send_method(channel, commands.Basic.Consume(queue=queue, consumer_tag=tag,
-                                                       no_ack=no_ack))
-    _, ok = await collect_until(client, commands.Basic.ConsumeOk)
-    assert ok.consumer_tag == tag  # type: ignore[attr-defined]
-
-
-def bodies(prefix: str, n: int) -> list[bytes]:
-    return [f"{prefix}{i}".encode() for i in range(n)]
+from tests.helpers import bodies, consume, declare, publish, qos, raw_client, sync
 
 
 # --------------------------------------------------------------------------- push

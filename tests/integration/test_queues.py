@@ -19,9 +19,8 @@ client for the empty-name shortcut and frame-level details. White-box assertions
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -40,56 +39,12 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from tests.conftest import BrokerHandle
-from tests.rawamqp import RawClient
+from tests.helpers import TIMEOUT, channel_error, in_pika, raw, rmq
 
-TIMEOUT = 5.0
-T = TypeVar("T")
 LOCKED = "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{}' in vhost '/'"
 
 
 # --------------------------------------------------------------------------- helpers
-@contextlib.asynccontextmanager
-async def rmq(broker: BrokerHandle) -> AsyncIterator[aiormq.Connection]:
-    conn = await asyncio.wait_for(aiormq.connect(broker.url), TIMEOUT)
-    try:
-        yield conn
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.close(), TIMEOUT)
-
-
-async def channel_error(aw: Awaitable[Any], exc_type: type[BaseException]) -> str:
-    """Await ``aw``, expecting the broker to close the channel; returns the reply text."""
-    with pytest.raises(exc_type) as info:
-        await asyncio.wait_for(aw, TIMEOUT)
-    return str(info.value.args[0])
-
-
-async def in_pika(broker: BrokerHandle, fn: Callable[[pika.BlockingConnection], T]) -> T:
-    """Run blocking pika code in a thread (the broker lives on this test's loop)."""
-
-    def run() -> T:
-        conn = pika.BlockingConnection(pika.URLParameters(broker.url))
-        try:
-            return fn(conn)
-        finally:
-            if conn.is_open:
-                conn.close()
-
-    return await asyncio.wait_for(asyncio.to_thread(run), 15)
-
-
-@contextlib.asynccontextmanager
-async def raw(broker: BrokerHandle) -> AsyncIterator[RawClient]:
-    client = await RawClient.connect(broker.port)
-    try:
-        await client.handshake()
-        await client.open_channel(1)
-        yield client
-    finally:
-        client.close()
-
-
 async def publish_confirmed(ch: AbstractChannel, queue: str, bodies: list[bytes]) -> None:
     for body in bodies:
         confirm = await asyncio.wait_for(ch.basic_publish(body, routing_key=queue), TIMEOUT)

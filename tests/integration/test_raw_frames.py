@@ -51,6 +51,7 @@ from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
 from tests.conftest import BrokerHandle
+from tests.helpers import aio_pika_round_trip, declare, raw, raw_client, wait_connections
 from tests.rawamqp import PROTOCOL_HEADER, RawClient
 
 
@@ -101,12 +102,7 @@ async def bystander(broker: BrokerHandle) -> AsyncIterator[Bystander]:
 
 async def assert_broker_healthy(broker: BrokerHandle, bystander: Bystander) -> None:
     """The bad peer is gone; the bystander still publishes and consumes; new peers work."""
-
-    for _ in range(500):
-        if len(broker.server.connections) == 1:
-            break
-        await asyncio.sleep(0.01)
-    assert len(broker.server.connections) == 1, broker.server.connections
+    await wait_connections(broker, 1)
     assert not bystander.connection.is_closed
     got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
@@ -121,14 +117,8 @@ async def assert_broker_healthy(broker: BrokerHandle, bystander: Bystander) -> N
     assert await asyncio.wait_for(got, 5) == b"still-alive"
     await bystander.queue.cancel(tag)
 
-    fresh = await RawClient.connect(broker.port)
-    try:
-        await fresh.handshake()
-        await fresh.open_channel(1)
-        fresh.send_method(1, commands.Queue.Declare(queue="", exclusive=True))
-        await fresh.expect(commands.Queue.DeclareOk)
-    finally:
-        fresh.close()
+    async with raw(broker) as fresh:
+        await declare(fresh, "", exclusive=True)
 
 
 # ----------------------------------------------------------------------------- headers
@@ -244,45 +234,30 @@ CASES = {
 async def test_protocol_error_closes_connection(broker: BrokerHandle, bystander: Bystander,
                                                 name: str) -> None:
     case = CASES[name]
-    client = await RawClient.connect(broker.port)
-    await client.handshake(frame_max=case.frame_max)
-    await client.open_channel(1)
+    client = await raw_client(broker, frame_max=case.frame_max)
     client.send(case.send())
-    close = await client.expect(commands.Connection.Close)
-    assert (close.reply_code, close.class_id, close.method_id) == (
-        case.code, case.class_id, case.method_id), close
+    close = await client.expect_connection_close((case.code, case.class_id, case.method_id))
     assert close.reply_text.split(" - ")[0] in {
         "FRAME_ERROR", "SYNTAX_ERROR", "COMMAND_INVALID", "CHANNEL_ERROR",
         "UNEXPECTED_FRAME", "NOT_IMPLEMENTED"}, close.reply_text
-    client.send_method(0, commands.Connection.CloseOk())
-    assert await client.closed()
-    client.close()
     await assert_broker_healthy(broker, bystander)
 
 
 async def test_frame_error_ignores_later_input(broker: BrokerHandle,
                                                bystander: Bystander) -> None:
     """After a framing error the broker has lost sync: valid frames after it do nothing."""
-    client = await RawClient.connect(broker.port)
-    await client.handshake()
-    await client.open_channel(1)
+    client = await raw_client(broker)
     client.send(QOS[:-1] + b"\x00" + frame.marshal(commands.Queue.Declare(queue="late"), 1))
-    close = await client.expect(commands.Connection.Close)
+    close = await client.expect_connection_close(send_close_ok=False)
     assert close.reply_code == 501
-    assert await client.closed()
-    client.close()
     assert "late" not in broker.vhost().queues
     await assert_broker_healthy(broker, bystander)
 
 
 async def test_content_split_at_frame_max_is_accepted(broker: BrokerHandle) -> None:
     """The positive twin of frame-above-frame-max: 4096-byte frames pass with frame_max 4096."""
-    client = await RawClient.connect(broker.port)
-    try:
-        await client.handshake(frame_max=4096)
-        await client.open_channel(1)
-        client.send_method(1, commands.Queue.Declare(queue="fm4096", auto_delete=True))
-        await client.expect(commands.Queue.DeclareOk)
+    async with raw(broker, frame_max=4096) as client:
+        await declare(client, "fm4096", auto_delete=True)
         payload = bytes(random.Random(7).randbytes(10000))
         client.send_method(1, commands.Basic.Publish(exchange="", routing_key="fm4096"))
         client.send_content(1, payload, frame_max=4096)
@@ -298,8 +273,6 @@ async def test_content_split_at_frame_max_is_accepted(broker: BrokerHandle) -> N
             received += part.value
         assert received == payload
         assert max(sizes) == 4096 - 8  # the broker splits deliveries at frame_max too
-    finally:
-        client.close()
 
 
 # ----------------------------------------------------------------------------- fuzz
@@ -343,10 +316,7 @@ def fuzz_input(rng: random.Random) -> bytes:
 
 async def fuzz_one(broker: BrokerHandle, data: bytes) -> int | None:
     """Send ``data`` after a handshake; the close code the broker sent, or None if open."""
-    client = await RawClient.connect(broker.port)
-    try:
-        await client.handshake()
-        await client.open_channel(1)
+    async with raw(broker) as client:
         client.send(data)
         while True:
             try:
@@ -361,8 +331,6 @@ async def fuzz_one(broker: BrokerHandle, data: bytes) -> int | None:
             if isinstance(value, commands.Connection.CloseOk):  # fuzz made a valid close
                 assert await client.closed(), data
                 return 200
-    finally:
-        client.close()
 
 
 async def test_fuzz_never_crashes_the_broker(broker: BrokerHandle,
@@ -382,9 +350,4 @@ async def test_fuzz_never_crashes_the_broker(broker: BrokerHandle,
     await assert_broker_healthy(broker, bystander)
     connection = await aio_pika.connect(broker.url)
     async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue("after-fuzz", auto_delete=True)
-        await channel.default_exchange.publish(aio_pika.Message(b"ok"), routing_key=queue.name)
-        message = await queue.get(timeout=5)
-        assert message is not None and message.body == b"ok"
-        await message.ack()
+        await aio_pika_round_trip(connection, "after-fuzz", b"ok")

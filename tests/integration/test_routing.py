@@ -20,11 +20,9 @@ client to observe frame order. White-box assertions use ``broker.vhost()``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -36,66 +34,15 @@ from aiormq.exceptions import ChannelAccessRefused, ChannelPreconditionFailed
 from pamqp import commands
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
+from pika.adapters.blocking_connection import BlockingChannel
 
 from tests.conftest import BrokerHandle, make_config
-from tests.rawamqp import RawClient
+from tests.helpers import STANDARD_EXCHANGES, TIMEOUT, channel_error, in_pika, raw, rmq
 from warrenmq.app import start
 from warrenmq.config import VhostConfig
 
-TIMEOUT = 5.0
-T = TypeVar("T")
-STANDARD = (
-    ("amq.direct", "direct"),
-    ("amq.fanout", "fanout"),
-    ("amq.topic", "topic"),
-    ("amq.headers", "headers"),
-    ("amq.match", "headers"),
-)
-
 
 # --------------------------------------------------------------------------- helpers
-@contextlib.asynccontextmanager
-async def rmq(broker: BrokerHandle) -> AsyncIterator[aiormq.Connection]:
-    conn = await asyncio.wait_for(aiormq.connect(broker.url), TIMEOUT)
-    try:
-        yield conn
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.close(), TIMEOUT)
-
-
-async def channel_error(aw: Awaitable[Any], exc_type: type[BaseException]) -> str:
-    """Await ``aw``, expecting the broker to close the channel; returns the reply text."""
-    with pytest.raises(exc_type) as info:
-        await asyncio.wait_for(aw, TIMEOUT)
-    return str(info.value.args[0])
-
-
-async def in_pika(url: str, fn: Callable[[pika.BlockingConnection], T]) -> T:
-    """Run blocking pika code in a thread (the broker lives on this test's loop)."""
-
-    def run() -> T:
-        conn = pika.BlockingConnection(pika.URLParameters(url))
-        try:
-            return fn(conn)
-        finally:
-            if conn.is_open:
-                conn.close()
-
-    return await asyncio.wait_for(asyncio.to_thread(run), 15)
-
-
-@contextlib.asynccontextmanager
-async def raw(broker: BrokerHandle) -> AsyncIterator[RawClient]:
-    client = await RawClient.connect(broker.port)
-    try:
-        await client.handshake()
-        await client.open_channel(1)
-        yield client
-    finally:
-        client.close()
-
-
 async def drain(ch: AbstractChannel, queue: str, limit: int = 20) -> list[bytes]:
     """Every ready message of ``queue`` (no-ack basic.get until get-empty)."""
     bodies = []
@@ -104,6 +51,17 @@ async def drain(ch: AbstractChannel, queue: str, limit: int = 20) -> list[bytes]
         if isinstance(result.delivery, aiormq.spec.Basic.GetEmpty):
             return bodies
         bodies.append(result.body)
+    raise AssertionError(f"more than {limit} messages in {queue}")
+
+
+def pika_drain(ch: BlockingChannel, queue: str, limit: int = 20) -> list[bytes]:
+    """``drain`` for pika, in its thread (auto-ack basic.get until get-empty)."""
+    bodies = []
+    for _ in range(limit):
+        _m, _p, body = ch.basic_get(queue, auto_ack=True)
+        if body is None:
+            return bodies
+        bodies.append(body)
     raise AssertionError(f"more than {limit} messages in {queue}")
 
 
@@ -161,9 +119,7 @@ async def test_binding_the_default_exchange_close_frame_raw(broker: BrokerHandle
         await client.expect(commands.Queue.DeclareOk)
         client.send_method(1, commands.Queue.Bind(queue="qdefraw", exchange="",
                                                   routing_key="qdefraw"))
-        close = await client.expect(commands.Channel.Close)
-        assert (close.reply_code, close.class_id, close.method_id) == (403, 50, 20)
-        client.send_method(1, commands.Channel.CloseOk())
+        await client.expect_channel_close(ids=(403, 50, 20))
         await client.open_channel(1)
         client.send_method(1, commands.Queue.Unbind(queue="qdefraw", exchange="",
                                                     routing_key="qdefraw"))
@@ -187,11 +143,11 @@ async def test_every_vhost_has_the_standard_exchanges(tmp_path: Path) -> None:
             def run(conn: pika.BlockingConnection) -> list[str]:
                 ch = conn.channel()
                 return [ch.exchange_declare(name, passive=True).method.NAME
-                        for name, _ in STANDARD]
+                        for name, _ in STANDARD_EXCHANGES]
 
-            assert await in_pika(url, run) == ["Exchange.DeclareOk"] * len(STANDARD)
+            assert await in_pika(url, run) == ["Exchange.DeclareOk"] * len(STANDARD_EXCHANGES)
             exchanges = handle.vhost(vhost).exchanges
-            for name, xtype in STANDARD:
+            for name, xtype in STANDARD_EXCHANGES:
                 assert (exchanges[name].type_name, exchanges[name].durable) == (xtype, True)
             assert exchanges[""].type_name == "direct"
         # Separate vhosts have separate exchange objects.
@@ -282,15 +238,9 @@ async def test_topic_via_amq_topic_pika(broker: BrokerHandle) -> None:
         ch.confirm_delivery()
         for key in ("stock.ibm.nyse", "stock.nyse", "stock.ibm.lse", "stock.a.b.nyse"):
             ch.basic_publish("amq.topic", key, key.encode())
-        bodies = []
-        for _ in range(5):
-            _m, _p, body = ch.basic_get("stocks", auto_ack=True)
-            if body is None:
-                break
-            bodies.append(body)
-        return bodies
+        return pika_drain(ch, "stocks")
 
-    assert await in_pika(broker.url, run) == [b"stock.ibm.nyse"]
+    assert await in_pika(broker, run) == [b"stock.ibm.nyse"]
 
 
 # --------------------------------------------------------------------------- headers
@@ -349,15 +299,9 @@ async def test_amq_match_is_a_headers_exchange_pika(broker: BrokerHandle) -> Non
         for kind in ("x", "y"):
             ch.basic_publish("amq.match", "", kind.encode(),
                              pika.BasicProperties(headers={"kind": kind}))
-        bodies = []
-        for _ in range(3):
-            _m, _p, body = ch.basic_get("qmatch", auto_ack=True)
-            if body is None:
-                break
-            bodies.append(body)
-        return bodies
+        return pika_drain(ch, "qmatch")
 
-    assert await in_pika(broker.url, run) == [b"x"]
+    assert await in_pika(broker, run) == [b"x"]
 
 
 @pytest.mark.parametrize("target", ["queue", "exchange"])
@@ -439,7 +383,7 @@ async def test_mandatory_unroutable_is_returned_pika(broker: BrokerHandle) -> No
                                  message.body))
         return returned
 
-    assert await in_pika(broker.url, run) == [
+    assert await in_pika(broker, run) == [
         (312, "NO_ROUTE", "amq.direct", "nobody", b"bounce"),
         (312, "NO_ROUTE", "", "no-such-queue", b"bounce"),
     ]
@@ -546,7 +490,7 @@ async def test_publish_to_missing_exchange_is_404(broker: BrokerHandle) -> None:
             ch.basic_publish("no-such-x", "k", b"body")
         return info.value.reply_code, info.value.reply_text, conn.is_open
 
-    assert await in_pika(broker.url, run) == (
+    assert await in_pika(broker, run) == (
         404, "NOT_FOUND - no exchange 'no-such-x' in vhost '/'", True)
     assert "no-such-x" not in broker.vhost().exchanges
 

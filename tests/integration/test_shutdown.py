@@ -32,6 +32,7 @@ from pamqp.header import ContentHeader
 
 import warrenmq
 from tests.conftest import BrokerHandle
+from tests.helpers import consume, declare, raw_client
 from tests.rawamqp import RawClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,28 +40,19 @@ PYTHON = sys.executable
 
 
 async def expect_forced_close(client: RawClient) -> None:
-    close = await client.expect(commands.Connection.Close, timeout=10)
-    assert (close.reply_code, close.class_id, close.method_id) == (320, 0, 0), close
+    close = await client.expect_connection_close((320, 0, 0), timeout=10)
     assert close.reply_text.startswith("CONNECTION_FORCED")
     assert "shutdown" in close.reply_text
-    client.send_method(0, commands.Connection.CloseOk())
-    assert await client.closed(timeout=10)
-    client.close()
 
 
 # ----------------------------------------------------------------------------- in-process
 
 
 async def test_server_close_forces_every_connection_closed(broker: BrokerHandle) -> None:
-    raws = [await RawClient.connect(broker.port) for _ in range(3)]
-    for i, raw in enumerate(raws):
-        await raw.handshake()
-        await raw.open_channel(1)
-        if i == 0:  # one with a consumer and an unacked delivery, to be sure that is fine
-            raw.send_method(1, commands.Queue.Declare(queue="shutdown-q"))
-            await raw.expect(commands.Queue.DeclareOk)
-            raw.send_method(1, commands.Basic.Consume(queue="shutdown-q", consumer_tag="c"))
-            await raw.expect(commands.Basic.ConsumeOk)
+    raws = [await raw_client(broker) for _ in range(3)]
+    # one with a consumer and an unacked delivery, to be sure that is fine
+    await declare(raws[0], "shutdown-q")
+    await consume(raws[0], "shutdown-q", "c")
     aio_conn = await aio_pika.connect(broker.url)
     aio_pika_closed: asyncio.Future[BaseException | None] = (
         asyncio.get_running_loop().create_future())
@@ -148,8 +140,7 @@ async def test_serve_process_shuts_down_gracefully(tmp_path: Path, signum: int) 
         client = await RawClient.connect(port)
         await client.handshake()
         await client.open_channel(1)
-        client.send_method(1, commands.Queue.Declare(queue="proc-q"))
-        await client.expect(commands.Queue.DeclareOk)
+        await declare(client, "proc-q")
         os.kill(proc.pid, signum)
         await expect_forced_close(client)
         status = await asyncio.wait_for(proc.wait(), 10)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import pytest
 
+from tests.helpers import Q1, Q2, X2, no_headers
 from warrenmq.errors import CommandInvalid, ReplyCode
 from warrenmq.exchange import (
     EXCHANGE_TYPES,
@@ -17,14 +15,6 @@ from warrenmq.exchange import (
     TopicExchange,
     create_exchange,
 )
-
-Q1 = ("queue", "q1")
-Q2 = ("queue", "q2")
-X2 = ("exchange", "x2")
-
-
-def no_headers() -> Mapping[str, Any] | None:
-    raise AssertionError("only the headers exchange may decode headers")
 
 
 def test_exact_key_routes_to_bound_destination() -> None:

@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+from tests.helpers import Q1, Q2, X2, no_headers
 from warrenmq.exchange import FanoutExchange
-
-Q1 = ("queue", "q1")
-Q2 = ("queue", "q2")
-X2 = ("exchange", "x2")
-
-
-def no_headers() -> Mapping[str, Any] | None:
-    raise AssertionError("only the headers exchange may decode headers")
 
 
 def test_routes_to_every_destination_ignoring_key() -> None:

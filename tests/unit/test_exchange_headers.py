@@ -9,11 +9,9 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import Q1, Q2
 from warrenmq.errors import PreconditionFailed, ReplyCode
 from warrenmq.exchange import HeadersExchange
-
-Q1 = ("queue", "q1")
-Q2 = ("queue", "q2")
 
 Headers = Mapping[str, Any] | None
 
