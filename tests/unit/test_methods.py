@@ -32,6 +32,12 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from warrenmq.errors import AMQPError, CommandInvalid, ReplyCode, SyntaxError_
+from warrenmq.protocol.content import (
+    encode_confirm,
+    encode_deliver,
+    encode_get_ok,
+    encode_return,
+)
 from warrenmq.protocol.fields import encode_shortstr
 from warrenmq.protocol.frames import FrameReader
 from warrenmq.protocol.methods import (
@@ -40,11 +46,7 @@ from warrenmq.protocol.methods import (
     Method,
     _decode_generic,
     decode_method,
-    encode_confirm,
-    encode_deliver,
-    encode_get_ok,
     encode_method,
-    encode_return,
     method_frame,
     route_bytes,
 )

@@ -26,12 +26,11 @@ from warrenmq.errors import (
     UnexpectedFrame,
 )
 from warrenmq.message import Message
+from warrenmq.protocol.content import encode_confirm, encode_return
 from warrenmq.protocol.fields import FieldError
 from warrenmq.protocol.methods import (
     Method,
     decode_method,
-    encode_confirm,
-    encode_return,
     method_class,
     method_frame,
     parse_publish,

@@ -28,13 +28,13 @@ from warrenmq.protocol.frames import (
     FRAME_HEADER,
     FRAME_HEARTBEAT,
     FRAME_METHOD,
-    HEARTBEAT,
     PROTOCOL_HEADER,
     FrameReader,
 )
 from warrenmq.protocol.methods import Method, decode_method, method_class, method_frame
 from warrenmq.server import handshake
 from warrenmq.server.channel import Channel
+from warrenmq.server.heartbeat import HeartbeatMonitor
 
 if TYPE_CHECKING:
     from warrenmq.broker.broker import User
@@ -77,12 +77,9 @@ class Connection(asyncio.Protocol):
         self._flush_handle: asyncio.Handle | None = None
         self._paused = False
         self._starved = False
-        self._wrote = False
-        self._received = False
         self._header = b""
         self._timers: list[asyncio.TimerHandle] = []  # handshake and close deadlines
-        self._heartbeat_timer: asyncio.TimerHandle | None = None
-        self._missed = 0
+        self.monitor = HeartbeatMonitor(self.write, self._heartbeat_timeout)
         self._dirty: set[Channel] = set()
         self.published = False
         self.blocked = False
@@ -111,8 +108,7 @@ class Connection(asyncio.Protocol):
             self.closed.set_result(None)
         for timer in self._timers:
             timer.cancel()
-        if self._heartbeat_timer is not None:
-            self._heartbeat_timer.cancel()
+        self.monitor.stop()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._release()
@@ -128,7 +124,7 @@ class Connection(asyncio.Protocol):
         self.redispatch()
 
     def data_received(self, data: bytes) -> None:
-        self._received = True
+        self.monitor.received = True
         if self.state == "header":
             data = self._read_protocol_header(data)
             if not data:
@@ -306,7 +302,7 @@ class Connection(asyncio.Protocol):
                 self.transport.write(b"".join(out))
             else:
                 self.transport.writelines(out)
-            self._wrote = True
+            self.monitor.sent = True
         self._out = []
         self._out_bytes = 0
         if self._starved and not self._paused:
@@ -406,29 +402,12 @@ class Connection(asyncio.Protocol):
 
     # ----------------------------------------------------------------- heartbeats
     def start_heartbeat(self) -> None:
-        if self.heartbeat > 0:
-            self._wrote = self._received = True
-            self._missed = 0
-            self._heartbeat_timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
+        self.monitor.start(self.heartbeat)
 
-    def _heartbeat_tick(self) -> None:
-        if self.state == "closed":
-            return
-        if not self._wrote:
-            self.write(HEARTBEAT)
-        self._wrote = False
-        if self._received:
-            self._missed = 0
-        else:
-            self._missed += 1
-        self._received = False
-        # two intervals of silence = four half-interval ticks with nothing received
-        if self._missed >= 4:
-            log.warning("heartbeat_timeout", peer=self.peer, heartbeat=self.heartbeat,
-                        vhost=self.vhost.name if self.vhost else None)
-            self.abort()
-            return
-        self._heartbeat_timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
+    def _heartbeat_timeout(self) -> None:
+        log.warning("heartbeat_timeout", peer=self.peer, heartbeat=self.heartbeat,
+                    vhost=self.vhost.name if self.vhost else None)
+        self.abort()
 
     def release_channel(self, channel_id: int) -> None:
         self.channels.pop(channel_id, None)

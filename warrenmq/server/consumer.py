@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from warrenmq.protocol.methods import deliver_frames, encode_deliver, shortstr
+from warrenmq.protocol.content import deliver_frames, encode_deliver, shortstr
 
 if TYPE_CHECKING:
     from warrenmq.queues.queue import Queue, QueuedMessage

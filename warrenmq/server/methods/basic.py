@@ -11,7 +11,8 @@ import os
 from typing import TYPE_CHECKING
 
 from warrenmq.errors import NotAllowed, NotImplemented_
-from warrenmq.protocol.methods import Method, encode_get_ok, method_class
+from warrenmq.protocol.content import encode_get_ok
+from warrenmq.protocol.methods import Method, method_class
 from warrenmq.server.consumer import Consumer
 from warrenmq.server.methods.queue import queue_name
 
