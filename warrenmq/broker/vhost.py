@@ -15,6 +15,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from warrenmq.broker import flow
+from warrenmq.clock import SYSTEM_CLOCK, Clock
 from warrenmq.errors import (
     AccessRefused,
     CommandInvalid,
@@ -24,6 +26,7 @@ from warrenmq.errors import (
 )
 from warrenmq.exchange import EXCHANGE_TYPES, Exchange, create_exchange
 from warrenmq.message import Message
+from warrenmq.queues.arguments import parse_arguments
 from warrenmq.queues.queue import DeliveryTarget, Queue
 
 STANDARD_EXCHANGES = (
@@ -65,8 +68,10 @@ def _fmt(value: Any) -> str:
 class VirtualHost:
     """All routing state of one vhost. Exchanges and queues are keyed by name."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, clock: Clock = SYSTEM_CLOCK) -> None:
         self.name = name
+        self.clock = clock
+        self.timed: set[Queue] = set()  # queues the server's timer tick must visit
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.exchanges[""] = create_exchange("direct", "", durable=True)
@@ -236,6 +241,7 @@ class VirtualHost:
             name = _server_name()
         existing = self.queues.get(name)
         if existing is not None:
+            existing.touch()
             # RabbitMQ: check_exclusive_access(Q, Owner, strict), so a different exclusive
             # flag is 405 RESOURCE_LOCKED even on the declaring connection.
             self.check_exclusive(existing, owner if exclusive else None, strict=True)
@@ -243,6 +249,7 @@ class VirtualHost:
             return existing
         if name.startswith("amq.") and not server_named:
             raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+        args = parse_arguments(arguments or {}, self._where("queue", name))
         queue = Queue(
             name,
             vhost=self.name,
@@ -250,9 +257,23 @@ class VirtualHost:
             exclusive_owner=owner if exclusive else None,
             auto_delete=auto_delete,
             arguments=arguments,
+            args=args,
+            clock=self.clock,
         )
         self.queues[name] = queue
+        if args.has_timers:
+            self.timed.add(queue)
         return queue
+
+    # ----------------------------------------------------------------- message flow
+    def publish(self, exchange: Exchange, message: Message) -> flow.PublishOutcome:
+        return flow.publish(self, exchange, message)
+
+    def route_dead_letters(self, queues: list[Queue]) -> None:
+        flow.route_dead_letters(self, queues)
+
+    def tick(self, now: float) -> list[DeliveryTarget]:
+        return flow.tick(self, now)
 
     def _queue_equivalent(
         self,
@@ -313,6 +334,7 @@ class VirtualHost:
         if self.queues.get(q.name) is not q:
             return 0, []
         del self.queues[q.name]
+        self.timed.discard(q)
         count = q.message_count
         for exchange in list(self.exchanges.values()):
             if exchange.unbind_destination(q):

@@ -168,8 +168,12 @@ def encode_longstr(value: str | bytes) -> bytes:
     return _U32.pack(len(raw)) + raw
 
 
+class Long(int):
+    """An integer always encoded as a signed 64-bit 'l' (RabbitMQ's x-death ``count``)."""
+
+
 def _encode_int(value: int) -> bytes:
-    if -(2**31) <= value < 2**31:
+    if -(2**31) <= value < 2**31 and type(value) is not Long:
         return b"I" + _I32.pack(value)
     if -(2**63) <= value < 2**63:
         return b"l" + _I64.pack(value)
@@ -289,3 +293,20 @@ def check_table_body(data: bytes, offset: int, end: int, depth: int = 0) -> None
         offset = _check_value(data, key_end, end, depth)
     if offset != end:
         raise FieldError("field table overruns its length")
+
+
+def table_entries(data: bytes, offset: int, end: int) -> list[tuple[str, bytes]]:
+    """The entries of a field table body as (key, raw entry bytes incl. the key).
+
+    Lets a caller replace a few entries and keep every other one byte for byte (their
+    integer widths and string types are not normalised by a decode/encode round trip).
+    """
+    entries: list[tuple[str, bytes]] = []
+    while offset < end:
+        key, value_start = decode_shortstr(data, offset)
+        stop = _check_value(data, value_start, end, 0)
+        entries.append((key, bytes(data[offset:stop])))
+        offset = stop
+    if offset != end:
+        raise FieldError("field table overruns its length")
+    return entries

@@ -20,6 +20,8 @@ from warrenmq.protocol.fields import (
     decode_table,
     encode_shortstr,
     encode_table,
+    encode_value,
+    table_entries,
 )
 
 # (name, kind) in flag order: bit 15 is the first property.
@@ -154,6 +156,52 @@ def _decode_properties(raw: bytes) -> dict[str, Any]:
     if offset != len(raw):
         raise FieldError("content properties have trailing bytes")
     return out
+
+
+def _segments(raw: bytes) -> dict[str, tuple[int, int]]:
+    """Where each present property's bytes are: name -> (start, stop)."""
+    (flags,) = _U16.unpack_from(raw, 0)
+    offset = 2
+    out: dict[str, tuple[int, int]] = {}
+    for name, kind in PROPERTIES:
+        if flags & _FLAG[name]:
+            stop = _skip(kind, raw, offset)
+            out[name] = (offset, stop)
+            offset = stop
+    return out
+
+
+def rewrite_properties(
+    raw: bytes,
+    *,
+    set_headers: Mapping[str, Any],
+    drop: frozenset[str] = frozenset(),
+) -> bytes:
+    """Return ``raw`` with headers entries replaced/added and properties dropped.
+
+    Every other property, and every other header entry, keeps its exact bytes. Used on
+    the cold path that creates new messages from old ones (dead-lettering, delivery
+    counts); the input must already be valid (it was checked on publish).
+    """
+    segments = _segments(raw)
+    parts: list[bytes] = []
+    flags = 0
+    for name, _kind in PROPERTIES:
+        if name == "headers":
+            old: list[tuple[str, bytes]] = []
+            if name in segments:
+                start, stop = segments[name]
+                old = table_entries(raw, start + 4, stop)
+            body = b"".join(encode_shortstr(k) + encode_value(v) for k, v in set_headers.items())
+            body += b"".join(entry for key, entry in old if key not in set_headers)
+            if body or name in segments:
+                flags |= _FLAG[name]
+                parts.append(_U32.pack(len(body)) + body)
+        elif name in segments and name not in drop:
+            flags |= _FLAG[name]
+            start, stop = segments[name]
+            parts.append(raw[start:stop])
+    return _U16.pack(flags) + b"".join(parts)
 
 
 def encode_properties(props: Mapping[str, Any]) -> bytes:

@@ -1,4 +1,4 @@
-"""Queue: the ready list, consumer round-robin and the settle/requeue rules.
+"""Queue: the ready list, consumer round-robin, settle/requeue rules, TTL and limits.
 
 Theory of operation
 -------------------
@@ -19,10 +19,21 @@ invoke it after anything that can create credit: requeue, ack, a consumer added,
 drained, channel.flow. Enqueue never needs to: a message is left ready only when nobody
 had credit.
 
+Expiry (x-message-ttl, the per-message ``expiration``; the lower wins) is kept in a heap
+of (deadline, message). A message expiring in the middle of the queue is marked dead in
+place (a tombstone skipped when it reaches the head) so it leaves at once, not when it
+would have reached the head; ``_take`` also drops expired messages so none is ever
+delivered. Retry delays (x-retry-delays) park a requeued message in a heap by due time,
+invisible to consumers, until ``tick`` returns it to its original position.
+
+Outputs that cross layers are returned or queued, never acted on here: consumers to
+cancel when the queue is deleted come back from ``delete``; dead-letter records
+(rejected, expired, maxlen, delivery_limit) collect in ``dead`` for the virtual host to
+route through the dead-letter exchange (``take_dead``). Time comes from the injected
+``Clock``; the server calls ``tick(now)`` when ``next_deadline()`` is due.
+
 Ownership: a queue's state is only touched from the event loop thread, and no method
 here awaits, so "no await between read and mutate" holds trivially (design habit 14).
-Outputs that cross layers — consumers to cancel when the queue is deleted — are returned
-to the caller, never acted on by reaching into the server.
 """
 
 from __future__ import annotations
@@ -33,20 +44,39 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from warrenmq.clock import SYSTEM_CLOCK, Clock
 from warrenmq.errors import AccessRefused
 from warrenmq.message import Message
+from warrenmq.queues import dead_letter as dl
+from warrenmq.queues.arguments import QueueArguments
+from warrenmq.queues.expiry import message_expiration_ms, with_delivery_count
+
+READY, OUT, DEAD, DELAYED = 0, 1, 2, 3
 
 
 class QueuedMessage:
     """One queue's hold on a message: its position and delivery history in this queue."""
 
-    __slots__ = ("delivery_count", "message", "redelivered", "seq")
+    __slots__ = (
+        "delivery_count",
+        "expires_at",
+        "failures",
+        "message",
+        "properties",
+        "redelivered",
+        "seq",
+        "state",
+    )
 
-    def __init__(self, message: Message, seq: int) -> None:
+    def __init__(self, message: Message, seq: int, expires_at: float | None = None) -> None:
         self.message = message
         self.seq = seq
         self.redelivered = False
         self.delivery_count = 0
+        self.failures = 0
+        self.expires_at = expires_at
+        self.state = READY
+        self.properties = message.properties  # replaced when x-delivery-count is added
 
     def __lt__(self, other: QueuedMessage) -> bool:
         return self.seq < other.seq
@@ -79,6 +109,8 @@ class Queue:
         exclusive_owner: object | None = None,
         auto_delete: bool = False,
         arguments: Mapping[str, Any] | None = None,
+        args: QueueArguments | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.name = name
         self.vhost = vhost
@@ -86,29 +118,42 @@ class Queue:
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
         self.arguments: dict[str, Any] = dict(arguments or {})
+        self.args = args or QueueArguments()
+        self.clock = clock
         self._ready: deque[QueuedMessage] = deque()
         self._returned: list[QueuedMessage] = []
+        self._expiry: list[tuple[float, int, QueuedMessage]] = []
+        self._delayed: list[tuple[float, int, QueuedMessage]] = []
+        self._tombstones = 0
         self._seq = itertools.count()
         self._consumers: list[DeliveryTarget] = []
         self._rr = 0
         self._dispatching = False
+        self.dead: list[dl.DeadLetter] = []
         self.had_consumers = False
         self.deleted = False
         self.unacked = 0
         self.ready_bytes = 0
+        self.last_used = clock.monotonic()
         # counters for stats and metrics
         self.published = 0
         self.delivered = 0
         self.acked = 0
         self.redelivered = 0
+        self.dead_lettered = 0
 
     def __repr__(self) -> str:
         return f"<Queue {self.vhost}/{self.name} ready={self.message_count}>"
 
     # ------------------------------------------------------------------ state queries
     @property
+    def ready_count(self) -> int:
+        return len(self._ready) + len(self._returned) - self._tombstones
+
+    @property
     def message_count(self) -> int:
-        return len(self._ready) + len(self._returned)
+        """Messages held and not delivered: ready plus those waiting out a retry delay."""
+        return self.ready_count + len(self._delayed)
 
     @property
     def consumer_count(self) -> int:
@@ -125,12 +170,25 @@ class Queue:
     def is_unused(self) -> bool:
         return not self._consumers
 
+    def touch(self) -> None:
+        """Record use (declare, basic.get, consume) for x-expires."""
+        self.last_used = self.clock.monotonic()
+
     # ------------------------------------------------------------------ messages in
-    def enqueue(self, message: Message) -> None:
-        qm = QueuedMessage(message, next(self._seq))
+    def enqueue(self, message: Message) -> bool:
+        """Add a published message; False if the queue refuses it (reject-publish)."""
         self.published += 1
+        args = self.args
+        expires_at = None
+        if args.message_ttl is not None or message.properties[0] & 0x01:
+            expires_at = self._deadline(message)
+        if args.has_limits and args.overflow != "drop-head" and self._full(len(message.body)):
+            if args.overflow == "reject-publish-dlx":
+                self._dead_letter(message, dl.MAXLEN)
+            return False
+        qm = QueuedMessage(message, next(self._seq), expires_at)
         consumers = self._consumers
-        if consumers and not self._ready and not self._returned and not self._dispatching:
+        if consumers and not self.ready_count and not self._dispatching:
             # Fast path: nothing is waiting, so hand it straight to the next consumer
             # with credit, skipping the deque round trip.
             count = len(consumers)
@@ -140,22 +198,60 @@ class Queue:
                 consumer = consumers[index]
                 if consumer.credit() > 0:
                     qm.delivery_count = 1
+                    qm.state = OUT
                     self.delivered += 1
                     self.unacked += consumer.deliver(self, [qm])
-                    return
+                    return True
         # Otherwise no consumer has credit (dispatch leaves messages ready only then), and
         # every event that creates credit dispatches by itself: nothing to do but wait.
+        if expires_at is not None:
+            if expires_at <= self.clock.monotonic():
+                self._dead_letter(message, dl.EXPIRED)  # TTL 0 and nobody to take it
+                return True
+            heapq.heappush(self._expiry, (expires_at, qm.seq, qm))
         self._ready.append(qm)
         self.ready_bytes += len(message.body)
+        if args.has_limits:
+            self._drop_head_over_limit()
+        return True
+
+    def _deadline(self, message: Message) -> float | None:
+        ttl = self.args.message_ttl
+        per_message = message_expiration_ms(message.properties)
+        if per_message is not None and (ttl is None or per_message < ttl):
+            ttl = per_message
+        return None if ttl is None else self.clock.monotonic() + ttl / 1000.0
+
+    def _full(self, extra_bytes: int) -> bool:
+        args = self.args
+        if args.max_length is not None and self.ready_count >= args.max_length:
+            return True
+        limit = args.max_length_bytes
+        return limit is not None and self.ready_bytes + extra_bytes > limit
+
+    def _drop_head_over_limit(self) -> None:
+        args = self.args
+        max_length, max_bytes = args.max_length, args.max_length_bytes
+        while self.ready_count and (
+            (max_length is not None and self.ready_count > max_length)
+            or (max_bytes is not None and self.ready_bytes > max_bytes)
+        ):
+            qm = self._pop()
+            self.ready_bytes -= len(qm.message.body)
+            self._kill(qm, dl.MAXLEN, in_place=False)
 
     def _pop(self) -> QueuedMessage:
+        """The next live ready message, in sequence order; tombstones are skipped."""
         returned = self._returned
         ready = self._ready
-        if returned and (not ready or returned[0].seq < ready[0].seq):
-            qm = heapq.heappop(returned)
-        else:
-            qm = ready.popleft()
-        return qm
+        while True:
+            if returned and (not ready or returned[0].seq < ready[0].seq):
+                qm = heapq.heappop(returned)
+            else:
+                qm = ready.popleft()
+            if qm.state != DEAD:
+                return qm
+            self._tombstones -= 1
 
     # ------------------------------------------------------------------ messages out
     def dispatch(self) -> None:
@@ -165,7 +261,7 @@ class Queue:
         self._dispatching = True
         try:
             consumers = self._consumers
-            while (self._ready or self._returned) and consumers:
+            while self.ready_count and consumers:
                 if len(consumers) == 1:
                     self._dispatch_batches(consumers[0])
                     break
@@ -175,57 +271,63 @@ class Queue:
             self._dispatching = False
 
     def _dispatch_batches(self, consumer: DeliveryTarget) -> None:
-        while self._ready or self._returned:
+        while self.ready_count:
             credit = consumer.credit()
             if credit <= 0:
                 return
             batch = self._take(credit)
-            self.delivered += len(batch)
-            self.unacked += consumer.deliver(self, batch)
+            if batch:
+                self.delivered += len(batch)
+                self.unacked += consumer.deliver(self, batch)
 
     def _dispatch_pass(self, consumers: list[DeliveryTarget]) -> bool:
         """One message to each consumer with credit, in turn; False if nobody took one."""
         delivered = False
         for _ in range(len(consumers)):
-            if not consumers or not (self._ready or self._returned):
+            if not consumers or not self.ready_count:
                 return delivered
             index = self._rr % len(consumers)
             self._rr = index + 1
             consumer = consumers[index]
             if consumer.credit() > 0:
                 batch = self._take(1)
-                self.delivered += 1
-                self.unacked += consumer.deliver(self, batch)
-                delivered = True
+                if batch:
+                    self.delivered += 1
+                    self.unacked += consumer.deliver(self, batch)
+                    delivered = True
         return delivered
 
     def _take(self, limit: int) -> list[QueuedMessage]:
-        """Pop up to ``limit`` messages in order, counting the delivery attempt."""
+        """Pop up to ``limit`` live messages in order; expired ones are dead-lettered."""
         taken: list[QueuedMessage] = []
         ready = self._ready
-        if not self._returned and len(ready) <= limit:
+        if not self._returned and not self._expiry and not self._tombstones \
+                and len(ready) <= limit:
             taken.extend(ready)
             ready.clear()
         else:
-            pop = self._pop
-            for _ in range(limit):
-                if not (ready or self._returned):
-                    break
-                taken.append(pop())
+            now = self.clock.monotonic() if self._expiry else 0.0
+            while len(taken) < limit and self.ready_count:
+                qm = self._pop()
+                if qm.expires_at is not None and qm.expires_at <= now:
+                    self.ready_bytes -= len(qm.message.body)
+                    self._kill(qm, dl.EXPIRED, in_place=False)
+                    continue
+                taken.append(qm)
         for qm in taken:
             qm.delivery_count += 1
+            qm.state = OUT
             self.ready_bytes -= len(qm.message.body)
         return taken
 
     def get(self) -> QueuedMessage | None:
         """basic.get: take the next message; the caller tracks it as unacked if needed."""
-        if not (self._ready or self._returned):
+        self.touch()
+        taken = self._take(1)
+        if not taken:
             return None
-        qm = self._pop()
-        qm.delivery_count += 1
         self.delivered += 1
-        self.ready_bytes -= len(qm.message.body)
-        return qm
+        return taken[0]
 
     def track_unacked(self) -> None:
         """Count a basic.get message as unacked (a no_ack get is never counted)."""
@@ -238,29 +340,122 @@ class Queue:
         self.acked += len(qms)
 
     def requeue(self, qms: Iterable[QueuedMessage]) -> None:
-        """Put settled-with-requeue messages back in their original positions.
+        """Return messages after a failed delivery (nack/reject requeue, channel gone).
 
+        Each return counts against x-delivery-limit; with x-retry-delays the message
+        waits out the next delay first. Past either it is dead-lettered (delivery_limit).
         The caller dispatches afterwards; requeues usually come in batches.
         """
+        args = self.args
         for qm in qms:
             self.unacked -= 1
             if self.deleted:
                 continue
+            qm.failures += 1
+            if args.counts_deliveries:
+                if self._exhausted(qm):
+                    self._kill(qm, dl.DELIVERY_LIMIT, in_place=False)
+                    continue
+                qm.properties = with_delivery_count(qm.message.properties, qm.failures)
             qm.redelivered = True
             self.redelivered += 1
-            self.ready_bytes += len(qm.message.body)
-            heapq.heappush(self._returned, qm)
+            if args.retry_delays:
+                due = self.clock.monotonic() + args.retry_delays[qm.failures - 1] / 1000.0
+                qm.state = DELAYED
+                heapq.heappush(self._delayed, (due, qm.seq, qm))
+                continue
+            self._return(qm)
+
+    def _exhausted(self, qm: QueuedMessage) -> bool:
+        limit = self.args.delivery_limit
+        if limit is not None and qm.failures > limit:
+            return True
+        delays = self.args.retry_delays
+        return bool(delays) and qm.failures > len(delays)
+
+    def _return(self, qm: QueuedMessage) -> None:
+        qm.state = READY
+        self.ready_bytes += len(qm.message.body)
+        heapq.heappush(self._returned, qm)
+        if qm.expires_at is not None:
+            heapq.heappush(self._expiry, (qm.expires_at, qm.seq, qm))
 
     def discard(self, qms: Sequence[QueuedMessage]) -> None:
-        """Unacked messages rejected without requeue."""
+        """Unacked messages rejected without requeue: dead-lettered as ``rejected``."""
         self.unacked -= len(qms)
+        for qm in qms:
+            self._kill(qm, dl.REJECTED, in_place=False)
 
     def purge(self) -> int:
         count = self.message_count
+        for qm in self._ready:
+            qm.state = DEAD
+        for qm in self._returned:
+            qm.state = DEAD
         self._ready.clear()
         self._returned.clear()
+        self._delayed.clear()
+        self._expiry.clear()
+        self._tombstones = 0
         self.ready_bytes = 0
         return count
+
+    # ------------------------------------------------------------------ dead letters
+    def _kill(self, qm: QueuedMessage, reason: str, *, in_place: bool) -> None:
+        """End a message's life here; ``in_place`` when it is still in the ready list."""
+        if in_place:
+            self._tombstones += 1
+            self.ready_bytes -= len(qm.message.body)
+        qm.state = DEAD
+        self._dead_letter(qm.message, reason)
+
+    def _dead_letter(self, message: Message, reason: str) -> None:
+        self.dead_lettered += 1
+        if self.args.dead_letter_exchange is not None and not self.deleted:
+            self.dead.append(dl.DeadLetter(message, reason, self.name))
+
+    def take_dead(self) -> list[dl.DeadLetter]:
+        """Dead-letter records waiting to be routed via the DLX (the queue forgets them)."""
+        dead, self.dead = self.dead, []
+        return dead
+
+    # ------------------------------------------------------------------ time
+    def next_deadline(self) -> float | None:
+        """The earliest monotonic time at which ``tick`` has work, or None."""
+        times = []
+        if self._expiry:
+            times.append(self._expiry[0][0])
+        if self._delayed:
+            times.append(self._delayed[0][0])
+        if self.args.expires is not None and not self._consumers:
+            times.append(self.last_used + self.args.expires / 1000.0)
+        return min(times) if times else None
+
+    def tick(self, now: float) -> None:
+        """Expire messages, release retry-delayed ones, then dispatch."""
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            _, _, qm = heapq.heappop(expiry)
+            if qm.state == READY:
+                self._kill(qm, dl.EXPIRED, in_place=True)
+        delayed = self._delayed
+        released = False
+        while delayed and delayed[0][0] <= now:
+            _, _, qm = heapq.heappop(delayed)
+            if qm.expires_at is not None and qm.expires_at <= now:
+                qm.state = DEAD
+                self._dead_letter(qm.message, dl.EXPIRED)
+                continue
+            self._return(qm)
+            released = True
+        if released:
+            self.dispatch()
+
+    def expired(self, now: float) -> bool:
+        """x-expires: unused (no consumers, no get, no redeclare) for that long."""
+        expires = self.args.expires
+        return expires is not None and not self._consumers and \
+            now - self.last_used >= expires / 1000.0
 
     # ------------------------------------------------------------------ consumers
     def check_consumer(self, *, exclusive: bool) -> None:
@@ -274,6 +469,7 @@ class Queue:
         self.check_consumer(exclusive=consumer.exclusive)
         self._consumers.append(consumer)
         self.had_consumers = True
+        self.touch()
         self.dispatch()
 
     def remove_consumer(self, consumer: DeliveryTarget) -> bool:
@@ -282,6 +478,7 @@ class Queue:
             self._consumers.remove(consumer)
         except ValueError:
             return False
+        self.touch()
         return self.auto_delete and not self._consumers
 
     def delete(self) -> list[DeliveryTarget]:
@@ -289,4 +486,5 @@ class Queue:
         self.deleted = True
         consumers, self._consumers = self._consumers, []
         self.purge()
+        self.dead.clear()
         return consumers

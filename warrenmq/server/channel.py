@@ -74,6 +74,7 @@ class Channel:
         self.confirm = False
         self.publish_seq = 0
         self.confirmed = 0
+        self.nacks: list[int] = []  # publish sequence numbers to nack at the next flush
         self.last_queue = ""
         # basic.publish awaiting its content: (exchange, routing key, flag bits, route)
         self._publish: tuple[str, str, int, bytes] | None = None
@@ -229,16 +230,16 @@ class Channel:
         props = message.properties  # RabbitMQ checks user_id after the exchange
         if len(props) > 1 and props[1] & _USER_ID_FLAG:
             self._check_user_id(get_property(props, "user_id"))
-        queues = vhost.route(exchange, message)
+        outcome = vhost.publish(exchange, message)
         self.conn.published = True
-        for queue in queues:
-            queue.enqueue(message)
-        if not queues and mandatory:
+        if not outcome.routed and not outcome.rejected and mandatory:
             self.conn.write_parts(encode_return(
                 self.number, 312, "NO_ROUTE", message.route, message.properties, message.body,
                 self.conn.frame_max))
         if self.confirm:
             self.publish_seq += 1
+            if outcome.rejected:
+                self.nacks.append(self.publish_seq)
             self.conn.mark_dirty(self)
 
     def _check_user_id(self, claimed: str) -> None:
@@ -250,9 +251,20 @@ class Channel:
             )
 
     def flush_confirms(self) -> None:
-        if self.publish_seq > self.confirmed and self.state == "open":
+        """Confirm everything published since the last flush: acks with ``multiple`` over
+        each run, and a basic.nack for each publish a queue refused (reject-publish)."""
+        if self.publish_seq <= self.confirmed or self.state != "open":
+            return
+        write = self.conn.write
+        for nacked in self.nacks:
+            if nacked - 1 > self.confirmed:
+                write(encode_confirm(self.number, nacked - 1, nacked - 2 > self.confirmed, True))
+            write(encode_confirm(self.number, nacked, False, False))
+            self.confirmed = nacked
+        self.nacks.clear()
+        if self.publish_seq > self.confirmed:
             multiple = self.publish_seq - self.confirmed > 1
-            self.conn.write(encode_confirm(self.number, self.publish_seq, multiple, True))
+            write(encode_confirm(self.number, self.publish_seq, multiple, True))
             self.confirmed = self.publish_seq
 
     # ----------------------------------------------------------------- consumers
@@ -283,6 +295,10 @@ class Channel:
                 queue.requeue(qms)
             else:
                 queue.discard(qms)
+        if requeue is not None:
+            dead = [queue for queue in touched if queue.dead]
+            if dead:
+                self.vhost.route_dead_letters(dead)
         dispatch = set(touched)
         if self.global_prefetch:
             dispatch.update(c.queue for c in self.consumers.values())

@@ -84,12 +84,12 @@ class Consumer:
             body = message.body
             if 0 < len(body) <= limit:
                 data = deliver_frames(number, ctag, tag, qm.redelivered, message.route,
-                                      message.properties, body)
+                                      qm.properties, body)
                 out.append(data)
                 size += len(data)
             else:
                 parts = encode_deliver(number, ctag, tag, qm.redelivered, message.route,
-                                       message.properties, body, conn.frame_max)
+                                       qm.properties, body, conn.frame_max)
                 out.extend(parts)
                 size += sum(map(len, parts))
             if unacked is not None:

@@ -38,6 +38,7 @@ class Server:
         self._servers: list[asyncio.Server] = []
         self.alarm = False
         self._alarm_timer: asyncio.TimerHandle | None = None
+        self._tick_timer: asyncio.TimerHandle | None = None
 
     def _protocol(self) -> Connection:
         return Connection(self)
@@ -50,6 +51,8 @@ class Server:
         self._servers.append(srv)
         if self.settings.memory_high_watermark and self._alarm_timer is None:
             self._check_memory()
+        if self._tick_timer is None:
+            self._tick()
         bound = srv.sockets[0].getsockname()
         log.info("listening", host=bound[0], port=bound[1])
         return str(bound[0]), int(bound[1])
@@ -57,6 +60,18 @@ class Server:
     @property
     def ports(self) -> list[int]:
         return [int(s.sockets[0].getsockname()[1]) for s in self._servers if s.sockets]
+
+    def _tick(self) -> None:
+        """Queue timers (TTL, retry delays, x-expires) for every vhost, every tick."""
+        loop = asyncio.get_running_loop()
+        try:
+            for vhost in self.broker.vhosts.values():
+                if vhost.timed:
+                    for consumer in vhost.tick(vhost.clock.monotonic()):
+                        consumer.cancelled_by_server()  # type: ignore[attr-defined]
+        except Exception:
+            log.exception("timer_tick_failed")
+        self._tick_timer = loop.call_later(self.settings.tick_interval, self._tick)
 
     def held_bytes(self) -> int:
         return sum(
@@ -82,6 +97,8 @@ class Server:
         """Graceful shutdown: stop accepting, close connections with 320, wait for them."""
         if self._alarm_timer is not None:
             self._alarm_timer.cancel()
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
         for srv in self._servers:
             srv.close()
         for conn in list(self.connections):

@@ -22,3 +22,4 @@ class ServerSettings:
     write_low_water: int = 256 * 1024
     memory_high_watermark: int = 0  # bytes of ready message bodies; 0 = no alarm
     alarm_check_interval: float = 0.1
+    tick_interval: float = 0.02  # resolution of TTL expiry, retry delays and x-expires

@@ -1,0 +1,114 @@
+"""Message flow inside a virtual host: publish, dead-letter routing and queue timers.
+
+``publish`` routes a message and enqueues it in every queue it reaches, reporting
+whether any queue refused it (x-overflow reject-publish). Queues emit dead-letter
+records instead of publishing; ``route_dead_letters`` drains them through each queue's
+dead-letter exchange, breadth first, until no queue has any left — a dead letter can
+overflow its target and cause another. A message that would dead-letter back into a
+queue it already died in without a rejection in between is dropped and logged
+(RabbitMQ's cycle rule), so nothing loops. ``tick`` is the server's timer callback:
+expiry, retry delays and x-expires. Nothing here awaits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from warrenmq.message import Message
+from warrenmq.queues.dead_letter import dead_letter_message, is_cycle
+
+if TYPE_CHECKING:
+    from warrenmq.broker.vhost import VirtualHost
+    from warrenmq.exchange import Exchange
+    from warrenmq.queues.queue import DeliveryTarget, Queue
+
+log = structlog.get_logger("warrenmq.dead_letter")
+
+#: Bounds the work one dead-letter cascade may do, whatever the topology.
+MAX_CASCADE = 100_000
+
+
+@dataclass(slots=True)
+class PublishOutcome:
+    routed: int = 0  # queues that took the message
+    rejected: bool = False  # a queue refused it (overflow reject-publish)
+
+
+def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> PublishOutcome:
+    queues = vhost.route(exchange, message)
+    outcome = PublishOutcome()
+    if not queues:
+        return outcome
+    timed = message.properties[0] & 0x01  # the expiration property is present
+    dead: list[Queue] = []
+    for queue in queues:
+        if queue.enqueue(message):
+            outcome.routed += 1
+        else:
+            outcome.rejected = True
+        if queue.dead:
+            dead.append(queue)
+        if timed:
+            vhost.timed.add(queue)
+    if dead:
+        route_dead_letters(vhost, dead)
+    return outcome
+
+
+def route_dead_letters(vhost: VirtualHost, queues: list[Queue]) -> None:
+    """Route every queued dead-letter record of ``queues`` (and of queues they fill)."""
+    work = list(queues)
+    steps = 0
+    now = vhost.clock.time()
+    while work and steps < MAX_CASCADE:
+        source = work.pop(0)
+        for record in source.take_dead():
+            steps += 1
+            args = source.args
+            dlx_name = args.dead_letter_exchange
+            exchange = vhost.exchanges.get(dlx_name) if dlx_name is not None else None
+            if exchange is None:
+                log.warning("dead_letter_exchange_missing", vhost=vhost.name,
+                            queue=source.name, exchange=dlx_name, reason=record.reason)
+                continue
+            message = dead_letter_message(record, exchange.name, args.dead_letter_routing_key,
+                                          now)
+            for target in vhost.route(exchange, message):
+                if is_cycle(message, target.name):
+                    log.warning("dead_letter_cycle_dropped", vhost=vhost.name,
+                                queue=source.name, target=target.name, reason=record.reason)
+                    continue
+                target.enqueue(message)
+                if target.dead and target not in work:
+                    work.append(target)
+    if work:
+        log.error("dead_letter_cascade_cut", vhost=vhost.name, queues=len(work))
+
+
+def tick(vhost: VirtualHost, now: float) -> list[DeliveryTarget]:
+    """Run due timers; returns consumers to cancel (none today: expired queues have none)."""
+    dead: list[Queue] = []
+    expired: list[Queue] = []
+    for queue in list(vhost.timed):
+        if queue.deleted:
+            vhost.timed.discard(queue)
+            continue
+        deadline = queue.next_deadline()
+        if deadline is not None and deadline <= now:
+            queue.tick(now)
+        if queue.dead:  # from this tick, or expired messages a dispatch stepped over
+            dead.append(queue)
+        if queue.expired(now):
+            expired.append(queue)
+        elif deadline is None and not queue.args.has_timers:
+            vhost.timed.discard(queue)
+    if dead:
+        route_dead_letters(vhost, dead)
+    cancelled: list[DeliveryTarget] = []
+    for queue in expired:
+        log.info("queue_expired", vhost=vhost.name, queue=queue.name)
+        cancelled.extend(vhost.remove_queue(queue)[1])
+    return cancelled
