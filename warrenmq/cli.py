@@ -1,4 +1,5 @@
-"""Command line: ``warrenmq serve [--config FILE] [--host H] [--port N] [--data-dir D]``.
+"""Command line: ``warrenmq serve [--config FILE] [--host H] [--port N] [--data-dir D]``,
+``warrenmq check-config FILE`` and ``warrenmq dlq inspect|replay QUEUE`` (warrenmq.tools.dlq).
 
 The composition root: arguments → config → logging → uvloop → broker → listeners.
 A bad config file exits with status 2 and every problem as file:line:column: key path.
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from warrenmq import __version__
 from warrenmq.config import BrokerConfig, ConfigError, ListenerConfig, load_config
 from warrenmq.logging import configure_logging
+from warrenmq.tools.dlq_args import add_subparser as add_dlq_parser
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="data directory")
     check = sub.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("file")
+    add_dlq_parser(sub)
     return parser
 
 
@@ -51,6 +54,10 @@ def _load(path: str | None) -> BrokerConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "dlq":
+        from warrenmq.tools.dlq import run as run_dlq  # the AMQP client: not in `serve`
+
+        return run_dlq(args)
     try:
         if args.command == "check-config":
             _load(args.file)

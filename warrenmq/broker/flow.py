@@ -12,7 +12,6 @@ expiry, retry delays and x-expires. Nothing here awaits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
@@ -31,31 +30,28 @@ log = structlog.get_logger("warrenmq.dead_letter")
 MAX_CASCADE = 100_000
 
 
-@dataclass(slots=True)
-class PublishOutcome:
-    routed: int = 0  # queues that took the message
-    rejected: bool = False  # a queue refused it (overflow reject-publish)
-
-
-def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> PublishOutcome:
+def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> tuple[int, bool]:
+    """Route and enqueue; returns (queues that took it, whether any queue refused it)."""
     queues = vhost.route(exchange, message)
-    outcome = PublishOutcome()
     if not queues:
-        return outcome
-    timed = message.properties[0] & 0x01  # the expiration property is present
-    dead: list[Queue] = []
+        return 0, False
+    routed = 0
+    rejected = False
+    dead: list[Queue] | None = None
     for queue in queues:
         if queue.enqueue(message):
-            outcome.routed += 1
+            routed += 1
         else:
-            outcome.rejected = True
+            rejected = True
         if queue.dead:
+            if dead is None:
+                dead = []
             dead.append(queue)
-        if timed:
-            vhost.timed.add(queue)
+    if message.properties[0] & 0x01:  # the expiration property: the timer must visit
+        vhost.timed.update(queues)
     if dead:
         route_dead_letters(vhost, dead)
-    return outcome
+    return routed, rejected
 
 
 def route_dead_letters(vhost: VirtualHost, queues: list[Queue]) -> None:

@@ -266,7 +266,7 @@ class VirtualHost:
         return queue
 
     # ----------------------------------------------------------------- message flow
-    def publish(self, exchange: Exchange, message: Message) -> flow.PublishOutcome:
+    def publish(self, exchange: Exchange, message: Message) -> tuple[int, bool]:
         return flow.publish(self, exchange, message)
 
     def route_dead_letters(self, queues: list[Queue]) -> None:

@@ -118,8 +118,12 @@ class Queue:
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
         self.arguments: dict[str, Any] = dict(arguments or {})
-        self.args = args or QueueArguments()
+        self.args = args = args or QueueArguments()
         self.clock = clock
+        # flags read on every enqueue, so the hot path tests a bool, not the arguments
+        self._has_ttl = args.message_ttl is not None
+        self._rejects = args.has_limits and args.overflow != "drop-head"
+        self._drops_head = args.has_limits and args.overflow == "drop-head"
         self._ready: deque[QueuedMessage] = deque()
         self._returned: list[QueuedMessage] = []
         self._expiry: list[tuple[float, int, QueuedMessage]] = []
@@ -178,17 +182,17 @@ class Queue:
     def enqueue(self, message: Message) -> bool:
         """Add a published message; False if the queue refuses it (reject-publish)."""
         self.published += 1
-        args = self.args
         expires_at = None
-        if args.message_ttl is not None or message.properties[0] & 0x01:
+        if self._has_ttl or message.properties[0] & 0x01:  # 0x01: expiration is set
             expires_at = self._deadline(message)
-        if args.has_limits and args.overflow != "drop-head" and self._full(len(message.body)):
-            if args.overflow == "reject-publish-dlx":
+        if self._rejects and self._full(len(message.body)):
+            if self.args.overflow == "reject-publish-dlx":
                 self._dead_letter(message, dl.MAXLEN)
             return False
         qm = QueuedMessage(message, next(self._seq), expires_at)
         consumers = self._consumers
-        if consumers and not self.ready_count and not self._dispatching:
+        if consumers and len(self._ready) + len(self._returned) == self._tombstones \
+                and not self._dispatching:
             # Fast path: nothing is waiting, so hand it straight to the next consumer
             # with credit, skipping the deque round trip.
             count = len(consumers)
@@ -211,7 +215,7 @@ class Queue:
             heapq.heappush(self._expiry, (expires_at, qm.seq, qm))
         self._ready.append(qm)
         self.ready_bytes += len(message.body)
-        if args.has_limits:
+        if self._drops_head:
             self._drop_head_over_limit()
         return True
 

@@ -230,15 +230,15 @@ class Channel:
         props = message.properties  # RabbitMQ checks user_id after the exchange
         if len(props) > 1 and props[1] & _USER_ID_FLAG:
             self._check_user_id(get_property(props, "user_id"))
-        outcome = vhost.publish(exchange, message)
+        routed, rejected = vhost.publish(exchange, message)
         self.conn.published = True
-        if not outcome.routed and not outcome.rejected and mandatory:
+        if not routed and not rejected and mandatory:
             self.conn.write_parts(encode_return(
                 self.number, 312, "NO_ROUTE", message.route, message.properties, message.body,
                 self.conn.frame_max))
         if self.confirm:
             self.publish_seq += 1
-            if outcome.rejected:
+            if rejected:
                 self.nacks.append(self.publish_seq)
             self.conn.mark_dirty(self)
 
