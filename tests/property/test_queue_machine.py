@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from warrenmq.message import Message
-from warrenmq.queues.queue import Queue, QueuedMessage
+from warrenmq.queues.queue import Queue
+from warrenmq.queues.ready import QueuedMessage
 
 ROUTE = b"\x00\x01q"  # exchange "" and routing key "q", as short strings
 PROPS = b"\x00\x00"

@@ -11,7 +11,8 @@ from warrenmq.message import Message
 from warrenmq.protocol.fields import encode_shortstr
 from warrenmq.protocol.properties import encode_properties, get_property
 from warrenmq.queues.arguments import QueueArguments, parse_arguments
-from warrenmq.queues.queue import Queue, QueuedMessage
+from warrenmq.queues.queue import Queue
+from warrenmq.queues.ready import QueuedMessage
 
 
 def msg(body: bytes = b"m", **props: object) -> Message:

@@ -176,12 +176,15 @@ def rewrite_properties(
     *,
     set_headers: Mapping[str, Any],
     drop: frozenset[str] = frozenset(),
+    sort_headers: bool = False,
 ) -> bytes:
     """Return ``raw`` with headers entries replaced/added and properties dropped.
 
     Every other property, and every other header entry, keeps its exact bytes. Used on
     the cold path that creates new messages from old ones (dead-lettering, delivery
-    counts); the input must already be valid (it was checked on publish).
+    counts); the input must already be valid (it was checked on publish). With
+    ``sort_headers`` the headers table comes out sorted by key (byte order), as RabbitMQ
+    writes it after dead-lettering; otherwise new entries come first.
     """
     segments = _segments(raw)
     parts: list[bytes] = []
@@ -192,8 +195,11 @@ def rewrite_properties(
             if name in segments:
                 start, stop = segments[name]
                 old = table_entries(raw, start + 4, stop)
-            body = b"".join(encode_shortstr(k) + encode_value(v) for k, v in set_headers.items())
-            body += b"".join(entry for key, entry in old if key not in set_headers)
+            entries = [(k, encode_shortstr(k) + encode_value(v)) for k, v in set_headers.items()]
+            entries += [(key, entry) for key, entry in old if key not in set_headers]
+            if sort_headers:
+                entries.sort(key=lambda item: item[0].encode("utf-8"))
+            body = b"".join(entry for _key, entry in entries)
             if body or name in segments:
                 flags |= _FLAG[name]
                 parts.append(_U32.pack(len(body)) + body)

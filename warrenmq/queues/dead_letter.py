@@ -6,9 +6,12 @@ module builds the re-published message exactly as RabbitMQ 3.x does (rabbit_dead
 
 - ``x-death`` is an array of tables, one per (queue, reason), newest first. A repeat of a
   (queue, reason) increments that entry's ``count`` (a long) and moves it to the front;
-  its other fields keep the values of its first death. Entry fields, sorted by name as
-  RabbitMQ sorts them: count, exchange, original-expiration (only when the message had a
-  per-message TTL), queue, reason, routing-keys, time.
+  its other fields (time, exchange, routing-keys) keep the values of its first death.
+  Field order as RabbitMQ 3.10 writes it (tests/fixtures/rabbitmq_x_death.json): the
+  first death's entry is count, reason, queue, time, exchange, routing-keys,
+  original-expiration (only when the message had a per-message TTL); an entry added to
+  or updated in an existing x-death is sorted by name. Older entries keep their fields.
+- The whole headers table is written sorted by key, as RabbitMQ does.
 - ``x-first-death-queue/-reason/-exchange`` are set once; ``x-last-death-*`` (RabbitMQ
   3.13+) every time.
 - The per-message ``expiration`` property is removed so the message does not expire
@@ -57,6 +60,13 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
 
 
+def _long_count(death: dict[str, Any]) -> dict[str, Any]:
+    count = death.get("count")
+    if isinstance(count, int) and not isinstance(count, bool | Long):
+        return {**death, "count": Long(count)}
+    return death
+
+
 def x_death_headers(
     message: Message, queue: str, reason: str, now: float
 ) -> dict[str, Any]:
@@ -72,20 +82,27 @@ def x_death_headers(
         entry["count"] = int(entry.get("count") or 0) + 1
         others = [d for d in deaths if d is not match]
     else:
+        # RabbitMQ's field order for a new entry (rabbit_dead_letter: count first, then
+        # the death info); it sorts the entry by name only when x-death already existed.
         entry = {
             "count": 1,
-            "exchange": message.exchange,
-            "queue": queue,
             "reason": reason,
-            "routing-keys": [message.routing_key],
+            "queue": queue,
             "time": datetime.fromtimestamp(int(now), tz=UTC),
+            "exchange": message.exchange,
+            "routing-keys": [message.routing_key],
         }
         expiration = get_property(message.properties, "expiration")
         if expiration is not None:
             entry["original-expiration"] = expiration
         others = deaths
+    if deaths:
+        entry = dict(sorted(entry.items()))
+    # Older entries are decoded and re-encoded: keep their count a long ('l'), not the
+    # 'I' a plain int would become (typed clients read it as a 64-bit Long).
+    others = [_long_count(d) for d in others]
     entry["count"] = Long(entry["count"])
-    out: dict[str, Any] = {"x-death": [dict(sorted(entry.items())), *others]}
+    out: dict[str, Any] = {"x-death": [entry, *others]}
     if "x-first-death-reason" not in (headers or {}):
         out["x-first-death-exchange"] = message.exchange
         out["x-first-death-queue"] = queue
@@ -105,6 +122,7 @@ def dead_letter_message(
         message.properties,
         set_headers=x_death_headers(message, dead.queue, dead.reason, now),
         drop=_DROP_EXPIRATION,
+        sort_headers=True,
     )
     key = message.routing_key if routing_key is None else routing_key
     route = encode_shortstr(exchange) + encode_shortstr(key)

@@ -2,12 +2,10 @@
 
 Theory of operation
 -------------------
-Every message that enters the queue gets a sequence number. Ready messages sit in a
-deque in sequence order; messages that come back (nack/reject with requeue, a closed
-channel, basic.recover) go into a heap keyed by the same sequence number, so the next
-message out is always the lowest-numbered one of the two heads. That is how a requeued
-message returns to its original position (RabbitMQ's classic-queue behaviour) at
-O(log n) per requeue instead of an O(n) insert into the deque.
+Every message that enters the queue gets a sequence number; ready messages live in a
+``ReadyList`` (ready.py), which returns a requeued message (nack/reject with requeue, a
+closed channel, basic.recover) to its original position, RabbitMQ's classic-queue
+behaviour, and lets a message die in place.
 
 ``dispatch`` is the only place messages leave for consumers. It walks the consumers
 round-robin, handing one message to each whose ``credit()`` is positive (prefetch, the
@@ -20,11 +18,11 @@ drained, channel.flow. Enqueue never needs to: a message is left ready only when
 had credit.
 
 Expiry (x-message-ttl, the per-message ``expiration``; the lower wins) is kept in a heap
-of (deadline, message). A message expiring in the middle of the queue is marked dead in
-place (a tombstone skipped when it reaches the head) so it leaves at once, not when it
-would have reached the head; ``_take`` also drops expired messages so none is ever
-delivered. Retry delays (x-retry-delays) park a requeued message in a heap by due time,
-invisible to consumers, until ``tick`` returns it to its original position.
+of (deadline, message). A message expiring in the middle of the queue is killed in place
+so it leaves at once, not when it would have reached the head; ``_take`` also drops
+expired messages so none is ever delivered. Retry delays (x-retry-delays) park a
+requeued message in a heap by due time, invisible to consumers, until ``tick`` returns
+it to its original position.
 
 Outputs that cross layers are returned or queued, never acted on here: consumers to
 cancel when the queue is deleted come back from ``delete``; dead-letter records
@@ -40,7 +38,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -50,36 +47,7 @@ from warrenmq.message import Message
 from warrenmq.queues import dead_letter as dl
 from warrenmq.queues.arguments import QueueArguments
 from warrenmq.queues.expiry import message_expiration_ms, with_delivery_count
-
-READY, OUT, DEAD, DELAYED = 0, 1, 2, 3
-
-
-class QueuedMessage:
-    """One queue's hold on a message: its position and delivery history in this queue."""
-
-    __slots__ = (
-        "delivery_count",
-        "expires_at",
-        "failures",
-        "message",
-        "properties",
-        "redelivered",
-        "seq",
-        "state",
-    )
-
-    def __init__(self, message: Message, seq: int, expires_at: float | None = None) -> None:
-        self.message = message
-        self.seq = seq
-        self.redelivered = False
-        self.delivery_count = 0
-        self.failures = 0
-        self.expires_at = expires_at
-        self.state = READY
-        self.properties = message.properties  # replaced when x-delivery-count is added
-
-    def __lt__(self, other: QueuedMessage) -> bool:
-        return self.seq < other.seq
+from warrenmq.queues.ready import DEAD, DELAYED, OUT, READY, QueuedMessage, ReadyList
 
 
 class DeliveryTarget(Protocol):
@@ -124,11 +92,9 @@ class Queue:
         self._has_ttl = args.message_ttl is not None
         self._rejects = args.has_limits and args.overflow != "drop-head"
         self._drops_head = args.has_limits and args.overflow == "drop-head"
-        self._ready: deque[QueuedMessage] = deque()
-        self._returned: list[QueuedMessage] = []
+        self._ready = ReadyList()
         self._expiry: list[tuple[float, int, QueuedMessage]] = []
         self._delayed: list[tuple[float, int, QueuedMessage]] = []
-        self._tombstones = 0
         self._seq = itertools.count()
         self._consumers: list[DeliveryTarget] = []
         self._rr = 0
@@ -137,7 +103,6 @@ class Queue:
         self.had_consumers = False
         self.deleted = False
         self.unacked = 0
-        self.ready_bytes = 0
         self.last_used = clock.monotonic()
         # counters for stats and metrics
         self.published = 0
@@ -152,7 +117,11 @@ class Queue:
     # ------------------------------------------------------------------ state queries
     @property
     def ready_count(self) -> int:
-        return len(self._ready) + len(self._returned) - self._tombstones
+        return len(self._ready)
+
+    @property
+    def ready_bytes(self) -> int:
+        return self._ready.bytes
 
     @property
     def message_count(self) -> int:
@@ -191,8 +160,7 @@ class Queue:
             return False
         qm = QueuedMessage(message, next(self._seq), expires_at)
         consumers = self._consumers
-        if consumers and len(self._ready) + len(self._returned) == self._tombstones \
-                and not self._dispatching:
+        if consumers and not self._ready and not self._dispatching:
             # Fast path: nothing is waiting, so hand it straight to the next consumer
             # with credit, skipping the deque round trip.
             count = len(consumers)
@@ -214,7 +182,6 @@ class Queue:
                 return True
             heapq.heappush(self._expiry, (expires_at, qm.seq, qm))
         self._ready.append(qm)
-        self.ready_bytes += len(message.body)
         if self._drops_head:
             self._drop_head_over_limit()
         return True
@@ -240,22 +207,7 @@ class Queue:
             (max_length is not None and self.ready_count > max_length)
             or (max_bytes is not None and self.ready_bytes > max_bytes)
         ):
-            qm = self._pop()
-            self.ready_bytes -= len(qm.message.body)
-            self._kill(qm, dl.MAXLEN, in_place=False)
-
-    def _pop(self) -> QueuedMessage:
-        """The next live ready message, in sequence order; tombstones are skipped."""
-        returned = self._returned
-        ready = self._ready
-        while True:
-            if returned and (not ready or returned[0].seq < ready[0].seq):
-                qm = heapq.heappop(returned)
-            else:
-                qm = ready.popleft()
-            if qm.state != DEAD:
-                return qm
-            self._tombstones -= 1
+            self._kill(self._ready.pop(), dl.MAXLEN)
 
     # ------------------------------------------------------------------ messages out
     def dispatch(self) -> None:
@@ -303,25 +255,20 @@ class Queue:
 
     def _take(self, limit: int) -> list[QueuedMessage]:
         """Pop up to ``limit`` live messages in order; expired ones are dead-lettered."""
-        taken: list[QueuedMessage] = []
         ready = self._ready
-        if not self._returned and not self._expiry and not self._tombstones \
-                and len(ready) <= limit:
-            taken.extend(ready)
-            ready.clear()
-        else:
+        taken = None if self._expiry else ready.take_all(limit)
+        if taken is None:
+            taken = []
             now = self.clock.monotonic() if self._expiry else 0.0
-            while len(taken) < limit and self.ready_count:
-                qm = self._pop()
+            while len(taken) < limit and ready:
+                qm = ready.pop()
                 if qm.expires_at is not None and qm.expires_at <= now:
-                    self.ready_bytes -= len(qm.message.body)
-                    self._kill(qm, dl.EXPIRED, in_place=False)
+                    self._kill(qm, dl.EXPIRED)
                     continue
                 taken.append(qm)
         for qm in taken:
             qm.delivery_count += 1
             qm.state = OUT
-            self.ready_bytes -= len(qm.message.body)
         return taken
 
     def get(self) -> QueuedMessage | None:
@@ -358,7 +305,7 @@ class Queue:
             qm.failures += 1
             if args.counts_deliveries:
                 if self._exhausted(qm):
-                    self._kill(qm, dl.DELIVERY_LIMIT, in_place=False)
+                    self._kill(qm, dl.DELIVERY_LIMIT)
                     continue
                 qm.properties = with_delivery_count(qm.message.properties, qm.failures)
             qm.redelivered = True
@@ -378,9 +325,7 @@ class Queue:
         return bool(delays) and qm.failures > len(delays)
 
     def _return(self, qm: QueuedMessage) -> None:
-        qm.state = READY
-        self.ready_bytes += len(qm.message.body)
-        heapq.heappush(self._returned, qm)
+        self._ready.put_back(qm)
         if qm.expires_at is not None:
             heapq.heappush(self._expiry, (qm.expires_at, qm.seq, qm))
 
@@ -388,28 +333,17 @@ class Queue:
         """Unacked messages rejected without requeue: dead-lettered as ``rejected``."""
         self.unacked -= len(qms)
         for qm in qms:
-            self._kill(qm, dl.REJECTED, in_place=False)
+            self._kill(qm, dl.REJECTED)
 
     def purge(self) -> int:
-        count = self.message_count
-        for qm in self._ready:
-            qm.state = DEAD
-        for qm in self._returned:
-            qm.state = DEAD
-        self._ready.clear()
-        self._returned.clear()
+        count = self._ready.clear() + len(self._delayed)
         self._delayed.clear()
         self._expiry.clear()
-        self._tombstones = 0
-        self.ready_bytes = 0
         return count
 
     # ------------------------------------------------------------------ dead letters
-    def _kill(self, qm: QueuedMessage, reason: str, *, in_place: bool) -> None:
-        """End a message's life here; ``in_place`` when it is still in the ready list."""
-        if in_place:
-            self._tombstones += 1
-            self.ready_bytes -= len(qm.message.body)
+    def _kill(self, qm: QueuedMessage, reason: str) -> None:
+        """End the life here of a message no longer in the ready list."""
         qm.state = DEAD
         self._dead_letter(qm.message, reason)
 
@@ -441,7 +375,8 @@ class Queue:
         while expiry and expiry[0][0] <= now:
             _, _, qm = heapq.heappop(expiry)
             if qm.state == READY:
-                self._kill(qm, dl.EXPIRED, in_place=True)
+                self._ready.kill(qm)
+                self._dead_letter(qm.message, dl.EXPIRED)
         delayed = self._delayed
         released = False
         while delayed and delayed[0][0] <= now:

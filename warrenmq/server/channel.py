@@ -41,7 +41,8 @@ from warrenmq.server.methods import HANDLERS
 
 if TYPE_CHECKING:
     from warrenmq.broker.vhost import VirtualHost
-    from warrenmq.queues.queue import Queue, QueuedMessage
+    from warrenmq.queues.queue import Queue
+    from warrenmq.queues.ready import QueuedMessage
     from warrenmq.server.connection import Connection
     from warrenmq.server.consumer import Consumer
 

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from warrenmq.protocol.content import deliver_frames, encode_deliver, shortstr
 
 if TYPE_CHECKING:
-    from warrenmq.queues.queue import Queue, QueuedMessage
+    from warrenmq.queues.queue import Queue
+    from warrenmq.queues.ready import QueuedMessage
     from warrenmq.server.channel import Channel
 
 
