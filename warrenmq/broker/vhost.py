@@ -72,6 +72,9 @@ class VirtualHost:
         self.name = name
         self.clock = clock
         self.timed: set[Queue] = set()  # queues the server's timer tick must visit
+        # bumped by every change to exchanges, queues or bindings (durable or not): the
+        # server compares it to decide whether the durable definitions must be saved
+        self.generation = 0
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.exchanges[""] = create_exchange("direct", "", durable=True)
@@ -140,6 +143,7 @@ class VirtualHost:
                 arguments=arguments,
             )
             self.exchanges[name] = exchange
+            self.generation += 1
             return exchange
         self._exchange_equivalent(existing, type_name, durable, auto_delete, internal, arguments)
         return existing
@@ -186,6 +190,7 @@ class VirtualHost:
         if if_unused and exchange.has_bindings():
             raise PreconditionFailed(f"{self._where('exchange', name)} in use")
         del self.exchanges[name]
+        self.generation += 1
         for other in list(self.exchanges.values()):
             if other.unbind_destination(exchange):
                 self._maybe_auto_delete_exchange(other)
@@ -193,6 +198,7 @@ class VirtualHost:
     def _maybe_auto_delete_exchange(self, exchange: Exchange) -> None:
         if exchange.auto_delete and not exchange.has_bindings() and exchange.name:
             self.exchanges.pop(exchange.name, None)
+            self.generation += 1
             for other in list(self.exchanges.values()):
                 if other.unbind_destination(exchange):
                     self._maybe_auto_delete_exchange(other)
@@ -210,7 +216,8 @@ class VirtualHost:
             raise AccessRefused("operation not permitted on the default exchange")
         dst = self.exchange(destination)
         src.validate_binding(binding_key, arguments)
-        src.bind(dst, binding_key, arguments)
+        if src.bind(dst, binding_key, arguments):
+            self.generation += 1
 
     def unbind_exchange(
         self, destination: str, source: str, binding_key: str, arguments: Mapping[str, Any]
@@ -220,6 +227,7 @@ class VirtualHost:
             raise AccessRefused("operation not permitted on the default exchange")
         dst = self.exchange(destination)
         if src.unbind(dst, binding_key, arguments):
+            self.generation += 1
             self._maybe_auto_delete_exchange(src)
 
     # ----------------------------------------------------------------- queues
@@ -261,6 +269,7 @@ class VirtualHost:
             clock=self.clock,
         )
         self.queues[name] = queue
+        self.generation += 1
         if args.has_timers:
             self.timed.add(queue)
         return queue
@@ -299,7 +308,8 @@ class VirtualHost:
         q = self.queue(queue, owner)
         x = self._bindable_source(exchange)
         x.validate_binding(binding_key, arguments)
-        x.bind(q, binding_key, arguments)
+        if x.bind(q, binding_key, arguments):
+            self.generation += 1
 
     def unbind_queue(
         self, queue: str, exchange: str, binding_key: str, arguments: Mapping[str, Any],
@@ -308,6 +318,7 @@ class VirtualHost:
         q = self.queue(queue, owner)
         x = self._bindable_source(exchange)
         if x.unbind(q, binding_key, arguments):
+            self.generation += 1
             self._maybe_auto_delete_exchange(x)
 
     def purge_queue(self, name: str, owner: object | None) -> int:
@@ -335,6 +346,7 @@ class VirtualHost:
             return 0, []
         del self.queues[q.name]
         self.timed.discard(q)
+        self.generation += 1
         count = q.message_count
         for exchange in list(self.exchanges.values()):
             if exchange.unbind_destination(q):

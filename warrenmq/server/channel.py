@@ -118,11 +118,16 @@ class Channel:
             self._on_method_closing(method)
             return
         handler = HANDLERS.get(method.INDEX)
+        vhost = self.vhost
+        generation = vhost.generation
         try:
             if handler is None:
                 self._unhandled(method)
             else:
                 handler(self, method)
+            if vhost.generation != generation:
+                # before the reply is flushed: a declare-ok means the definition is saved
+                self.conn.server.definitions_changed()
         except AMQPError as exc:
             if not exc.class_id:
                 exc.class_id, exc.method_id = method.CLASS_ID, method.METHOD_ID

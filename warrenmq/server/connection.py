@@ -394,6 +394,8 @@ class Connection(asyncio.Protocol):
                 _, consumers = self.vhost.remove_queue(queue)
                 for consumer in consumers:
                     consumer.cancelled_by_server()  # type: ignore[attr-defined]
+        if channels and self.vhost is not None:
+            self.server.definitions_changed()  # auto-delete queues may have gone
 
     def _handshake_timeout(self) -> None:
         if self.state in ("header", "start", "secure", "tune", "open"):

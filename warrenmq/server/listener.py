@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
 from warrenmq.broker.broker import Broker
+from warrenmq.broker.definitions import snapshot
 from warrenmq.errors import ReplyCode
 from warrenmq.server.connection import Connection
 from warrenmq.server.settings import ServerSettings
@@ -36,6 +39,9 @@ class Server:
         self.cluster_name = cluster_name or f"warrenmq@{socket.gethostname()}"
         self.connections: set[Connection] = set()
         self._servers: list[asyncio.Server] = []
+        #: saves the durable definitions document; set by the composition root
+        self.save_definitions: Callable[[dict[str, Any]], None] | None = None
+        self._saved_definitions: dict[str, Any] | None = None
         self.alarm = False
         self._alarm_timer: asyncio.TimerHandle | None = None
         self._tick_timer: asyncio.TimerHandle | None = None
@@ -61,14 +67,26 @@ class Server:
     def ports(self) -> list[int]:
         return [int(s.sockets[0].getsockname()[1]) for s in self._servers if s.sockets]
 
+    def definitions_changed(self) -> None:
+        """Save the durable definitions if they differ from the last save (cold path)."""
+        if self.save_definitions is None:
+            return
+        document = snapshot(self.broker)
+        if document != self._saved_definitions:
+            self.save_definitions(document)
+            self._saved_definitions = document
+
     def _tick(self) -> None:
         """Queue timers (TTL, retry delays, x-expires) for every vhost, every tick."""
         loop = asyncio.get_running_loop()
         try:
             for vhost in self.broker.vhosts.values():
                 if vhost.timed:
+                    generation = vhost.generation
                     for consumer in vhost.tick(vhost.clock.monotonic()):
                         consumer.cancelled_by_server()  # type: ignore[attr-defined]
+                    if vhost.generation != generation:  # x-expires removed a queue
+                        self.definitions_changed()
         except Exception:
             log.exception("timer_tick_failed")
         self._tick_timer = loop.call_later(self.settings.tick_interval, self._tick)
