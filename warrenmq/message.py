@@ -20,7 +20,7 @@ class Message:
     wire; deliveries copy it verbatim instead of re-encoding (the hot-path saving).
     """
 
-    __slots__ = ("_headers", "body", "exchange", "properties", "route", "routing_key")
+    __slots__ = ("_headers", "body", "exchange", "msg_id", "properties", "route", "routing_key")
 
     def __init__(
         self, exchange: str, routing_key: str, route: bytes, properties: bytes, body: bytes
@@ -31,6 +31,7 @@ class Message:
         self.properties = properties
         self.body = body
         self._headers: dict[str, Any] | bool | None = False
+        self.msg_id = 0  # set when the message store holds it (persistent, durable queue)
 
     @property
     def body_size(self) -> int:

@@ -30,11 +30,13 @@ log = structlog.get_logger("warrenmq.dead_letter")
 MAX_CASCADE = 100_000
 
 
-def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> tuple[int, bool]:
-    """Route and enqueue; returns (queues that took it, whether any queue refused it)."""
+def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> tuple[int, bool, int]:
+    """Route, store and enqueue; returns (queues that took it, whether any queue refused
+    it, the store ticket whose commit makes it durable, or 0 when nothing was stored)."""
     queues = vhost.route(exchange, message)
     if not queues:
-        return 0, False
+        return 0, False, 0
+    ticket = persist(vhost, queues, message)
     routed = 0
     rejected = False
     dead: list[Queue] | None = None
@@ -51,7 +53,21 @@ def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> tuple[i
         vhost.timed.update(queues)
     if dead:
         route_dead_letters(vhost, dead)
-    return routed, rejected
+    return routed, rejected, ticket
+
+
+def persist(vhost: VirtualHost, queues: list[Queue], message: Message) -> int:
+    """Write a persistent message bound for durable queues to the store, once for all of
+    them, before it is enqueued (its acks must come after it in the log)."""
+    store = vhost.store
+    if store is None:
+        return 0
+    keys = [q.journal_key for q in queues if q.journal is not None]
+    if not keys or not message.persistent:
+        return 0
+    message.msg_id = next(vhost.msg_ids)
+    return store.publish(message.msg_id, keys, message.exchange, message.routing_key,
+                         message.properties, message.body)
 
 
 def route_dead_letters(vhost: VirtualHost, queues: list[Queue]) -> None:
@@ -72,11 +88,15 @@ def route_dead_letters(vhost: VirtualHost, queues: list[Queue]) -> None:
                 continue
             message = dead_letter_message(record, exchange.name, args.dead_letter_routing_key,
                                           now)
+            targets = []
             for target in vhost.route(exchange, message):
                 if is_cycle(message, target.name):
                     log.warning("dead_letter_cycle_dropped", vhost=vhost.name,
                                 queue=source.name, target=target.name, reason=record.reason)
-                    continue
+                else:
+                    targets.append(target)
+            persist(vhost, targets, message)
+            for target in targets:
                 target.enqueue(message)
                 if target.dead and target not in work:
                     work.append(target)

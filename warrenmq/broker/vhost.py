@@ -11,9 +11,10 @@ response (cancel consumers of a deleted queue) comes back as return values.
 from __future__ import annotations
 
 import base64
+import itertools
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from warrenmq.broker import flow
 from warrenmq.clock import SYSTEM_CLOCK, Clock
@@ -27,6 +28,7 @@ from warrenmq.errors import (
 from warrenmq.exchange import EXCHANGE_TYPES, Exchange, create_exchange
 from warrenmq.message import Message
 from warrenmq.queues.arguments import parse_arguments
+from warrenmq.queues.journal import Journal
 from warrenmq.queues.queue import DeliveryTarget, Queue
 
 STANDARD_EXCHANGES = (
@@ -55,6 +57,13 @@ EQUIVALENCE_ARGUMENTS = (
 )
 
 
+class MessageStoreLike(Journal, Protocol):
+    """The message store as the virtual host uses it (``storage.log.MessageStore``)."""
+
+    def publish(self, msg_id: int, queues: Sequence[str], exchange: str, routing_key: str,
+                properties: bytes, body: bytes) -> int: ...
+
+
 def _server_name() -> str:
     return "amq.gen-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
 
@@ -75,6 +84,8 @@ class VirtualHost:
         # bumped by every change to exchanges, queues or bindings (durable or not): the
         # server compares it to decide whether the durable definitions must be saved
         self.generation = 0
+        self.store: MessageStoreLike | None = None  # attach_store() for durability
+        self.msg_ids: Iterator[int] = itertools.count(1)
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.exchanges[""] = create_exchange("direct", "", durable=True)
@@ -269,13 +280,24 @@ class VirtualHost:
             clock=self.clock,
         )
         self.queues[name] = queue
+        if durable and not exclusive and self.store is not None:
+            queue.journal = self.store
         self.generation += 1
         if args.has_timers:
             self.timed.add(queue)
         return queue
 
+    # ----------------------------------------------------------------- durability
+    def attach_store(self, store: MessageStoreLike, msg_ids: Iterator[int]) -> None:
+        """Journal durable queues' persistent messages to ``store`` from now on."""
+        self.store = store
+        self.msg_ids = msg_ids
+        for queue in self.queues.values():
+            if queue.durable and not queue.exclusive:
+                queue.journal = store
+
     # ----------------------------------------------------------------- message flow
-    def publish(self, exchange: Exchange, message: Message) -> tuple[int, bool]:
+    def publish(self, exchange: Exchange, message: Message) -> tuple[int, bool, int]:
         return flow.publish(self, exchange, message)
 
     def route_dead_letters(self, queues: list[Queue]) -> None:

@@ -47,6 +47,7 @@ from warrenmq.message import Message
 from warrenmq.queues import dead_letter as dl
 from warrenmq.queues.arguments import QueueArguments
 from warrenmq.queues.expiry import message_expiration_ms, with_delivery_count
+from warrenmq.queues.journal import Journal
 from warrenmq.queues.ready import DEAD, DELAYED, OUT, READY, QueuedMessage, ReadyList
 
 
@@ -100,6 +101,9 @@ class Queue:
         self._rr = 0
         self._dispatching = False
         self.dead: list[dl.DeadLetter] = []
+        # set by the virtual host for durable queues when the broker has a message store
+        self.journal: Journal | None = None
+        self.journal_key = f"{vhost}\x00{name}"
         self.had_consumers = False
         self.deleted = False
         self.unacked = 0
@@ -157,6 +161,8 @@ class Queue:
         if self._rejects and self._full(len(message.body)):
             if self.args.overflow == "reject-publish-dlx":
                 self._dead_letter(message, dl.MAXLEN)
+            else:
+                self._forget(message)
             return False
         qm = QueuedMessage(message, next(self._seq), expires_at)
         consumers = self._consumers
@@ -266,9 +272,12 @@ class Queue:
                     self._kill(qm, dl.EXPIRED)
                     continue
                 taken.append(qm)
+        journal = self.journal
         for qm in taken:
             qm.delivery_count += 1
             qm.state = OUT
+            if journal is not None and qm.message.msg_id:
+                journal.delivered(self.journal_key, qm.message.msg_id)
         return taken
 
     def get(self) -> QueuedMessage | None:
@@ -289,6 +298,9 @@ class Queue:
         """Messages acked by their consumer: they leave the queue for good."""
         self.unacked -= len(qms)
         self.acked += len(qms)
+        if self.journal is not None:
+            for qm in qms:
+                self._forget(qm.message)
 
     def requeue(self, qms: Iterable[QueuedMessage]) -> None:
         """Return messages after a failed delivery (nack/reject requeue, channel gone).
@@ -308,6 +320,8 @@ class Queue:
                     self._kill(qm, dl.DELIVERY_LIMIT)
                     continue
                 qm.properties = with_delivery_count(qm.message.properties, qm.failures)
+                if self.journal is not None and qm.message.msg_id:
+                    self.journal.failures(self.journal_key, qm.message.msg_id, qm.failures)
             qm.redelivered = True
             self.redelivered += 1
             if args.retry_delays:
@@ -336,6 +350,11 @@ class Queue:
             self._kill(qm, dl.REJECTED)
 
     def purge(self) -> int:
+        if self.journal is not None:
+            for qm in self._ready:
+                self._forget(qm.message)
+            for _, _, qm in self._delayed:
+                self._forget(qm.message)
         count = self._ready.clear() + len(self._delayed)
         self._delayed.clear()
         self._expiry.clear()
@@ -347,7 +366,12 @@ class Queue:
         qm.state = DEAD
         self._dead_letter(qm.message, reason)
 
+    def _forget(self, message: Message) -> None:
+        if self.journal is not None and message.msg_id:
+            self.journal.ack(self.journal_key, message.msg_id)
+
     def _dead_letter(self, message: Message, reason: str) -> None:
+        self._forget(message)
         self.dead_lettered += 1
         if self.args.dead_letter_exchange is not None and not self.deleted:
             self.dead.append(dl.DeadLetter(message, reason, self.name))
@@ -424,6 +448,9 @@ class Queue:
         """Mark deleted; returns the consumers the server must notify with basic.cancel."""
         self.deleted = True
         consumers, self._consumers = self._consumers, []
+        if self.journal is not None:
+            self.journal.drop_queue(self.journal_key)
+            self.journal = None
         self.purge()
         self.dead.clear()
         return consumers

@@ -9,8 +9,9 @@ channel-level ``AMQPError`` becomes channel.close with the failing method's ids.
 
 from __future__ import annotations
 
+import bisect
 import struct
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
 import structlog
@@ -75,7 +76,8 @@ class Channel:
         self.confirm = False
         self.publish_seq = 0
         self.confirmed = 0
-        self.nacks: list[int] = []  # publish sequence numbers to nack at the next flush
+        self.nacks: list[int] = []  # publish sequence numbers to nack, ascending
+        self.unsynced: deque[tuple[int, int]] = deque()  # (publish seq, store ticket)
         self.last_queue = ""
         # basic.publish awaiting its content: (exchange, routing key, flag bits, route)
         self._publish: tuple[str, str, int, bytes] | None = None
@@ -236,7 +238,7 @@ class Channel:
         props = message.properties  # RabbitMQ checks user_id after the exchange
         if len(props) > 1 and props[1] & _USER_ID_FLAG:
             self._check_user_id(get_property(props, "user_id"))
-        routed, rejected = vhost.publish(exchange, message)
+        routed, rejected, ticket = vhost.publish(exchange, message)
         self.conn.published = True
         if not routed and not rejected and mandatory:
             self.conn.write_parts(encode_return(
@@ -246,6 +248,8 @@ class Channel:
             self.publish_seq += 1
             if rejected:
                 self.nacks.append(self.publish_seq)
+            elif ticket:
+                self.unsynced.append((self.publish_seq, ticket))
             self.conn.mark_dirty(self)
 
     def _check_user_id(self, claimed: str) -> None:
@@ -257,21 +261,37 @@ class Channel:
             )
 
     def flush_confirms(self) -> None:
-        """Confirm everything published since the last flush: acks with ``multiple`` over
-        each run, and a basic.nack for each publish a queue refused (reject-publish)."""
+        """Confirm, in order, every publish that is settled: acks with ``multiple`` over
+        each run, a basic.nack for each publish a queue refused (reject-publish) or the
+        disk could not store. A persistent message is settled once the store's commit
+        covering its record has been fsynced (``unsynced`` holds those still waiting)."""
         if self.publish_seq <= self.confirmed or self.state != "open":
             return
+        limit = self._settled_upto()
         write = self.conn.write
-        for nacked in self.nacks:
+        while self.nacks and self.nacks[0] <= limit:
+            nacked = self.nacks.pop(0)
             if nacked - 1 > self.confirmed:
                 write(encode_confirm(self.number, nacked - 1, nacked - 2 > self.confirmed, True))
             write(encode_confirm(self.number, nacked, False, False))
             self.confirmed = nacked
-        self.nacks.clear()
-        if self.publish_seq > self.confirmed:
-            multiple = self.publish_seq - self.confirmed > 1
-            write(encode_confirm(self.number, self.publish_seq, multiple, True))
-            self.confirmed = self.publish_seq
+        if limit > self.confirmed:
+            write(encode_confirm(self.number, limit, limit - self.confirmed > 1, True))
+            self.confirmed = limit
+
+    def _settled_upto(self) -> int:
+        unsynced = self.unsynced
+        committer = self.conn.server.committer
+        while unsynced and committer is not None:
+            seq, ticket = unsynced[0]
+            if ticket <= committer.durable:
+                unsynced.popleft()
+            elif committer.is_failed(ticket):
+                unsynced.popleft()
+                bisect.insort(self.nacks, seq)
+            else:
+                return seq - 1
+        return self.publish_seq
 
     # ----------------------------------------------------------------- consumers
     def redispatch(self) -> None:

@@ -142,9 +142,11 @@ class Connection(asyncio.Protocol):
             for dirty in self._dirty:
                 dirty.flush_confirms()
             self._dirty.clear()
-        if self.published and self.server.alarm:
-            self._block()
-        self.published = False
+        if self.published:
+            self.published = False
+            if self.server.alarm:
+                self._block()
+        self.server.kick_commit()
 
     # ----------------------------------------------------------------- reading
     def _read_protocol_header(self, data: bytes) -> bytes:

@@ -4,11 +4,13 @@ Starts one asyncio server per configured listener, creates a ``Connection`` prot
 accepted socket, and on shutdown stops accepting, closes every connection with
 320 CONNECTION_FORCED and waits (bounded) for them to go.
 
-It also owns the memory alarm (RabbitMQ's vm_memory_high_watermark, measured here as the
+It owns the committer (group commit of the message store) and the alarms that block
+publishers: the memory alarm (RabbitMQ's vm_memory_high_watermark, measured here as the
 bytes of message bodies held ready in queues, which unlike the process RSS goes down
-again when consumers catch up): while it is raised, a connection that publishes is sent
-connection.blocked and its socket is no longer read — TCP back-pressure — until the
-alarm clears and it gets connection.unblocked. Consumers keep being served meanwhile.
+again when consumers catch up) and the disk alarm (a failing store commit). While one
+is raised, a connection that publishes is sent connection.blocked and its socket is no
+longer read — TCP back-pressure — until the alarms clear and it gets
+connection.unblocked. Consumers keep being served meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import structlog
 from warrenmq.broker.broker import Broker
 from warrenmq.broker.definitions import snapshot
 from warrenmq.errors import ReplyCode
+from warrenmq.server.committer import Committable, Committer
 from warrenmq.server.connection import Connection
 from warrenmq.server.settings import ServerSettings
 
@@ -42,7 +45,8 @@ class Server:
         #: saves the durable definitions document; set by the composition root
         self.save_definitions: Callable[[dict[str, Any]], None] | None = None
         self._saved_definitions: dict[str, Any] | None = None
-        self.alarm = False
+        self.memory_alarm = False
+        self.committer: Committer | None = None  # set by attach_store()
         self._alarm_timer: asyncio.TimerHandle | None = None
         self._tick_timer: asyncio.TimerHandle | None = None
 
@@ -67,6 +71,33 @@ class Server:
     def ports(self) -> list[int]:
         return [int(s.sockets[0].getsockname()[1]) for s in self._servers if s.sockets]
 
+    @property
+    def alarm(self) -> bool:
+        """Publishers are blocked: memory over the watermark, or the disk failing."""
+        disk = self.committer is not None and self.committer.error is not None
+        return self.memory_alarm or disk
+
+    def _unblock_if_clear(self) -> None:
+        if not self.alarm:
+            for conn in list(self.connections):
+                conn.unblock()
+
+    # ----------------------------------------------------------------- durability
+    def attach_store(self, store: Committable) -> None:
+        """Confirm persistent publishes only once the store has fsynced them."""
+        self.committer = Committer(store, self._committed)
+
+    def _committed(self) -> None:
+        for conn in list(self.connections):
+            for channel in list(conn.channels.values()):
+                if channel.unsynced:
+                    channel.flush_confirms()
+        self._unblock_if_clear()
+
+    def kick_commit(self) -> None:
+        if self.committer is not None:
+            self.committer.kick()
+
     def definitions_changed(self) -> None:
         """Save the durable definitions if they differ from the last save (cold path)."""
         if self.save_definitions is None:
@@ -89,6 +120,7 @@ class Server:
                         self.definitions_changed()
         except Exception:
             log.exception("timer_tick_failed")
+        self.kick_commit()
         self._tick_timer = loop.call_later(self.settings.tick_interval, self._tick)
 
     def held_bytes(self) -> int:
@@ -99,14 +131,13 @@ class Server:
     def _check_memory(self) -> None:
         held = self.held_bytes()
         limit = self.settings.memory_high_watermark
-        if not self.alarm and held >= limit:
-            self.alarm = True
+        if not self.memory_alarm and held >= limit:
+            self.memory_alarm = True
             log.warning("memory_alarm_set", held_bytes=held, watermark=limit)
-        elif self.alarm and held < limit:
-            self.alarm = False
+        elif self.memory_alarm and held < limit:
+            self.memory_alarm = False
             log.info("memory_alarm_cleared", held_bytes=held, watermark=limit)
-            for conn in list(self.connections):
-                conn.unblock()
+            self._unblock_if_clear()
         self._alarm_timer = asyncio.get_running_loop().call_later(
             self.settings.alarm_check_interval, self._check_memory
         )
@@ -117,6 +148,8 @@ class Server:
             self._alarm_timer.cancel()
         if self._tick_timer is not None:
             self._tick_timer.cancel()
+        if self.committer is not None:
+            self.committer.close()
         for srv in self._servers:
             srv.close()
         for conn in list(self.connections):

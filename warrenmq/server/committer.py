@@ -1,0 +1,86 @@
+"""Committer: group commit of the message store, off the event loop.
+
+Appending to the store only buffers records. The committer hands everything buffered to
+one worker-thread ``commit()`` (write + fsync) at a time; whatever is appended while that
+runs goes into the next one, so many publishes share one fsync and the loop keeps serving
+other connections meanwhile. When a commit lands, channels release the publisher
+confirms it covered. A failed commit (disk full, I/O error) marks its tickets failed —
+their publishers get basic.nack — raises the disk alarm, and is retried after a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+
+log = structlog.get_logger("warrenmq.storage")
+
+RETRY_AFTER_ERROR = 1.0
+
+
+class Committable(Protocol):
+    @property
+    def pending_bytes(self) -> int: ...
+
+    @property
+    def last_ticket(self) -> int: ...
+
+    def commit(self) -> int: ...
+
+
+class Committer:
+    def __init__(self, store: Committable, on_result: Callable[[], None]) -> None:
+        self.store = store
+        self.on_result = on_result
+        self.durable = 0  # every ticket <= this is on disk
+        self.failed: list[tuple[int, int]] = []  # (after, upto] ranges that failed
+        self.error: OSError | None = None
+        self._running = False
+        self._retry: asyncio.TimerHandle | None = None
+        self.commits = 0
+
+    def kick(self) -> None:
+        """Start a commit if records are waiting and none is running."""
+        if self._running or self._retry is not None or not self.store.pending_bytes:
+            return
+        self._running = True
+        upto = self.store.last_ticket
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, self.store.commit)
+        future.add_done_callback(lambda f: self._done(f, upto))
+
+    def _done(self, future: asyncio.Future[int], upto: int) -> None:
+        self._running = False
+        try:
+            self.durable = max(self.durable, future.result())
+            self.commits += 1
+            if self.error is not None:
+                log.info("disk_write_recovered")
+            self.error = None
+        except OSError as exc:
+            if self.error is None:
+                log.error("disk_write_failed", error=str(exc), errno=exc.errno)
+            self.error = exc
+            if upto > self.durable:
+                self.failed.append((self.durable, upto))
+            self._retry = asyncio.get_running_loop().call_later(RETRY_AFTER_ERROR, self._retry_now)
+        except Exception:  # a bug must not stop confirms for good
+            log.exception("commit_failed")
+            self._retry = asyncio.get_running_loop().call_later(RETRY_AFTER_ERROR, self._retry_now)
+        self.on_result()
+        self.kick()
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self.kick()
+
+    def is_failed(self, ticket: int) -> bool:
+        return any(after < ticket <= upto for after, upto in self.failed)
+
+    def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
