@@ -7,15 +7,29 @@ Used by the CLI and by the test-suite fixtures, so tests run the same wiring as 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 from pathlib import Path
+from typing import cast
 
 import structlog
 
 from warrenmq.broker.broker import Broker, User
+from warrenmq.broker.definitions import restore as restore_definitions
 from warrenmq.config import BrokerConfig
+from warrenmq.message import Message
+from warrenmq.protocol.fields import encode_shortstr
 from warrenmq.server.listener import Server
 from warrenmq.server.settings import ServerSettings
+from warrenmq.storage import (
+    MESSAGES_DIR,
+    DataDirLock,
+    DefinitionsStore,
+    FsyncPolicy,
+    MessageStore,
+    RecoveredMessage,
+    Recovery,
+)
 
 log = structlog.get_logger("warrenmq")
 
@@ -48,15 +62,70 @@ def server_settings(config: BrokerConfig) -> ServerSettings:
     )
 
 
-def _prepare_data_dir(path: str) -> None:
-    """Create the data directory before the loop serves anyone (a one-off, blocking)."""
-    Path(path).mkdir(parents=True, exist_ok=True)
+class Durability:
+    """What a running broker holds open in its data directory; closed on shutdown."""
+
+    def __init__(self, data_dir: Path, fsync: str) -> None:
+        self.lock = DataDirLock(data_dir)
+        self.lock.acquire()  # DataDirLocked: another broker owns this directory
+        try:
+            self.definitions = DefinitionsStore(data_dir)
+            self.store, self.recovery = MessageStore.open(
+                data_dir / MESSAGES_DIR, fsync=cast(FsyncPolicy, fsync))
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def restore(self, broker: Broker) -> None:
+        """Durable definitions, then every live message into its queue, in order."""
+        restore_definitions(broker, self.definitions.load())
+        ids = itertools.count(self.recovery.max_msg_id + 1)
+        for vhost in broker.vhosts.values():
+            vhost.attach_store(self.store, ids)
+        restored = 0
+        for key, messages in self.recovery.queues.items():
+            vhost_name, _, queue_name = key.partition("\x00")
+            owner = broker.vhosts.get(vhost_name)
+            queue = owner.queues.get(queue_name) if owner is not None else None
+            if queue is None:
+                self.store.drop_queue(key)  # its definition is gone: so are its messages
+                continue
+            queue.restore(self._messages(messages))
+            restored += len(messages)
+        log.info("messages_recovered", messages=restored, queues=len(self.recovery.queues))
+        self.recovery = Recovery()  # let the recovered records be collected
+
+    def _messages(self, recovered: list[RecoveredMessage]) -> list[tuple[Message, bool, int]]:
+        out = []
+        for r in recovered:
+            body = r.body if r.body is not None else self.store.read_body(r.location)
+            route = encode_shortstr(r.exchange) + encode_shortstr(r.routing_key)
+            message = Message(r.exchange, r.routing_key, route, r.properties, body)
+            message.msg_id = r.msg_id
+            out.append((message, r.delivered, r.failures))
+        return out
+
+    def close(self) -> None:
+        try:
+            self.store.close()
+        finally:
+            self.lock.release()
 
 
 async def start(config: BrokerConfig) -> Server:
-    """Build the broker and start every listener; returns the running server."""
-    _prepare_data_dir(config.storage.data_dir)
-    server = Server(build_broker(config), server_settings(config))
+    """Recover the data directory, build the broker and start every listener."""
+    broker = build_broker(config)
+    durability = Durability(Path(config.storage.data_dir), config.storage.fsync)
+    try:
+        durability.restore(broker)
+    except BaseException:
+        durability.close()
+        raise
+    server = Server(broker, server_settings(config))
+    server.save_definitions = durability.definitions.save
+    server.definitions_changed()
+    server.attach_store(durability.store)
+    server.on_close.append(durability.close)
     try:
         for listener in config.listeners:
             await server.listen(listener.host, listener.port)

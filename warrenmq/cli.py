@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from warrenmq import __version__
 from warrenmq.config import BrokerConfig, ConfigError, ListenerConfig, load_config
 from warrenmq.logging import configure_logging
+from warrenmq.storage import StorageError
 from warrenmq.tools.dlq_args import add_subparser as add_dlq_parser
 
 
@@ -77,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvloop.run(_serve(config))
     except KeyboardInterrupt:
         pass
+    except StorageError as exc:  # another broker holds the data dir, or it is unreadable
+        print(f"warrenmq: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
     return 0
 
 

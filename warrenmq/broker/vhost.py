@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import itertools
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from warrenmq.broker import flow
 from warrenmq.clock import SYSTEM_CLOCK, Clock
@@ -28,8 +28,8 @@ from warrenmq.errors import (
 from warrenmq.exchange import EXCHANGE_TYPES, Exchange, create_exchange
 from warrenmq.message import Message
 from warrenmq.queues.arguments import parse_arguments
-from warrenmq.queues.journal import Journal
 from warrenmq.queues.queue import DeliveryTarget, Queue
+from warrenmq.storage import MessageStore
 
 STANDARD_EXCHANGES = (
     ("amq.direct", "direct"),
@@ -57,13 +57,6 @@ EQUIVALENCE_ARGUMENTS = (
 )
 
 
-class MessageStoreLike(Journal, Protocol):
-    """The message store as the virtual host uses it (``storage.log.MessageStore``)."""
-
-    def publish(self, msg_id: int, queues: Sequence[str], exchange: str, routing_key: str,
-                properties: bytes, body: bytes) -> int: ...
-
-
 def _server_name() -> str:
     return "amq.gen-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
 
@@ -84,7 +77,7 @@ class VirtualHost:
         # bumped by every change to exchanges, queues or bindings (durable or not): the
         # server compares it to decide whether the durable definitions must be saved
         self.generation = 0
-        self.store: MessageStoreLike | None = None  # attach_store() for durability
+        self.store: MessageStore | None = None  # attach_store() for durability
         self.msg_ids: Iterator[int] = itertools.count(1)
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
@@ -288,7 +281,7 @@ class VirtualHost:
         return queue
 
     # ----------------------------------------------------------------- durability
-    def attach_store(self, store: MessageStoreLike, msg_ids: Iterator[int]) -> None:
+    def attach_store(self, store: MessageStore, msg_ids: Iterator[int]) -> None:
         """Journal durable queues' persistent messages to ``store`` from now on."""
         self.store = store
         self.msg_ids = msg_ids

@@ -192,6 +192,23 @@ class Queue:
             self._drop_head_over_limit()
         return True
 
+    def restore(self, recovered: Iterable[tuple[Message, bool, int]]) -> None:
+        """Messages recovered from the store at startup, in their original order, with
+        (redelivered, failed deliveries). TTLs restart from now: publish times are not
+        stored."""
+        counts = self.args.counts_deliveries
+        for message, redelivered, failures in recovered:
+            expires_at = self._deadline(message) \
+                if self._has_ttl or message.properties[0] & 0x01 else None
+            qm = QueuedMessage(message, next(self._seq), expires_at)
+            qm.redelivered = redelivered
+            qm.failures = failures
+            if failures and counts:
+                qm.properties = with_delivery_count(message.properties, failures)
+            if expires_at is not None:
+                heapq.heappush(self._expiry, (expires_at, qm.seq, qm))
+            self._ready.append(qm)
+
     def _deadline(self, message: Message) -> float | None:
         ttl = self.args.message_ttl
         per_message = message_expiration_ms(message.properties)

@@ -45,6 +45,7 @@ class Server:
         #: saves the durable definitions document; set by the composition root
         self.save_definitions: Callable[[dict[str, Any]], None] | None = None
         self._saved_definitions: dict[str, Any] | None = None
+        self.on_close: list[Callable[[], None]] = []  # run last on shutdown (storage, lock)
         self.memory_alarm = False
         self.committer: Committer | None = None  # set by attach_store()
         self._alarm_timer: asyncio.TimerHandle | None = None
@@ -163,4 +164,9 @@ class Server:
         for srv in self._servers:
             await srv.wait_closed()
         self._servers.clear()
+        while self.on_close:
+            try:
+                self.on_close.pop()()
+            except Exception:
+                log.exception("shutdown_step_failed")
         log.info("server_stopped")
