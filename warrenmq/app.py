@@ -65,7 +65,8 @@ def server_settings(config: BrokerConfig) -> ServerSettings:
 class Durability:
     """What a running broker holds open in its data directory; closed on shutdown."""
 
-    def __init__(self, data_dir: Path, fsync: str) -> None:
+    def __init__(self, data_dir: Path, fsync: str, queue_memory_limit: int) -> None:
+        self.queue_memory_limit = queue_memory_limit
         self.lock = DataDirLock(data_dir)
         self.lock.acquire()  # DataDirLocked: another broker owns this directory
         try:
@@ -81,7 +82,7 @@ class Durability:
         restore_definitions(broker, self.definitions.load())
         ids = itertools.count(self.recovery.max_msg_id + 1)
         for vhost in broker.vhosts.values():
-            vhost.attach_store(self.store, ids)
+            vhost.attach_store(self.store, ids, self.queue_memory_limit)
         restored = 0
         for key, messages in self.recovery.queues.items():
             vhost_name, _, queue_name = key.partition("\x00")
@@ -98,10 +99,14 @@ class Durability:
     def _messages(self, recovered: list[RecoveredMessage]) -> list[tuple[Message, bool, int]]:
         out = []
         for r in recovered:
-            body = r.body if r.body is not None else self.store.read_body(r.location)
             route = encode_shortstr(r.exchange) + encode_shortstr(r.routing_key)
-            message = Message(r.exchange, r.routing_key, route, r.properties, body)
+            message = Message(r.exchange, r.routing_key, route, r.properties, r.body or b"")
             message.msg_id = r.msg_id
+            message.location = r.location
+            message.store = self.store
+            if r.body is None:  # a large body: left on disk until it is delivered
+                message.size = r.location.length
+                message.paged = True
             out.append((message, r.delivered, r.failures))
         return out
 
@@ -115,7 +120,8 @@ class Durability:
 async def start(config: BrokerConfig) -> Server:
     """Recover the data directory, build the broker and start every listener."""
     broker = build_broker(config)
-    durability = Durability(Path(config.storage.data_dir), config.storage.fsync)
+    storage = config.storage
+    durability = Durability(Path(storage.data_dir), storage.fsync, storage.queue_memory_limit)
     try:
         durability.restore(broker)
     except BaseException:

@@ -2,15 +2,21 @@
 
 A message keeps the publisher's property bytes and body untouched; a queue wraps it in
 its own ``QueuedMessage`` for per-queue state (position, redelivered, delivery count), so
-a message routed to three queues exists once in memory.
+a message routed to three queues exists once in memory. A persistent message in a durable
+queue that holds more than its memory budget is paged out: its body is dropped from
+memory and read back from the message store when it is delivered.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from warrenmq.protocol.fields import FieldError
 from warrenmq.protocol.properties import get_property
+
+
+class BodyReader(Protocol):
+    def read_body(self, location: Any) -> bytes: ...
 
 
 class Message:
@@ -20,7 +26,19 @@ class Message:
     wire; deliveries copy it verbatim instead of re-encoding (the hot-path saving).
     """
 
-    __slots__ = ("_headers", "body", "exchange", "msg_id", "properties", "route", "routing_key")
+    __slots__ = (
+        "_headers",
+        "body",
+        "exchange",
+        "location",
+        "msg_id",
+        "paged",
+        "properties",
+        "route",
+        "routing_key",
+        "size",
+        "store",
+    )
 
     def __init__(
         self, exchange: str, routing_key: str, route: bytes, properties: bytes, body: bytes
@@ -31,11 +49,32 @@ class Message:
         self.properties = properties
         self.body = body
         self._headers: dict[str, Any] | bool | None = False
-        self.msg_id = 0  # set when the message store holds it (persistent, durable queue)
+        self.size = len(body)
+        # Set when the message store holds it (persistent, durable queue): its id, where
+        # its body lies in the log, and the store to read it back from once paged out.
+        self.msg_id = 0
+        self.location: Any = None
+        self.store: BodyReader | None = None
+        self.paged = False
 
     @property
     def body_size(self) -> int:
-        return len(self.body)
+        return self.size
+
+    def page_out(self) -> bool:
+        """Drop the body from memory if the store can give it back; True if it did."""
+        if self.store is None or self.paged:
+            return False
+        self.body = b""
+        self.paged = True
+        return True
+
+    def load_body(self) -> bytes:
+        """The body, read back from the message store when it was paged out."""
+        if not self.paged:
+            return self.body
+        assert self.store is not None
+        return self.store.read_body(self.location)
 
     def headers(self) -> dict[str, Any] | None:
         """The headers table, decoded on first use (only headers exchanges ask)."""

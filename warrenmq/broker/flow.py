@@ -66,8 +66,11 @@ def persist(vhost: VirtualHost, queues: list[Queue], message: Message) -> int:
     if not keys or not message.persistent:
         return 0
     message.msg_id = next(vhost.msg_ids)
-    return store.publish(message.msg_id, keys, message.exchange, message.routing_key,
-                         message.properties, message.body).ticket
+    published = store.publish(message.msg_id, keys, message.exchange, message.routing_key,
+                              message.properties, message.body)
+    message.location = published.location
+    message.store = store
+    return published.ticket
 
 
 def route_dead_letters(vhost: VirtualHost, queues: list[Queue]) -> None:

@@ -79,6 +79,7 @@ class VirtualHost:
         self.generation = 0
         self.store: MessageStore | None = None  # attach_store() for durability
         self.msg_ids: Iterator[int] = itertools.count(1)
+        self.queue_memory_limit = 64 * 1024 * 1024
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.exchanges[""] = create_exchange("direct", "", durable=True)
@@ -275,19 +276,24 @@ class VirtualHost:
         self.queues[name] = queue
         if durable and not exclusive and self.store is not None:
             queue.journal = self.store
+            queue.memory_limit = self.queue_memory_limit
         self.generation += 1
         if args.has_timers:
             self.timed.add(queue)
         return queue
 
     # ----------------------------------------------------------------- durability
-    def attach_store(self, store: MessageStore, msg_ids: Iterator[int]) -> None:
+    def attach_store(
+        self, store: MessageStore, msg_ids: Iterator[int], queue_memory_limit: int
+    ) -> None:
         """Journal durable queues' persistent messages to ``store`` from now on."""
         self.store = store
         self.msg_ids = msg_ids
+        self.queue_memory_limit = queue_memory_limit
         for queue in self.queues.values():
             if queue.durable and not queue.exclusive:
                 queue.journal = store
+                queue.memory_limit = queue_memory_limit
 
     # ----------------------------------------------------------------- message flow
     def publish(self, exchange: Exchange, message: Message) -> tuple[int, bool, int]:

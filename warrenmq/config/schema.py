@@ -143,6 +143,9 @@ class StorageConfig:
 
     data_dir: str = field(default="./warrenmq-data", metadata=spec(non_empty=True))
     fsync: str = field(default="group", metadata=spec(choices=("group", "always", "never")))
+    # bodies a durable queue keeps in memory; past it persistent bodies stay on disk
+    queue_memory_limit: int = field(default=64 * 1024 * 1024,
+                                    metadata=spec(minimum=0, unit="size"))
 
 
 @dataclass(frozen=True, slots=True)

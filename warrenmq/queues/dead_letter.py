@@ -126,7 +126,7 @@ def dead_letter_message(
     )
     key = message.routing_key if routing_key is None else routing_key
     route = encode_shortstr(exchange) + encode_shortstr(key)
-    return Message(exchange, key, route, properties, message.body)
+    return Message(exchange, key, route, properties, message.load_body())
 
 
 def is_cycle(message: Message, target_queue: str) -> bool:

@@ -104,6 +104,7 @@ class Queue:
         # set by the virtual host for durable queues when the broker has a message store
         self.journal: Journal | None = None
         self.journal_key = f"{vhost}\x00{name}"
+        self.memory_limit = 64 * 1024 * 1024  # bodies kept in RAM before paging (journaled)
         self.had_consumers = False
         self.deleted = False
         self.unacked = 0
@@ -126,6 +127,11 @@ class Queue:
     @property
     def ready_bytes(self) -> int:
         return self._ready.bytes
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of ready bodies held in memory (the rest are paged out to the store)."""
+        return self._ready.resident
 
     @property
     def message_count(self) -> int:
@@ -158,7 +164,7 @@ class Queue:
         expires_at = None
         if self._has_ttl or message.properties[0] & 0x01:  # 0x01: expiration is set
             expires_at = self._deadline(message)
-        if self._rejects and self._full(len(message.body)):
+        if self._rejects and self._full(message.size):
             if self.args.overflow == "reject-publish-dlx":
                 self._dead_letter(message, dl.MAXLEN)
             else:
@@ -187,6 +193,8 @@ class Queue:
                 self._dead_letter(message, dl.EXPIRED)  # TTL 0 and nobody to take it
                 return True
             heapq.heappush(self._expiry, (expires_at, qm.seq, qm))
+        if self.journal is not None and self._ready.resident + message.size > self.memory_limit:
+            message.page_out()  # only a message the store holds can be paged
         self._ready.append(qm)
         if self._drops_head:
             self._drop_head_over_limit()

@@ -52,13 +52,16 @@ class QueuedMessage:
 
 
 class ReadyList:
-    __slots__ = ("_fresh", "_returned", "_tombstones", "bytes")
+    __slots__ = ("_fresh", "_returned", "_tombstones", "bytes", "resident")
 
     def __init__(self) -> None:
         self._fresh: deque[QueuedMessage] = deque()
         self._returned: list[QueuedMessage] = []
         self._tombstones = 0
         self.bytes = 0
+        # bytes of bodies held in memory (not paged out); may over-count a message paged
+        # out by another queue while it waits here, which only makes paging come sooner
+        self.resident = 0
 
     def __len__(self) -> int:
         return len(self._fresh) + len(self._returned) - self._tombstones
@@ -75,13 +78,17 @@ class ReadyList:
     def append(self, qm: QueuedMessage) -> None:
         qm.state = READY
         self._fresh.append(qm)
-        self.bytes += len(qm.message.body)
+        self.bytes += qm.message.size
+        if not qm.message.paged:
+            self.resident += qm.message.size
 
     def put_back(self, qm: QueuedMessage) -> None:
         """A message returning after a failed delivery: to its original position."""
         qm.state = READY
         heapq.heappush(self._returned, qm)
-        self.bytes += len(qm.message.body)
+        self.bytes += qm.message.size
+        if not qm.message.paged:
+            self.resident += qm.message.size
 
     def pop(self) -> QueuedMessage:
         """Remove and return the next live message; the list must not be empty."""
@@ -93,7 +100,9 @@ class ReadyList:
             else:
                 qm = fresh.popleft()
             if qm.state != DEAD:
-                self.bytes -= len(qm.message.body)
+                self.bytes -= qm.message.size
+                if not qm.message.paged:
+                    self.resident -= qm.message.size
                 return qm
             self._tombstones -= 1
 
@@ -105,13 +114,16 @@ class ReadyList:
         taken = list(fresh)
         fresh.clear()
         self.bytes = 0
+        self.resident = 0
         return taken
 
     def kill(self, qm: QueuedMessage) -> None:
         """Mark a ready message dead where it stands; it is skipped when reached."""
         qm.state = DEAD
         self._tombstones += 1
-        self.bytes -= len(qm.message.body)
+        self.bytes -= qm.message.size
+        if not qm.message.paged:
+            self.resident -= qm.message.size
 
     def clear(self) -> int:
         """Drop every message (purge); returns how many were live."""
@@ -122,4 +134,5 @@ class ReadyList:
         self._returned.clear()
         self._tombstones = 0
         self.bytes = 0
+        self.resident = 0
         return count

@@ -82,7 +82,7 @@ class Consumer:
         size = 0
         for qm in qms:
             message = qm.message
-            body = message.body
+            body = message.body if not message.paged else message.load_body()
             if 0 < len(body) <= limit:
                 data = deliver_frames(number, ctag, tag, qm.redelivered, message.route,
                                       qm.properties, body)

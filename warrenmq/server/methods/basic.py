@@ -85,7 +85,7 @@ def basic_get(channel: Channel, m: Method) -> None:
     msg = qm.message
     conn = channel.conn
     conn.write_parts(encode_get_ok(channel.number, tag, qm.redelivered, msg.route,
-                                   queue.message_count, qm.properties, msg.body,
+                                   queue.message_count, qm.properties, msg.load_body(),
                                    conn.frame_max))
 
 

@@ -1,0 +1,220 @@
+"""Binary record format of the message log.
+
+Every record is framed as::
+
+    MAGIC b"WMQr" (4) | type (u8) | payload length (u32) | CRC32 (u32) | payload
+
+All integers are big-endian. The CRC covers type, length and payload, so any single
+corrupted byte after the magic is detected, and the magic lets a scanner find the next
+record after damage (see ``segment.scan``). Payloads::
+
+    PUBLISH     msg_id u64 | n u16 | n * queue | exchange s8 | routing_key s8
+                | properties u32+bytes | body (the rest of the payload)
+    ACK         queue | msg_id u64
+    DELIVERED   queue | msg_id u64
+    FAILURES    queue | msg_id u64 | count u32
+    DROP_QUEUE  queue
+
+where ``queue`` is a u16-length UTF-8 queue key ("vhost\\x00queue") and ``s8`` a
+u8-length UTF-8 short string (AMQP shortstr). The body goes last, without its own length,
+so its position in the file is known from the record's start and size alone; that is
+what a ``BodyLocation`` points at. Must not know about files, segments or queues' meaning.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from enum import IntEnum
+from typing import NamedTuple
+
+MAGIC = b"WMQr"
+HEADER = struct.Struct(">4sBII")
+HEADER_SIZE = HEADER.size  # 13
+_TYPE_LEN = struct.Struct(">BI")
+_CRC = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_U64_U16 = struct.Struct(">QH")
+_U64_U32 = struct.Struct(">QI")
+MAX_PAYLOAD = 0xFFFF_FFFF
+
+
+class RecordType(IntEnum):
+    PUBLISH = 1
+    ACK = 2
+    DELIVERED = 3
+    FAILURES = 4
+    DROP_QUEUE = 5
+
+
+RECORD_TYPES = frozenset(int(t) for t in RecordType)
+
+
+class PublishRecord(NamedTuple):
+    msg_id: int
+    queues: tuple[str, ...]
+    exchange: str
+    routing_key: str
+    properties: bytes
+    body_start: int  # absolute offsets in the buffer the record was decoded from
+    body_end: int
+
+
+def _frame(rtype: int, payload_parts: list[bytes]) -> list[bytes]:
+    length = sum(len(p) for p in payload_parts)
+    if length > MAX_PAYLOAD:
+        raise ValueError(f"record payload of {length} bytes exceeds the 4 GiB limit")
+    type_len = _TYPE_LEN.pack(rtype, length)
+    crc = zlib.crc32(type_len)
+    for part in payload_parts:
+        crc = zlib.crc32(part, crc)
+    return [MAGIC + type_len + _CRC.pack(crc), *payload_parts]
+
+
+def _queue(key: str) -> bytes:
+    raw = key.encode("utf-8")
+    if len(raw) > 0xFFFF:
+        raise ValueError(f"queue key of {len(raw)} bytes is too long")
+    return _U16.pack(len(raw)) + raw
+
+
+def _short(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    if len(raw) > 0xFF:
+        raise ValueError(f"short string of {len(raw)} bytes is too long: {text[:40]!r}")
+    return bytes((len(raw),)) + raw
+
+
+def encode_publish(
+    msg_id: int,
+    queues: tuple[str, ...] | list[str],
+    exchange: str,
+    routing_key: str,
+    properties: bytes,
+    body: bytes,
+) -> list[bytes]:
+    """The record as parts to concatenate; the body is the last part, passed uncopied."""
+    if not queues:
+        raise ValueError("a PUBLISH record needs at least one queue")
+    if len(queues) > 0xFFFF:
+        raise ValueError("too many queues for one PUBLISH record")
+    if not 0 <= msg_id <= 0xFFFF_FFFF_FFFF_FFFF:
+        raise ValueError(f"msg_id {msg_id} does not fit in 64 bits")
+    head = [_U64_U16.pack(msg_id, len(queues))]
+    head.extend(_queue(q) for q in queues)
+    head.append(_short(exchange))
+    head.append(_short(routing_key))
+    head.append(_U32.pack(len(properties)))
+    head.append(bytes(properties))
+    return _frame(RecordType.PUBLISH, [b"".join(head), body])
+
+
+def encode_ack(queue: str, msg_id: int) -> bytes:
+    return b"".join(_frame(RecordType.ACK, [_queue(queue), _U64.pack(msg_id)]))
+
+
+def encode_delivered(queue: str, msg_id: int) -> bytes:
+    return b"".join(_frame(RecordType.DELIVERED, [_queue(queue), _U64.pack(msg_id)]))
+
+
+def encode_failures(queue: str, msg_id: int, count: int) -> bytes:
+    return b"".join(_frame(RecordType.FAILURES, [_queue(queue), _U64_U32.pack(msg_id, count)]))
+
+
+def encode_drop_queue(queue: str) -> bytes:
+    return b"".join(_frame(RecordType.DROP_QUEUE, [_queue(queue)]))
+
+
+# Decoders take the buffer and the payload's [start, end) and raise ValueError on a
+# malformed payload (struct.error and IndexError are converted; UnicodeDecodeError already is
+# one). The CRC makes this rare: it means a writer bug or a record crafted to collide.
+
+
+def _read_queue(buf: bytes, pos: int, end: int) -> tuple[str, int]:
+    (n,) = _U16.unpack_from(buf, pos)
+    pos += 2
+    if pos + n > end:
+        raise ValueError("queue key overruns the record")
+    return buf[pos : pos + n].decode("utf-8"), pos + n
+
+
+def _read_short(buf: bytes, pos: int, end: int) -> tuple[str, int]:
+    n = buf[pos]
+    pos += 1
+    if pos + n > end:
+        raise ValueError("short string overruns the record")
+    return buf[pos : pos + n].decode("utf-8"), pos + n
+
+
+def decode_publish(buf: bytes, start: int, end: int) -> PublishRecord:
+    msg_id, queues, pos = decode_publish_head(buf, start, end)
+    exchange, routing_key, properties, body_start = decode_publish_tail(buf, pos, end)
+    return PublishRecord(msg_id, tuple(queues), exchange, routing_key, properties, body_start, end)
+
+
+def decode_publish_head(buf: bytes, start: int, end: int) -> tuple[int, list[str], int]:
+    """msg_id, queues and where the rest starts: all recovery needs for a message that is
+    acked later (the tail is decoded only for survivors, by ``decode_publish_tail``).
+    """
+    try:
+        msg_id, n = _U64_U16.unpack_from(buf, start)
+        pos = start + 10
+        queues = []
+        for _ in range(n):
+            (qlen,) = _U16.unpack_from(buf, pos)
+            pos += 2 + qlen
+            queues.append(buf[pos - qlen : pos].decode("utf-8"))
+    except (struct.error, IndexError) as exc:
+        raise ValueError(f"malformed PUBLISH payload: {exc}") from exc
+    if pos > end or not queues:
+        raise ValueError("malformed PUBLISH payload")
+    return msg_id, queues, pos
+
+
+def decode_publish_tail(buf: bytes, pos: int, end: int) -> tuple[str, str, bytes, int]:
+    """exchange, routing_key, properties and the body's start offset."""
+    try:
+        exchange, pos = _read_short(buf, pos, end)
+        routing_key, pos = _read_short(buf, pos, end)
+        (plen,) = _U32.unpack_from(buf, pos)
+        pos += 4
+    except (struct.error, IndexError) as exc:
+        raise ValueError(f"malformed PUBLISH payload: {exc}") from exc
+    if pos + plen > end:
+        raise ValueError("malformed PUBLISH payload: properties overrun the record")
+    return exchange, routing_key, buf[pos : pos + plen], pos + plen
+
+
+def decode_queue_msg(buf: bytes, start: int, end: int) -> tuple[str, int]:
+    """ACK and DELIVERED payloads."""
+    try:
+        queue, pos = _read_queue(buf, start, end)
+        (msg_id,) = _U64.unpack_from(buf, pos)
+    except (struct.error, IndexError) as exc:
+        raise ValueError(f"malformed payload: {exc}") from exc
+    if pos + 8 != end:
+        raise ValueError("trailing bytes in payload")
+    return queue, msg_id
+
+
+def decode_failures(buf: bytes, start: int, end: int) -> tuple[str, int, int]:
+    try:
+        queue, pos = _read_queue(buf, start, end)
+        msg_id, count = _U64_U32.unpack_from(buf, pos)
+    except (struct.error, IndexError) as exc:
+        raise ValueError(f"malformed FAILURES payload: {exc}") from exc
+    if pos + 12 != end:
+        raise ValueError("trailing bytes in FAILURES payload")
+    return queue, msg_id, count
+
+
+def decode_drop_queue(buf: bytes, start: int, end: int) -> str:
+    try:
+        queue, pos = _read_queue(buf, start, end)
+    except (struct.error, IndexError) as exc:
+        raise ValueError(f"malformed DROP_QUEUE payload: {exc}") from exc
+    if pos != end:
+        raise ValueError("trailing bytes in DROP_QUEUE payload")
+    return queue
