@@ -288,7 +288,8 @@ def test_boundary_values_are_accepted():
         ),
         (
             "storage:\n  zzz: 1\n",
-            "c.yaml:2:3: storage.zzz: unknown key 'zzz' (known keys: data_dir, fsync, queue_memory_limit)",
+            "c.yaml:2:3: storage.zzz: unknown key 'zzz'"
+            " (known keys: data_dir, fsync, queue_memory_limit)",
         ),
         (
             "listener:\n  - port: 1\n",

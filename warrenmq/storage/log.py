@@ -198,6 +198,7 @@ class MessageStore:
         """The message left ``queue`` for good (acked, or dead-lettered, expired, ...)."""
         record = encode_ack(queue, msg_id)
         with self._lock:
+            ticket = self._append((record,), len(record))[0]
             ids = self._live.get(queue)
             if ids is not None:
                 segment = ids.pop(msg_id, None)
@@ -205,7 +206,7 @@ class MessageStore:
                     self._release(segment)
                 if not ids:
                     del self._live[queue]
-            return self._append((record,), len(record))[0]
+            return ticket
 
     def delivered(self, queue: str, msg_id: int) -> Ticket:
         """Recovery will mark the message redelivered."""
@@ -223,9 +224,10 @@ class MessageStore:
         """Every message published to ``queue`` so far is gone, unacked ones included."""
         record = encode_drop_queue(queue)
         with self._lock:
+            ticket = self._append((record,), len(record))[0]
             for segment in self._live.pop(queue, {}).values():
                 self._release(segment)
-            return self._append((record,), len(record))[0]
+            return ticket
 
     def _append(self, parts: Sequence[bytes], size: int) -> tuple[Ticket, int, int]:
         """Assign the record its position and ticket (caller holds _lock)."""
@@ -295,9 +297,15 @@ class MessageStore:
     # -- any thread ----------------------------------------------------------------------
 
     def read_body(self, location: BodyLocation) -> bytes:
-        """The body at ``location`` (from the pending buffer if not yet written)."""
+        """The body at ``location`` (from the pending buffer if not yet written).
+
+        Valid while the message is live in some queue: the segment of a message acked
+        everywhere may already be deleted (then OSError).
+        """
         segment, offset, length = location
         with self._lock:
+            if self._closed:
+                raise StorageError(f"message store {self.directory} is closed")
             for chunk in itertools.chain(self._unwritten, self._pending):
                 start = offset - chunk.offset
                 if chunk.segment == segment and start >= 0 and start + length <= len(chunk.data):

@@ -16,7 +16,10 @@ has been scanned, the publishes from it that are still live are decoded in full 
 bytes are in memory; most short-lived messages are acked in the same segment and never
 pay for it. Bodies above ``keep_in_memory`` bytes are not copied at all: the message
 carries only a ``BodyLocation`` (segment, file offset, length) for ``read_body``.
-Peak memory is the live set plus one segment.
+The cyclic GC is paused during replay (the objects built hold no cycles). Peak memory is
+the live set plus one segment. ``benchmarks/storage_recovery.py`` measures it: about
+7-8 us per live 100-byte message on a 2-core VM (1,000,000 in 7-11 s, ~0.8 GB), and
+about 3 us per record when most messages were acked.
 """
 
 from __future__ import annotations
