@@ -43,6 +43,9 @@ BODY_HEADER = struct.Struct(">IIQQ")
 BODY_FIELDS = struct.Struct(">IQQ")  # producer id, sequence, timestamp (after the CRC)
 U32 = struct.Struct(">I")
 FILLER = b"WarrenMQ-bench:"
+# Content header property list: flags (u16), then the values of the flagged properties.
+NO_PROPERTIES = b"\x00\x00"
+PERSISTENT_PROPERTIES = b"\x10\x00\x02"  # flag 0x1000 (delivery-mode), delivery-mode 2
 
 
 @dataclass(frozen=True)
@@ -93,9 +96,12 @@ def basic_ack_frame(channel: int, delivery_tag: int, multiple: bool) -> bytes:
     return raw_frame(FRAME_METHOD, channel, payload)
 
 
-def content_prefix(channel: int, method_payload: bytes, body_size: int) -> bytes:
-    """Method frame + content header (no properties) + body frame header, for one body frame."""
-    header = struct.pack(">HHQH", 60, 0, body_size, 0)
+def content_prefix(
+    channel: int, method_payload: bytes, body_size: int, properties: bytes = NO_PROPERTIES
+) -> bytes:
+    """Method frame + content header (`properties`: flags and values, none by default) +
+    body frame header, for one body frame."""
+    header = struct.pack(">HHQ", 60, 0, body_size) + properties
     return (
         raw_frame(FRAME_METHOD, channel, method_payload)
         + raw_frame(FRAME_HEADER, channel, header)
@@ -148,6 +154,7 @@ class MessageEncoder:
         frame_max: int,
         *,
         payloads: list[bytes] | None = None,
+        properties: bytes = NO_PROPERTIES,
     ) -> None:
         if body_size + 8 > frame_max:
             raise ValueError(f"body {body_size} B does not fit one frame (frame_max {frame_max})")
@@ -157,7 +164,8 @@ class MessageEncoder:
         if payloads is None:
             payloads = [publish_payload(exchange, rk) for rk in routing_keys]
         self.templates = [
-            content_prefix(channel, p, body_size) + body + FRAME_END_BYTE for p in payloads
+            content_prefix(channel, p, body_size, properties) + body + FRAME_END_BYTE
+            for p in payloads
         ]
         self.body_offsets = [len(t) - body_size - 1 for t in self.templates]
         self.mean_len = sum(len(t) for t in self.templates) / len(self.templates)

@@ -30,6 +30,8 @@ all scenarios take about 8 minutes per target on 2 cores. Scenarios (`--scenario
 space separated; `all` and `one_to_one` are aliases):
   one_to_one_32B, one_to_one_1KiB  1 producer -> 1 queue -> 1 consumer, prefetch 1000, msgs/s
   one_to_one_confirm               the same (32 B) with publisher confirms, window 500
+  persistent_confirm               the same to a durable queue, delivery_mode 2: each confirm
+                                   waits for the fsync covering the message (group commit)
   fanout                           fanout exchange -> 3 queues, 3 consumers; deliveries/s
   topic                            topic exchange, 100 bindings over 4 queues; deliveries/s
   latency                          5,000 msgs/s paced for 10 s; p50 and p99 publish->deliver

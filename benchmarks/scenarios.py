@@ -40,7 +40,14 @@ from benchmarks.workers import RunSpec, Topology, run_process
 CTX = mp.get_context("spawn")
 CHILD_GRACE = 15.0  # seconds a child may overrun its deadline before it is terminated
 
-THROUGHPUT = ["one_to_one_32B", "one_to_one_1KiB", "one_to_one_confirm", "fanout", "topic"]
+THROUGHPUT = [
+    "one_to_one_32B",
+    "one_to_one_1KiB",
+    "one_to_one_confirm",
+    "persistent_confirm",
+    "fanout",
+    "topic",
+]
 # idle_connections first: it needs a broker whose memory high-water mark is still low.
 ALL_SCENARIOS = ["idle_connections", *THROUGHPUT, "latency"]
 IDLE_SETTLE_S = 3.0
@@ -65,6 +72,9 @@ def topology(name: str, rid: str) -> Topology:
     if name.startswith("one_to_one") or name == "latency":
         q = f"bench.{rid}.q"
         return Topology("", "direct", [q], [], [q])
+    if name == "persistent_confirm":
+        q = f"bench.{rid}.durable"
+        return Topology("", "direct", [q], [], [q], durable=True)
     if name == "fanout":
         queues = [f"bench.{rid}.fanout.q{i}" for i in range(3)]
         return Topology(f"bench.{rid}.fanout", "fanout", queues, [(i, "") for i in range(3)], [""])
@@ -190,6 +200,8 @@ def _scenario_spec(name: str, url: str, opts: Options) -> RunSpec:
         spec.body_size = 1024
     elif name == "one_to_one_confirm":
         spec = _spec(url, name, opts, confirm_window=opts.confirm_window)
+    elif name == "persistent_confirm":
+        spec = _spec(url, name, opts, confirm_window=opts.confirm_window, persistent=True)
     else:
         spec = _spec(url, name, opts)
     return spec

@@ -29,6 +29,8 @@ from pamqp import commands
 
 from benchmarks.amqpwire import (
     BODY_HEADER,
+    NO_PROPERTIES,
+    PERSISTENT_PROPERTIES,
     AmqpUrl,
     MessageEncoder,
     basic_ack_frame,
@@ -50,6 +52,7 @@ class Topology:
     queues: list[str]
     bindings: list[tuple[int, str]] = field(default_factory=list)  # (queue index, binding key)
     routing_keys: list[str] = field(default_factory=lambda: [""])
+    durable: bool = False  # durable, shared queues (deleted at the end) instead of exclusive
 
     def expected(self) -> list[list[bool]]:
         """expected()[queue][key index]: does a message with that key reach that queue?"""
@@ -87,6 +90,7 @@ class RunSpec:
     rate: float = 0.0  # 0: flat out; else messages per second, paced per loop tick
     prefetch: int = 1000
     record_latency: bool = False
+    persistent: bool = False  # publish with delivery_mode 2
 
     @property
     def ack_every(self) -> int:
@@ -194,7 +198,11 @@ async def _declare(conn: AmqpConnection, topo: Topology, q: int, prefetch: int) 
             commands.Exchange.DeclareOk,
         )
     name = topo.queues[q]
-    await conn.rpc(1, commands.Queue.Declare(queue=name, exclusive=True), commands.Queue.DeclareOk)
+    await conn.rpc(
+        1,
+        commands.Queue.Declare(queue=name, durable=topo.durable, exclusive=not topo.durable),
+        commands.Queue.DeclareOk,
+    )
     for bq, key in topo.bindings:
         if bq == q:
             await conn.rpc(
@@ -245,6 +253,13 @@ async def _consume(pipe: Connection, spec: RunSpec) -> dict[str, Any]:
         errors.extend(c.error for c in conns if c.error)
         for v in verifiers:
             v.flush_ack()
+        if topo.durable:  # not exclusive: delete them, or they outlive the run on disk
+            for c, name in zip(conns, topo.queues, strict=False):
+                if not c.closed:
+                    with contextlib.suppress(AmqpError, TimeoutError):
+                        await c.rpc(
+                            1, commands.Queue.Delete(queue=name), commands.Queue.DeleteOk, 5
+                        )
         if topo.exchange and conns and not conns[0].closed:
             with contextlib.suppress(AmqpError, TimeoutError):
                 await conns[0].rpc(
@@ -307,7 +322,13 @@ async def _produce(pipe: Connection, spec: RunSpec) -> dict[str, Any]:
         if spec.confirm_window:
             await conn.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
         encoder = MessageEncoder(
-            1, topo.exchange, topo.routing_keys, spec.body_size, PRODUCER_ID, conn.frame_max
+            1,
+            topo.exchange,
+            topo.routing_keys,
+            spec.body_size,
+            PRODUCER_ID,
+            conn.frame_max,
+            properties=PERSISTENT_PROPERTIES if spec.persistent else NO_PROPERTIES,
         )
         pipe.send(("ready", None))
         if not pipe.poll(max(0.0, spec.deadline - time.monotonic())):

@@ -327,6 +327,13 @@ class Queue:
             for qm in qms:
                 self._forget(qm.message)
 
+    def auto_acked(self, qms: Sequence[QueuedMessage]) -> None:
+        """Messages delivered with no_ack (basic.get or a no_ack consumer): settled on
+        delivery, so the store must forget them as an ack would."""
+        if self.journal is not None:
+            for qm in qms:
+                self._forget(qm.message)
+
     def requeue(self, qms: Iterable[QueuedMessage]) -> None:
         """Return messages after a failed delivery (nack/reject requeue, channel gone).
 

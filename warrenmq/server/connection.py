@@ -264,14 +264,15 @@ class Connection(asyncio.Protocol):
 
     # ----------------------------------------------------------------- memory alarm
     def _block(self) -> None:
-        """Stop reading a publishing connection while the memory alarm is raised."""
+        """Stop reading a publishing connection while an alarm (memory, disk) is raised."""
         if self.blocked or self.transport is None or self.state != "running":
             return
         self.blocked = True
         self.transport.pause_reading()
+        reason = self.server.alarm_reason
         if self.client_capabilities.get("connection.blocked"):
-            self.write(method_frame(0, ConnectionBlocked("low on memory")))
-        log.info("connection_blocked", peer=self.peer, reason="low on memory")
+            self.write(method_frame(0, ConnectionBlocked(reason)))
+        log.info("connection_blocked", peer=self.peer, reason=reason)
 
     def unblock(self) -> None:
         if not self.blocked or self.transport is None:

@@ -99,6 +99,7 @@ class Consumer:
         channel.next_tag = tag
         conn.wrote(size)
         if unacked is None:
+            queue.auto_acked(qms)
             return 0
         count = len(qms)
         self.unacked += count

@@ -78,6 +78,14 @@ class Server:
         disk = self.committer is not None and self.committer.error is not None
         return self.memory_alarm or disk
 
+    @property
+    def alarm_reason(self) -> str:
+        """connection.blocked's reason as RabbitMQ words it (rabbit_reader): "low on
+        memory", "low on disk" or "low on memory & disk"."""
+        disk = self.committer is not None and self.committer.error is not None
+        active = [name for name, on in (("memory", self.memory_alarm), ("disk", disk)) if on]
+        return "low on " + " & ".join(active or ["memory"])
+
     def _unblock_if_clear(self) -> None:
         if not self.alarm:
             for conn in list(self.connections):

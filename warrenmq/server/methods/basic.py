@@ -87,6 +87,8 @@ def basic_get(channel: Channel, m: Method) -> None:
     conn.write_parts(encode_get_ok(channel.number, tag, qm.redelivered, msg.route,
                                    queue.message_count, qm.properties, msg.load_body(),
                                    conn.frame_max))
+    if m.no_ack:
+        queue.auto_acked([qm])
 
 
 def basic_ack(channel: Channel, m: Method) -> None:
