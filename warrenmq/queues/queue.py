@@ -184,6 +184,8 @@ class Queue:
                     qm.delivery_count = 1
                     qm.state = OUT
                     self.delivered += 1
+                    if self.journal is not None and message.msg_id:
+                        self.journal.delivered(self.journal_key, message.msg_id)
                     self.unacked += consumer.deliver(self, [qm])
                     return True
         # Otherwise no consumer has credit (dispatch leaves messages ready only then), and

@@ -177,9 +177,9 @@ class MessageStore:
         body: bytes,
     ) -> Published:
         """Append one PUBLISH record for a message routed to ``queues`` (deduplicated)."""
-        targets = tuple(dict.fromkeys(queues))
+        targets = tuple(queues) if len(queues) == 1 else tuple(dict.fromkeys(queues))
         parts = encode_publish(msg_id, targets, exchange, routing_key, properties, body)
-        size = sum(len(p) for p in parts)
+        size = len(parts[0]) + len(parts[1]) + len(body)
         with self._lock:
             ticket, segment, offset = self._append(parts, size)
             live = self._live

@@ -23,6 +23,7 @@ what a ``BodyLocation`` points at. Must not know about files, segments or queues
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from enum import IntEnum
@@ -63,7 +64,9 @@ class PublishRecord(NamedTuple):
 
 
 def _frame(rtype: int, payload_parts: list[bytes]) -> list[bytes]:
-    length = sum(len(p) for p in payload_parts)
+    length = 0
+    for part in payload_parts:
+        length += len(part)
     if length > MAX_PAYLOAD:
         raise ValueError(f"record payload of {length} bytes exceeds the 4 GiB limit")
     type_len = _TYPE_LEN.pack(rtype, length)
@@ -73,6 +76,15 @@ def _frame(rtype: int, payload_parts: list[bytes]) -> list[bytes]:
     return [MAGIC + type_len + _CRC.pack(crc), *payload_parts]
 
 
+def _small(rtype: int, payload: bytes) -> bytes:
+    """A whole record with a one-piece payload (ack, delivered, failures, drop)."""
+    type_len = _TYPE_LEN.pack(rtype, len(payload))
+    return MAGIC + type_len + _CRC.pack(zlib.crc32(payload, zlib.crc32(type_len))) + payload
+
+
+# Encoded queue keys and short strings repeat on every record: cached, they cost a dict
+# lookup instead of an encode and a pack per record (a hot path: one or more per message).
+@functools.lru_cache(maxsize=4096)
 def _queue(key: str) -> bytes:
     raw = key.encode("utf-8")
     if len(raw) > 0xFFFF:
@@ -80,6 +92,7 @@ def _queue(key: str) -> bytes:
     return _U16.pack(len(raw)) + raw
 
 
+@functools.lru_cache(maxsize=4096)
 def _short(text: str) -> bytes:
     raw = text.encode("utf-8")
     if len(raw) > 0xFF:
@@ -102,29 +115,38 @@ def encode_publish(
         raise ValueError("too many queues for one PUBLISH record")
     if not 0 <= msg_id <= 0xFFFF_FFFF_FFFF_FFFF:
         raise ValueError(f"msg_id {msg_id} does not fit in 64 bits")
-    head = [_U64_U16.pack(msg_id, len(queues))]
-    head.extend(_queue(q) for q in queues)
-    head.append(_short(exchange))
-    head.append(_short(routing_key))
-    head.append(_U32.pack(len(properties)))
-    head.append(bytes(properties))
-    return _frame(RecordType.PUBLISH, [b"".join(head), body])
+    if len(queues) == 1:
+        keys = _queue(queues[0])
+    else:
+        keys = b"".join([_queue(q) for q in queues])
+    head = b"".join((
+        _U64_U16.pack(msg_id, len(queues)), keys, _short(exchange), _short(routing_key),
+        _U32.pack(len(properties)), properties,
+    ))
+    return _frame(_PUBLISH, [head, body])
+
+
+_PUBLISH = int(RecordType.PUBLISH)
+_ACK = int(RecordType.ACK)
+_DELIVERED = int(RecordType.DELIVERED)
+_FAILURES = int(RecordType.FAILURES)
+_DROP_QUEUE = int(RecordType.DROP_QUEUE)
 
 
 def encode_ack(queue: str, msg_id: int) -> bytes:
-    return b"".join(_frame(RecordType.ACK, [_queue(queue), _U64.pack(msg_id)]))
+    return _small(_ACK, _queue(queue) + _U64.pack(msg_id))
 
 
 def encode_delivered(queue: str, msg_id: int) -> bytes:
-    return b"".join(_frame(RecordType.DELIVERED, [_queue(queue), _U64.pack(msg_id)]))
+    return _small(_DELIVERED, _queue(queue) + _U64.pack(msg_id))
 
 
 def encode_failures(queue: str, msg_id: int, count: int) -> bytes:
-    return b"".join(_frame(RecordType.FAILURES, [_queue(queue), _U64_U32.pack(msg_id, count)]))
+    return _small(_FAILURES, _queue(queue) + _U64_U32.pack(msg_id, count))
 
 
 def encode_drop_queue(queue: str) -> bytes:
-    return b"".join(_frame(RecordType.DROP_QUEUE, [_queue(queue)]))
+    return _small(_DROP_QUEUE, _queue(queue))
 
 
 # Decoders take the buffer and the payload's [start, end) and raise ValueError on a
