@@ -16,6 +16,8 @@ from typing import Protocol
 
 import structlog
 
+from warrenmq.storage import PreparedCommit
+
 log = structlog.get_logger("warrenmq.storage")
 
 RETRY_AFTER_ERROR = 1.0
@@ -25,10 +27,11 @@ class Committable(Protocol):
     @property
     def pending_bytes(self) -> int: ...
 
-    @property
-    def last_ticket(self) -> int: ...
+    def prepare_commit(self) -> PreparedCommit: ...
 
-    def commit(self) -> int: ...
+    def write_prepared(self, batch: PreparedCommit) -> int: ...
+
+    def finish_commit(self, batch: PreparedCommit, ok: bool) -> None: ...
 
 
 class Committer:
@@ -47,13 +50,16 @@ class Committer:
         if self._running or self._retry is not None or not self.store.pending_bytes:
             return
         self._running = True
-        upto = self.store.last_ticket
+        batch = self.store.prepare_commit()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, self.store.commit)
-        future.add_done_callback(lambda f: self._done(f, upto))
+        future = loop.run_in_executor(None, self.store.write_prepared, batch)
+        future.add_done_callback(lambda f: self._done(f, batch))
 
-    def _done(self, future: asyncio.Future[int], upto: int) -> None:
+    def _done(self, future: asyncio.Future[int], batch: PreparedCommit) -> None:
         self._running = False
+        upto = batch.target
+        ok = future.exception() is None
+        self.store.finish_commit(batch, ok)
         try:
             self.durable = max(self.durable, future.result())
             self.commits += 1

@@ -17,6 +17,7 @@ from warrenmq.storage.log import (
     DEFAULT_SEGMENT_SIZE,
     FsyncPolicy,
     MessageStore,
+    PreparedCommit,
     Published,
     Ticket,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "DefinitionsStore",
     "FsyncPolicy",
     "MessageStore",
+    "PreparedCommit",
     "Published",
     "RecoveredMessage",
     "Recovery",

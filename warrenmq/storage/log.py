@@ -89,6 +89,16 @@ class Published(NamedTuple):
     location: BodyLocation
 
 
+class PreparedCommit(NamedTuple):
+    """A batch taken by ``prepare_commit``: chunks to write, the ticket they make durable,
+    the head segment at the time and the dead segment prefix to delete afterwards."""
+
+    chunks: list[Chunk]
+    target: Ticket
+    head: int
+    doomed: list[int]
+
+
 class MessageStore:
     """Create with ``MessageStore.open(directory)``; see the module docstring."""
 
@@ -285,6 +295,40 @@ class MessageStore:
             if doomed:
                 self._files.delete_prefix(doomed)
             return target
+
+    # -- the broker's split commit: no lock on the loop thread's data while writing -------
+
+    def prepare_commit(self) -> PreparedCommit:
+        """Loop thread: take everything appended so far (after a failed batch, if any) as
+        the next batch. With ``write_prepared`` in a worker and ``finish_commit`` back on
+        the loop, the appends never wait for a lock the writer holds."""
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"message store {self.directory} is closed")
+            self._unwritten.extend(self._pending)
+            self._pending = []
+            head = self._head_segment
+            return PreparedCommit(list(self._unwritten), self._ticket, head,
+                                  self._dead_prefix(head))
+
+    def write_prepared(self, batch: PreparedCommit) -> Ticket:
+        """Worker thread: write and fsync a prepared batch; returns its durable ticket."""
+        with self._commit_lock:
+            if batch.chunks:
+                self._files.write(batch.chunks)
+            self._files.close_writers(below=batch.head)
+            if batch.doomed:
+                self._files.delete_prefix(batch.doomed)
+            return batch.target
+
+    def finish_commit(self, batch: PreparedCommit, ok: bool) -> None:
+        """Loop thread: account for a written batch (a failed one stays for the next)."""
+        if not ok:
+            return
+        with self._lock:
+            del self._unwritten[: len(batch.chunks)]
+            self._pending_bytes -= sum(len(chunk.data) for chunk in batch.chunks)
+            self._durable = max(self._durable, batch.target)
 
     def _dead_prefix(self, head: int) -> list[int]:
         doomed = []
