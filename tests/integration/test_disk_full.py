@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import subprocess
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from pamqp import commands
 from pamqp.heartbeat import Heartbeat
 
 from tests.conftest import BrokerHandle, make_config
-from tests.helpers import TIMEOUT
+from tests.helpers import TIMEOUT, small_tmpfs
 from tests.rawamqp import RawClient
 from warrenmq.app import start
 from warrenmq.server.committer import RETRY_AFTER_ERROR
@@ -38,20 +37,8 @@ PERSISTENT = commands.Basic.Properties(delivery_mode=2)
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    try:
-        proc = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-            capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot run mount: {exc}")
-    if proc.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {proc.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path, "1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30, check=False)
 
 
 def body(n: int) -> bytes:
