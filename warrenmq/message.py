@@ -87,6 +87,14 @@ class Message:
 
     @property
     def persistent(self) -> bool:
+        """delivery_mode == 2. Most publishers set no content type, encoding or headers
+        before it, and then the mode is the first property byte: no walk needed."""
+        props = self.properties
+        flags = props[0]
+        if not flags & 0x10:  # delivery_mode absent
+            return False
+        if not flags & 0xE0:  # content_type, content_encoding, headers absent
+            return len(props) > 2 and props[2] == 2
         try:
             return bool(get_property(self.properties, "delivery_mode") == 2)
         except (FieldError, IndexError):

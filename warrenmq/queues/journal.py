@@ -7,12 +7,17 @@ makes them durable in batches off the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
 class Journal(Protocol):
     def ack(self, queue: str, msg_id: int) -> int:
         """The message left ``queue`` for good (acked, dead-lettered, dropped)."""
+        ...
+
+    def ack_many(self, queue: str, msg_ids: Sequence[int]) -> int:
+        """``ack`` for several messages at once."""
         ...
 
     def delivered(self, queue: str, msg_id: int) -> int:

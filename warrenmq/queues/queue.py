@@ -326,8 +326,9 @@ class Queue:
         self.unacked -= len(qms)
         self.acked += len(qms)
         if self.journal is not None:
-            for qm in qms:
-                self._forget(qm.message)
+            ids = [qm.message.msg_id for qm in qms if qm.message.msg_id]
+            if ids:
+                self.journal.ack_many(self.journal_key, ids)
 
     def auto_acked(self, qms: Sequence[QueuedMessage]) -> None:
         """Messages delivered with no_ack (basic.get or a no_ack consumer): settled on

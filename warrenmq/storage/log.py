@@ -218,6 +218,24 @@ class MessageStore:
                     del self._live[queue]
             return ticket
 
+    def ack_many(self, queue: str, msg_ids: Sequence[int]) -> Ticket:
+        """``ack`` for several messages of one queue (a multiple ack): one lock, one
+        append of all the records."""
+        if not msg_ids:
+            return self._ticket
+        record = b"".join([encode_ack(queue, msg_id) for msg_id in msg_ids])
+        with self._lock:
+            ticket = self._append((record,), len(record))[0]
+            ids = self._live.get(queue)
+            if ids is not None:
+                for msg_id in msg_ids:
+                    segment = ids.pop(msg_id, None)
+                    if segment is not None:
+                        self._release(segment)
+                if not ids:
+                    del self._live[queue]
+            return ticket
+
     def delivered(self, queue: str, msg_id: int) -> Ticket:
         """Recovery will mark the message redelivered."""
         record = encode_delivered(queue, msg_id)
