@@ -188,20 +188,41 @@ class MessageStore:
     ) -> Published:
         """Append one PUBLISH record for a message routed to ``queues`` (deduplicated)."""
         targets = tuple(queues) if len(queues) == 1 else tuple(dict.fromkeys(queues))
-        parts = encode_publish(msg_id, targets, exchange, routing_key, properties, body)
-        size = len(parts[0]) + len(parts[1]) + len(body)
+        header, head, _ = encode_publish(msg_id, targets, exchange, routing_key, properties,
+                                         body)
+        size = len(header) + len(head) + len(body)
         with self._lock:
-            ticket, segment, offset = self._append(parts, size)
+            # _append, inlined: this runs once per persistent message
+            if self._closed:
+                raise StorageError(f"message store {self.directory} is closed")
+            offset = self._head_offset
+            if offset and offset + size > self.segment_size:
+                self._head_segment += 1
+                offset = 0
+            segment = self._head_segment
+            pending = self._pending
+            if pending and pending[-1].segment == segment:
+                data = pending[-1].data
+            else:
+                chunk = Chunk(segment, offset)
+                pending.append(chunk)
+                data = chunk.data
+            data += header
+            data += head
+            data += body
+            self._head_offset = offset + size
+            self._pending_bytes += size
+            self._ticket = ticket = self._ticket + 1
             live = self._live
             for q in targets:
                 ids = live.get(q)
                 if ids is None:
                     ids = live[q] = {}
-                old = ids.pop(msg_id, None)
-                if old is not None:  # duplicate id: the newer publish wins, as in replay
-                    self._release(old)
+                elif msg_id in ids:  # duplicate id: the newer publish wins, as in replay
+                    self._release(ids[msg_id])
                 ids[msg_id] = segment
-            self._segment_live[segment] = self._segment_live.get(segment, 0) + len(targets)
+            segment_live = self._segment_live
+            segment_live[segment] = segment_live.get(segment, 0) + len(targets)
         return Published(ticket, BodyLocation(segment, offset + size - len(body), len(body)))
 
     def ack(self, queue: str, msg_id: int) -> Ticket:
