@@ -59,6 +59,7 @@ def server_settings(config: BrokerConfig) -> ServerSettings:
         write_high_water=config.write_buffer_high_water,
         write_low_water=config.write_buffer_low_water,
         memory_high_watermark=config.memory_high_watermark_bytes,
+        default_vhost=config.default_vhost,
     )
 
 

@@ -57,10 +57,6 @@ class Message:
         self.store: BodyReader | None = None
         self.paged = False
 
-    @property
-    def body_size(self) -> int:
-        return self.size
-
     def page_out(self) -> bool:
         """Drop the body from memory if the store can give it back; True if it did."""
         if self.store is None or self.paged:

@@ -46,6 +46,7 @@ import warrenmq
 from tests.conftest import BrokerHandle
 from tests.helpers import aio_pika_round_trip, declare, raw_client, wait_connections
 from tests.rawamqp import PROTOCOL_HEADER, RawClient
+from warrenmq.config import VhostConfig
 
 EXPECTED_CAPABILITIES = (
     "publisher_confirms",
@@ -470,3 +471,17 @@ async def test_aiormq_close_round_trip(broker: BrokerHandle) -> None:
     await asyncio.wait_for(connection.close(), 5)
     assert connection.is_closed
     await wait_connections(broker)
+
+
+async def test_open_without_a_vhost_uses_the_configured_default(broker_factory) -> None:  # type: ignore[no-untyped-def]
+    """config default_vhost: a connection.open naming no vhost lands there."""
+    handle = await broker_factory(top={
+        "vhosts": (VhostConfig("/"), VhostConfig("other")), "default_vhost": "other"})
+    client = await RawClient.connect(handle.port)
+    await client.handshake(vhost="")
+    await client.open_channel(1)
+    client.send_method(1, commands.Queue.Declare(queue="in-default"))
+    await client.expect(commands.Queue.DeclareOk)
+    assert "in-default" in handle.vhost("other").queues
+    assert "in-default" not in handle.vhost("/").queues
+    client.close()

@@ -28,7 +28,7 @@ from warrenmq.errors import (
 from warrenmq.exchange import EXCHANGE_TYPES, Exchange, create_exchange
 from warrenmq.message import Message
 from warrenmq.queues.arguments import parse_arguments
-from warrenmq.queues.queue import DeliveryTarget, Queue
+from warrenmq.queues.queue import DEFAULT_MEMORY_LIMIT, DeliveryTarget, Queue
 from warrenmq.storage import MessageStore
 
 STANDARD_EXCHANGES = (
@@ -79,7 +79,7 @@ class VirtualHost:
         self.generation = 0
         self.store: MessageStore | None = None  # attach_store() for durability
         self.msg_ids: Iterator[int] = itertools.count(1)
-        self.queue_memory_limit = 64 * 1024 * 1024
+        self.queue_memory_limit = DEFAULT_MEMORY_LIMIT
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.exchanges[""] = create_exchange("direct", "", durable=True)

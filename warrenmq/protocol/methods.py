@@ -260,11 +260,6 @@ def decode_method(payload: bytes) -> Method:
         ) from exc
 
 
-def route_bytes(payload: bytes) -> bytes:
-    """The exchange and routing-key short strings of a basic.publish payload, verbatim."""
-    ex_end = 7 + payload[6]
-    return payload[6 : ex_end + 1 + payload[ex_end]]
-
 
 # --------------------------------------------------------------------------- encoding
 

@@ -50,6 +50,10 @@ from warrenmq.queues.expiry import message_expiration_ms, with_delivery_count
 from warrenmq.queues.journal import Journal
 from warrenmq.queues.ready import DEAD, DELAYED, OUT, READY, QueuedMessage, ReadyList
 
+#: Bytes of persistent bodies a durable queue keeps in memory before paging the rest out
+#: (the config's storage.queue_memory_limit overrides it).
+DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024
+
 
 class DeliveryTarget(Protocol):
     """What a queue needs from a consumer; the server's ``Consumer`` implements it."""
@@ -104,8 +108,7 @@ class Queue:
         # set by the virtual host for durable queues when the broker has a message store
         self.journal: Journal | None = None
         self.journal_key = f"{vhost}\x00{name}"
-        self.memory_limit = 64 * 1024 * 1024  # bodies kept in RAM before paging (journaled)
-        self.had_consumers = False
+        self.memory_limit = DEFAULT_MEMORY_LIMIT  # bodies kept in RAM before paging
         self.deleted = False
         self.unacked = 0
         self.last_used = clock.monotonic()
@@ -141,10 +144,6 @@ class Queue:
     @property
     def consumer_count(self) -> int:
         return len(self._consumers)
-
-    @property
-    def consumers(self) -> tuple[DeliveryTarget, ...]:
-        return tuple(self._consumers)
 
     @property
     def exclusive(self) -> bool:
@@ -466,7 +465,6 @@ class Queue:
     def add_consumer(self, consumer: DeliveryTarget) -> None:
         self.check_consumer(exclusive=consumer.exclusive)
         self._consumers.append(consumer)
-        self.had_consumers = True
         self.touch()
         self.dispatch()
 

@@ -127,7 +127,7 @@ class Channel:
                 self._unhandled(method)
             else:
                 handler(self, method)
-            if vhost.generation != generation:
+            if vhost.generation != generation:  # a cheap test: acks come through here too
                 # before the reply is flushed: a declare-ok means the definition is saved
                 self.conn.server.definitions_changed()
         except AMQPError as exc:

@@ -43,7 +43,6 @@ class Committer:
         self.error: OSError | None = None
         self._running = False
         self._retry: asyncio.TimerHandle | None = None
-        self.commits = 0
 
     def kick(self) -> None:
         """Start a commit if records are waiting and none is running."""
@@ -62,7 +61,6 @@ class Committer:
         self.store.finish_commit(batch, ok)
         try:
             self.durable = max(self.durable, future.result())
-            self.commits += 1
             if self.error is not None:
                 log.info("disk_write_recovered")
             self.error = None

@@ -121,13 +121,14 @@ def _on_tune_ok(conn: Connection, method: Method) -> None:
 
 def _on_open(conn: Connection, method: Method) -> None:
     assert conn.user is not None
-    vhost = conn.server.broker.vhost_for(conn.user, method.virtual_host)
+    name = method.virtual_host or conn.settings.default_vhost  # config: default_vhost
+    vhost = conn.server.broker.vhost_for(conn.user, name)
     if vhost is None:
-        if method.virtual_host in conn.server.broker.vhosts:
+        if name in conn.server.broker.vhosts:
             raise NotAllowed(
-                f"access to vhost '{method.virtual_host}' refused for user '{conn.user.name}'"
+                f"access to vhost '{name}' refused for user '{conn.user.name}'"
             )
-        raise NotAllowed(f"vhost {method.virtual_host} not found")
+        raise NotAllowed(f"vhost {name} not found")
     limit = conn.settings.max_connections
     if limit and sum(c.state == "running" for c in conn.server.connections) >= limit:
         raise NotAllowed(f"connection refused: node connection limit ({limit}) is reached")

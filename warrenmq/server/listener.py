@@ -45,6 +45,7 @@ class Server:
         #: saves the durable definitions document; set by the composition root
         self.save_definitions: Callable[[dict[str, Any]], None] | None = None
         self._saved_definitions: dict[str, Any] | None = None
+        self._saved_generations: tuple[int, ...] | None = None
         self.on_close: list[Callable[[], None]] = []  # run last on shutdown (storage, lock)
         self.memory_alarm = False
         self.committer: Committer | None = None  # set by attach_store()
@@ -73,17 +74,21 @@ class Server:
         return [int(s.sockets[0].getsockname()[1]) for s in self._servers if s.sockets]
 
     @property
+    def disk_alarm(self) -> bool:
+        """The message store's last commit failed (disk full, I/O error)."""
+        return self.committer is not None and self.committer.error is not None
+
+    @property
     def alarm(self) -> bool:
         """Publishers are blocked: memory over the watermark, or the disk failing."""
-        disk = self.committer is not None and self.committer.error is not None
-        return self.memory_alarm or disk
+        return self.memory_alarm or self.disk_alarm
 
     @property
     def alarm_reason(self) -> str:
         """connection.blocked's reason as RabbitMQ words it (rabbit_reader): "low on
         memory", "low on disk" or "low on memory & disk"."""
-        disk = self.committer is not None and self.committer.error is not None
-        active = [name for name, on in (("memory", self.memory_alarm), ("disk", disk)) if on]
+        active = [name for name, on in (("memory", self.memory_alarm),
+                                        ("disk", self.disk_alarm)) if on]
         return "low on " + " & ".join(active or ["memory"])
 
     def _unblock_if_clear(self) -> None:
@@ -108,13 +113,20 @@ class Server:
             self.committer.kick()
 
     def definitions_changed(self) -> None:
-        """Save the durable definitions if they differ from the last save (cold path)."""
+        """Save the durable definitions if they differ from the last save (cold path).
+
+        Nothing to do unless some vhost's generation moved since the last look, so the
+        callers (every connection close, every topology method) need not check."""
         if self.save_definitions is None:
+            return
+        generations = tuple(v.generation for v in self.broker.vhosts.values())
+        if generations == self._saved_generations:
             return
         document = snapshot(self.broker)
         if document != self._saved_definitions:
             self.save_definitions(document)
             self._saved_definitions = document
+        self._saved_generations = generations
 
     def _tick(self) -> None:
         """Queue timers (TTL, retry delays, x-expires) for every vhost, every tick."""

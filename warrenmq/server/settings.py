@@ -20,6 +20,7 @@ class ServerSettings:
     close_timeout: float = 1.0
     write_high_water: int = 1024 * 1024
     write_low_water: int = 256 * 1024
+    default_vhost: str = "/"  # used when connection.open names no vhost
     memory_high_watermark: int = 0  # bytes of ready message bodies; 0 = no alarm
     alarm_check_interval: float = 0.1
     tick_interval: float = 0.02  # resolution of TTL expiry, retry delays and x-expires
