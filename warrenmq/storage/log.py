@@ -188,31 +188,10 @@ class MessageStore:
     ) -> Published:
         """Append one PUBLISH record for a message routed to ``queues`` (deduplicated)."""
         targets = tuple(queues) if len(queues) == 1 else tuple(dict.fromkeys(queues))
-        header, head, _ = encode_publish(msg_id, targets, exchange, routing_key, properties,
-                                         body)
-        size = len(header) + len(head) + len(body)
+        parts = encode_publish(msg_id, targets, exchange, routing_key, properties, body)
+        size = len(parts[0]) + len(parts[1]) + len(body)
         with self._lock:
-            # _append, inlined: this runs once per persistent message
-            if self._closed:
-                raise StorageError(f"message store {self.directory} is closed")
-            offset = self._head_offset
-            if offset and offset + size > self.segment_size:
-                self._head_segment += 1
-                offset = 0
-            segment = self._head_segment
-            pending = self._pending
-            if pending and pending[-1].segment == segment:
-                data = pending[-1].data
-            else:
-                chunk = Chunk(segment, offset)
-                pending.append(chunk)
-                data = chunk.data
-            data += header
-            data += head
-            data += body
-            self._head_offset = offset + size
-            self._pending_bytes += size
-            self._ticket = ticket = self._ticket + 1
+            ticket, segment, offset = self._append(parts, size)
             live = self._live
             for q in targets:
                 ids = live.get(q)
