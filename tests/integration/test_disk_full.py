@@ -9,7 +9,8 @@ consumer on another connection keeps being served and acking; after space is fre
 file the test put there is deleted) the retried commit succeeds, the publisher gets
 connection.unblocked, its held-back publishes are confirmed and new ones too; after a
 restart every confirmed message is there, intact and in order, and the acks made during
-the alarm are durable.
+the alarm are durable. A durable queue declared while the disk is full is declared (the
+save fails, is retried and lands once space is freed) and exists after the restart.
 """
 
 from __future__ import annotations
@@ -179,12 +180,21 @@ async def test_disk_full_nacks_blocks_and_recovers(small_fs: Path) -> None:
         await consumer.expect(commands.Basic.QosOk)
         assert sum(c.blocked for c in broker.server.connections) == 1  # the publisher only
 
+        # A declare while the disk is full still succeeds (RabbitMQ's disk alarm blocks
+        # publishers, not declares); the definition is saved once space is freed.
+        consumer.send_method(1, commands.Queue.Declare(queue="late", durable=True))
+        await consumer.expect(commands.Queue.DeclareOk)
+        assert broker.server.definitions_unsaved  # the save hit ENOSPC; the connection lives
+
         # Free space: the retried commit succeeds, the alarm clears.
         filler.unlink()
         async with asyncio.timeout(RETRY_AFTER_ERROR * 5 + TIMEOUT):
             while not pub.unblocked:
                 await pub.read()
         assert not broker.server.alarm
+        async with asyncio.timeout(TIMEOUT):  # the tick retries the definitions save
+            while broker.server.definitions_unsaved:
+                await asyncio.sleep(0.05)
         await pub.settle()  # the 5 held back by the block are now read and settled
         more = pub.sent
         pub.publish(5)
@@ -212,6 +222,8 @@ async def test_disk_full_nacks_blocks_and_recovers(small_fs: Path) -> None:
         assert not missing, f"confirmed messages lost: {sorted(missing)}"
         assert set(numbers) <= set(range(11, pub.sent + 1))
         assert [number(b) for b in await get_all(client, "side")] == list(range(7, 11))
+        client.send_method(1, commands.Queue.Declare(queue="late", durable=True, passive=True))
+        assert (await client.expect(commands.Queue.DeclareOk)).message_count == 0
     finally:
         for c in clients:
             c.close()

@@ -56,9 +56,9 @@ def test_publish_round_trip_every_field(tmp_path: Path) -> None:
     body = os.urandom(5000)
     pub = store.publish(7, ["vh\x00ünïcode"], "amq.tôpic", "a.b.ç", props, body)
     assert pub.ticket == 1
-    assert store.read_body(pub.location) == body  # before the commit: from the buffer
+    assert store.read_body(pub.handle) == body  # before the commit: from the buffer
     assert store.commit() == 1
-    assert store.read_body(pub.location) == body  # after: from the file
+    assert store.read_body(pub.handle) == body  # after: from the file
     store, rec = restart(store, tmp_path)
     (m,) = rec.queues["vh\x00ünïcode"]
     assert (m.msg_id, m.exchange, m.routing_key, m.properties, m.body) == (
@@ -78,8 +78,8 @@ def test_publish_round_trip_every_field(tmp_path: Path) -> None:
 def test_empty_strings_and_empty_body(tmp_path: Path) -> None:
     store, _ = open_store(tmp_path)
     pub = store.publish(1, [Q1], "", "", b"", b"")
-    assert pub.location.length == 0
     store.commit()
+    assert pub.location is not None and pub.location.length == 0
     store, rec = restart(store, tmp_path)
     (m,) = rec.queues[Q1]
     assert (m.exchange, m.routing_key, m.properties, m.body) == ("", "", b"", b"")
@@ -297,8 +297,8 @@ def test_rotation_naming_and_locations_across_segments(tmp_path: Path) -> None:
     assert big.location.offset < 100 and big.location.segment not in segs
     assert after.location.segment == big.location.segment + 1
     for p, i in zip(pubs, range(1, 11), strict=True):
-        assert store.read_body(p.location) == bytes([i]) * 60
-    assert store.read_body(big.location) == b"L" * 1000
+        assert store.read_body(p.handle) == bytes([i]) * 60
+    assert store.read_body(big.handle) == b"L" * 1000
     store, rec = restart(store, tmp_path, segment_size=size)
     assert ids(rec) == {Q1: list(range(1, 13))}
     assert [m.location for m in rec.queues[Q1]] == [p.location for p in [*pubs, big, after]]
@@ -337,10 +337,10 @@ def test_new_writes_after_recovery_go_to_a_new_segment(tmp_path: Path) -> None:
 
 
 def _fill(store: MessageStore, first: int, count: int, queue: str = Q1) -> list[int]:
-    out = []
-    for msg_id in range(first, first + count):
-        out.append(store.publish(msg_id, [queue], "", "", b"", b"x" * 40).location.segment)
-    return out
+    """Publish and commit ``count`` messages; the segments they landed in."""
+    pubs = [store.publish(i, [queue], "", "", b"", b"x" * 40) for i in range(first, first + count)]
+    store.commit()
+    return [p.location.segment for p in pubs if p.location is not None]
 
 
 def test_gc_deletes_only_a_dead_prefix(tmp_path: Path) -> None:
@@ -376,6 +376,7 @@ def test_gc_deletes_only_a_dead_prefix(tmp_path: Path) -> None:
 def test_gc_never_deletes_the_head_segment_or_live_data(tmp_path: Path) -> None:
     store, _ = open_store(tmp_path, segment_size=4096)
     store.publish(1, [Q1], "", "", b"", b"a")
+    store.commit()
     store.ack(Q1, 1)
     store.commit()
     assert store.segments == [1]  # dead, but still the head: more appends will land there
@@ -403,9 +404,9 @@ def test_drop_queue_lets_gc_reclaim_its_segments(tmp_path: Path) -> None:
 def test_read_body_from_a_failed_or_pending_batch_is_served_from_memory(tmp_path: Path) -> None:
     store, _ = open_store(tmp_path)
     pubs = [store.publish(i, [Q1], "", "", b"", os.urandom(100)) for i in range(1, 4)]
-    bodies = [store.read_body(p.location) for p in pubs]
+    bodies = [store.read_body(p.handle) for p in pubs]
     store.commit()
-    assert [store.read_body(p.location) for p in pubs] == bodies
+    assert [store.read_body(p.handle) for p in pubs] == bodies
     store.close()
 
 
@@ -428,7 +429,7 @@ def test_commit_in_a_worker_thread_while_the_loop_thread_appends(tmp_path: Path)
     try:
         for msg_id in range(1, 3001):
             pub = store.publish(msg_id, [Q1, Q2], "", "", b"", msg_id.to_bytes(4, "big") * 8)
-            locations[msg_id] = pub.location
+            locations[msg_id] = pub.handle
             if msg_id % 2 == 0:
                 store.ack(Q1, msg_id)
             if msg_id % 500 == 0:  # reads racing the writer: memory or file, same bytes
@@ -447,7 +448,7 @@ def test_commit_in_a_worker_thread_while_the_loop_thread_appends(tmp_path: Path)
     store, rec = restart(store, tmp_path, segment_size=4096)
     assert ids(rec) == {Q1: list(range(1, 3001, 2)), Q2: list(range(1, 3001))}
     assert all(
-        m.body == m.msg_id.to_bytes(4, "big") * 8 and m.location == locations[m.msg_id]
+        m.body == m.msg_id.to_bytes(4, "big") * 8 and m.location == locations[m.msg_id].location
         for m in rec.queues[Q2]
     )
     store.close()

@@ -68,7 +68,7 @@ def persist(vhost: VirtualHost, queues: list[Queue], message: Message) -> int:
     message.msg_id = next(vhost.msg_ids)
     published = store.publish(message.msg_id, keys, message.exchange, message.routing_key,
                               message.properties, message.body)
-    message.location = published.location
+    message.location = published.handle
     message.store = store
     return published.ticket
 

@@ -44,6 +44,8 @@ class Server:
         self._servers: list[asyncio.Server] = []
         #: saves the durable definitions document; set by the composition root
         self.save_definitions: Callable[[dict[str, Any]], None] | None = None
+        self.definitions_unsaved = False  # the last save failed; retried by the tick
+        self._definitions_retry_due = 0.0
         self._saved_definitions: dict[str, Any] | None = None
         self._saved_generations: tuple[int, ...] | None = None
         self.on_close: list[Callable[[], None]] = []  # run last on shutdown (storage, lock)
@@ -124,7 +126,20 @@ class Server:
             return
         document = snapshot(self.broker)
         if document != self._saved_definitions:
-            self.save_definitions(document)
+            try:
+                self.save_definitions(document)
+            except OSError as exc:
+                # Disk full or failing: as in RabbitMQ, whose disk alarm blocks publishers
+                # but not declares, the change stands in memory; the timer tick retries the
+                # save every second until it succeeds (it could not confirm messages into
+                # the new entity meanwhile: the store fails too).
+                if not self.definitions_unsaved:
+                    log.error("definitions_save_failed", error=str(exc), errno=exc.errno)
+                self.definitions_unsaved = True
+                return
+            if self.definitions_unsaved:
+                log.info("definitions_saved_after_failure")
+            self.definitions_unsaved = False
             self._saved_definitions = document
         self._saved_generations = generations
 
@@ -139,6 +154,9 @@ class Server:
                         consumer.cancelled_by_server()  # type: ignore[attr-defined]
                     if vhost.generation != generation:  # x-expires removed a queue
                         self.definitions_changed()
+            if self.definitions_unsaved and loop.time() >= self._definitions_retry_due:
+                self._definitions_retry_due = loop.time() + 1.0
+                self.definitions_changed()
         except Exception:
             log.exception("timer_tick_failed")
         self.kick_commit()

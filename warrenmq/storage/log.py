@@ -3,22 +3,26 @@
 Theory of operation
 -------------------
 Threads. Two threads use a store. The event-loop thread calls ``publish``, ``ack``,
-``delivered``, ``failures`` and ``drop_queue``: each encodes one record (see ``records``),
-appends it to an in-memory *pending* buffer and returns a *ticket* at once, with no I/O.
-A worker thread (the broker runs ``commit`` via ``run_in_executor``) swaps the pending
-buffer out, writes it, fsyncs once for the whole batch (group commit) and returns the
-highest ticket that is now durable; the broker then sends the publisher confirms up to that
-ticket. ``_lock`` guards the pending buffer, the ticket counter and the live-message
-bookkeeping and is held only for dictionary and list operations, never across I/O;
-``_commit_lock`` serialises commits; file descriptors belong to ``files.SegmentFiles``.
+``delivered``, ``failures`` and ``drop_queue``: each queues one record (see ``records``)
+in an in-memory *pending* list and returns a *ticket* at once, with no I/O. A PUBLISH
+waits there unencoded as a ``pending.PendingPublish``: acks, deliveries and failure
+counts that arrive for it before the layout change it in place, so a message acked
+everywhere by then is never written at all (see ``pending``). ``prepare_commit`` (loop
+thread) lays everything pending out and takes it as a batch; ``write_prepared`` (a
+worker thread, via ``run_in_executor``) writes it and fsyncs once for the whole batch
+(group commit); ``finish_commit`` (loop thread) marks it durable and the broker sends the
+publisher confirms up to its ticket. ``_lock`` guards the pending list, the ticket
+counter and the live-message bookkeeping and is held only for list and dictionary work,
+never across I/O; ``_commit_lock`` serialises writers; file descriptors belong to
+``files.SegmentFiles``.
 
 Positions. A record's place in the log -- segment number and byte offset -- is fixed when
-it is appended, in the loop thread: the store keeps a logical head ``(segment, offset)``
-and advances it by the record's size, moving to the next segment first when the record
-would not fit (a record larger than a whole segment gets a segment of its own). So
-``publish`` can return the body's ``BodyLocation`` before anything is written, and
-``commit`` writes each chunk with ``pwrite`` at its preassigned offset. That also makes a
-retry after a failed commit idempotent: the same bytes go to the same places.
+it is laid out: the store keeps a head ``(segment, offset)`` and advances it by each
+record's size, moving to the next segment first when the record would not fit (a record
+larger than a whole segment gets a segment of its own). ``commit`` writes each chunk with
+``pwrite`` at its assigned offset, which makes a retry after a failed commit idempotent:
+the same bytes go to the same places. A message's handle (``Published.handle``, kept by
+the message) serves its body from memory until the write succeeded, then from the file.
 
 Errors. If ``commit`` raises (ENOSPC, EIO...), the durable ticket does not move, so nothing
 from the failed batch is claimed durable, and the batch is kept ahead of newer appends. The
@@ -52,7 +56,6 @@ everything before it dies.
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,12 +66,13 @@ import structlog
 from warrenmq.storage.atomic import fsync_dir
 from warrenmq.storage.errors import StorageError
 from warrenmq.storage.files import Chunk, SegmentFiles
+from warrenmq.storage.pending import Layout, PendingPublish
 from warrenmq.storage.records import (
+    check_publish,
     encode_ack,
     encode_delivered,
     encode_drop_queue,
     encode_failures,
-    encode_publish,
 )
 from warrenmq.storage.recovery import BodyLocation, LiveState, Recovery, replay
 
@@ -83,20 +87,27 @@ MIN_SEGMENT_SIZE = 64
 
 
 class Published(NamedTuple):
-    """What ``publish`` returns: the record's ticket and where the body will lie on disk."""
+    """What ``publish`` returns: the record's ticket and the message's handle in the store
+    (its ``location`` once laid out; keep the handle, not the location, for ``read_body``)."""
 
     ticket: Ticket
-    location: BodyLocation
+    handle: PendingPublish
+
+    @property
+    def location(self) -> BodyLocation | None:
+        return self.handle.location
 
 
 class PreparedCommit(NamedTuple):
     """A batch taken by ``prepare_commit``: chunks to write, the ticket they make durable,
-    the head segment at the time and the dead segment prefix to delete afterwards."""
+    the head segment at the time, the dead segment prefix to delete afterwards and the
+    publishes laid out in it (their bodies are released once it is written)."""
 
     chunks: list[Chunk]
     target: Ticket
     head: int
     doomed: list[int]
+    placed: list[PendingPublish]
 
 
 class MessageStore:
@@ -121,18 +132,20 @@ class MessageStore:
         self.fsync_policy: FsyncPolicy = fsync
         self._lock = threading.Lock()
         self._commit_lock = threading.Lock()
-        # Loop side, under _lock.
+        # Loop side, under _lock: records in order, not yet laid out.
         self._ticket: Ticket = 0
         self._head_segment = head_segment
         self._head_offset = 0
-        self._pending: list[Chunk] = []
+        self._pending: list[bytes | PendingPublish] = []
+        self._unplaced: dict[int, PendingPublish] = {}
         self._pending_bytes = 0
         self._live = state.live
         self._segment_live = state.segment_live
         self._closed = False
-        # Commit side (only the thread holding _commit_lock; _unwritten is swapped under _lock).
+        # Laid out but not yet written (a failed batch stays here for the next commit).
         self._durable: Ticket = 0
         self._unwritten: list[Chunk] = []
+        self._unwritten_placed: list[PendingPublish] = []
         self._files = SegmentFiles(directory, durable=fsync != "never", existing=disk_segments)
 
     @classmethod
@@ -186,29 +199,28 @@ class MessageStore:
         properties: bytes,
         body: bytes,
     ) -> Published:
-        """Append one PUBLISH record for a message routed to ``queues`` (deduplicated)."""
-        targets = tuple(queues) if len(queues) == 1 else tuple(dict.fromkeys(queues))
-        parts = encode_publish(msg_id, targets, exchange, routing_key, properties, body)
-        size = len(parts[0]) + len(parts[1]) + len(body)
+        """Accept one PUBLISH for a message routed to ``queues`` (deduplicated); it is
+        encoded when its batch is taken, for the queues that still hold it then."""
+        check_publish(msg_id, queues, exchange, routing_key)
+        entry = PendingPublish(msg_id, dict.fromkeys(queues), exchange, routing_key,
+                               properties, body)
         with self._lock:
-            ticket, segment, offset = self._append(parts, size)
-            live = self._live
-            for q in targets:
-                ids = live.get(q)
-                if ids is None:
-                    ids = live[q] = {}
-                elif msg_id in ids:  # duplicate id: the newer publish wins, as in replay
-                    self._release(ids[msg_id])
-                ids[msg_id] = segment
-            segment_live = self._segment_live
-            segment_live[segment] = segment_live.get(segment, 0) + len(targets)
-        return Published(ticket, BodyLocation(segment, offset + size - len(body), len(body)))
+            self._check_open()
+            self._pending.append(entry)
+            self._unplaced[msg_id] = entry
+            self._pending_bytes += entry.estimate
+            self._ticket += 1
+            return Published(self._ticket, entry)
 
     def ack(self, queue: str, msg_id: int) -> Ticket:
         """The message left ``queue`` for good (acked, or dead-lettered, expired, ...)."""
-        record = encode_ack(queue, msg_id)
         with self._lock:
-            ticket = self._append((record,), len(record))[0]
+            entry = self._unplaced.get(msg_id)
+            if entry is not None:
+                entry.forget(queue)
+                self._ticket += 1
+                return self._ticket
+            ticket = self._append(encode_ack(queue, msg_id))
             ids = self._live.get(queue)
             if ids is not None:
                 segment = ids.pop(msg_id, None)
@@ -221,14 +233,22 @@ class MessageStore:
     def ack_many(self, queue: str, msg_ids: Sequence[int]) -> Ticket:
         """``ack`` for several messages of one queue (a multiple ack): one lock, one
         append of all the records."""
-        if not msg_ids:
-            return self._ticket
-        record = b"".join([encode_ack(queue, msg_id) for msg_id in msg_ids])
         with self._lock:
-            ticket = self._append((record,), len(record))[0]
+            unplaced = self._unplaced
+            written = []
+            for msg_id in msg_ids:
+                entry = unplaced.get(msg_id)
+                if entry is None:
+                    written.append(msg_id)
+                else:
+                    entry.forget(queue)
+            if not written:
+                self._ticket += 1
+                return self._ticket
+            ticket = self._append(b"".join([encode_ack(queue, msg_id) for msg_id in written]))
             ids = self._live.get(queue)
             if ids is not None:
-                for msg_id in msg_ids:
+                for msg_id in written:
                     segment = ids.pop(msg_id, None)
                     if segment is not None:
                         self._release(segment)
@@ -238,45 +258,45 @@ class MessageStore:
 
     def delivered(self, queue: str, msg_id: int) -> Ticket:
         """Recovery will mark the message redelivered."""
-        record = encode_delivered(queue, msg_id)
         with self._lock:
-            return self._append((record,), len(record))[0]
+            entry = self._unplaced.get(msg_id)
+            if entry is None:
+                return self._append(encode_delivered(queue, msg_id))
+            entry.mark_delivered(queue)
+            self._ticket += 1
+            return self._ticket
 
     def failures(self, queue: str, msg_id: int, count: int) -> Ticket:
         """Set the message's failure count in ``queue`` (the last record wins)."""
-        record = encode_failures(queue, msg_id, count)
         with self._lock:
-            return self._append((record,), len(record))[0]
+            entry = self._unplaced.get(msg_id)
+            if entry is None:
+                return self._append(encode_failures(queue, msg_id, count))
+            entry.set_failures(queue, count)
+            self._ticket += 1
+            return self._ticket
 
     def drop_queue(self, queue: str) -> Ticket:
         """Every message published to ``queue`` so far is gone, unacked ones included."""
-        record = encode_drop_queue(queue)
         with self._lock:
-            ticket = self._append((record,), len(record))[0]
+            for entry in self._unplaced.values():
+                entry.forget(queue)
+            ticket = self._append(encode_drop_queue(queue))
             for segment in self._live.pop(queue, {}).values():
                 self._release(segment)
             return ticket
 
-    def _append(self, parts: Sequence[bytes], size: int) -> tuple[Ticket, int, int]:
-        """Assign the record its position and ticket (caller holds _lock)."""
+    def _check_open(self) -> None:
         if self._closed:
             raise StorageError(f"message store {self.directory} is closed")
-        if self._head_offset and self._head_offset + size > self.segment_size:
-            self._head_segment += 1
-            self._head_offset = 0
-        segment, offset = self._head_segment, self._head_offset
-        pending = self._pending
-        if pending and pending[-1].segment == segment:
-            chunk = pending[-1]
-        else:
-            chunk = Chunk(segment, offset)
-            pending.append(chunk)
-        for part in parts:
-            chunk.data += part
-        self._head_offset = offset + size
-        self._pending_bytes += size
+
+    def _append(self, record: bytes) -> Ticket:
+        """Queue an encoded record behind everything pending (caller holds _lock)."""
+        self._check_open()
+        self._pending.append(record)
+        self._pending_bytes += len(record)
         self._ticket += 1
-        return self._ticket, segment, offset
+        return self._ticket
 
     def _release(self, segment: int) -> None:
         n = self._segment_live[segment] - 1
@@ -285,7 +305,81 @@ class MessageStore:
         else:
             del self._segment_live[segment]
 
-    # -- worker thread -------------------------------------------------------------------
+    def _lay_out(self) -> list[PendingPublish]:
+        """Give every pending record its place, after the head (caller holds _lock).
+
+        Publishes whose queues all acked them meanwhile are skipped; the others become
+        live in the segment they land in. Returns the publishes laid out."""
+        layout = Layout(self.segment_size, self._head_segment, self._head_offset)
+        placed = []
+        estimated = 0
+        live = self._live
+        segment_live = self._segment_live
+        for item in self._pending:
+            if isinstance(item, bytes):
+                layout.place((item,), len(item))
+                estimated += len(item)
+                continue
+            estimated += item.estimate
+            if self._unplaced.get(item.msg_id) is item:  # (a duplicate id may replace it)
+                del self._unplaced[item.msg_id]
+            if not item.targets:
+                item.body = None  # acked everywhere before it was written: never will be
+                continue
+            segment = layout.place_publish(item)
+            placed.append(item)
+            for q in item.targets:
+                ids = live.get(q)
+                if ids is None:
+                    ids = live[q] = {}
+                elif item.msg_id in ids:  # duplicate id: the newer publish wins, as in replay
+                    self._release(ids[item.msg_id])
+                ids[item.msg_id] = segment
+            segment_live[segment] = segment_live.get(segment, 0) + len(item.targets)
+        self._pending = []
+        self._head_segment, self._head_offset = layout.segment, layout.offset
+        self._pending_bytes += layout.size - estimated
+        self._unwritten.extend(layout.chunks)
+        self._unwritten_placed.extend(placed)
+        return placed
+
+    # -- the broker's split commit: no lock on the loop thread's data while writing -------
+
+    def prepare_commit(self) -> PreparedCommit:
+        """Loop thread: lay out everything pending and take it (after a failed batch, if
+        any) as the next batch. With ``write_prepared`` in a worker and ``finish_commit``
+        back on the loop, the appends never wait for a lock the writer holds."""
+        with self._lock:
+            self._check_open()
+            self._lay_out()
+            head = self._head_segment
+            return PreparedCommit(list(self._unwritten), self._ticket, head,
+                                  self._dead_prefix(head), list(self._unwritten_placed))
+
+    def write_prepared(self, batch: PreparedCommit) -> Ticket:
+        """Worker thread: write and fsync a prepared batch; returns its durable ticket."""
+        with self._commit_lock:
+            return self._write(batch)
+
+    def _write(self, batch: PreparedCommit) -> Ticket:
+        if batch.chunks:
+            self._files.write(batch.chunks)
+        self._files.close_writers(below=batch.head)
+        if batch.doomed:
+            self._files.delete_prefix(batch.doomed)
+        return batch.target
+
+    def finish_commit(self, batch: PreparedCommit, ok: bool) -> None:
+        """Loop thread: account for a written batch (a failed one stays for the next)."""
+        if not ok:
+            return
+        with self._lock:
+            del self._unwritten[: len(batch.chunks)]
+            del self._unwritten_placed[: len(batch.placed)]
+            self._pending_bytes -= sum(len(chunk.data) for chunk in batch.chunks)
+            self._durable = max(self._durable, batch.target)
+            for entry in batch.placed:
+                entry.body = None  # on disk now: read_body goes to the file
 
     def commit(self) -> Ticket:
         """Write and fsync everything appended so far; return the highest durable ticket.
@@ -295,58 +389,14 @@ class MessageStore:
         logged, not raised: the data is already durable).
         """
         with self._commit_lock:
-            with self._lock:
-                if self._closed:
-                    raise StorageError(f"message store {self.directory} is closed")
-                self._unwritten.extend(self._pending)
-                self._pending = []
-                target = self._ticket
-                head = self._head_segment
-                doomed = self._dead_prefix(head)
-            if self._unwritten:
-                written = self._files.write(self._unwritten)
-                with self._lock:
-                    self._unwritten = []
-                    self._pending_bytes -= written
-            self._durable = target
-            self._files.close_writers(below=head)
-            if doomed:
-                self._files.delete_prefix(doomed)
-            return target
-
-    # -- the broker's split commit: no lock on the loop thread's data while writing -------
-
-    def prepare_commit(self) -> PreparedCommit:
-        """Loop thread: take everything appended so far (after a failed batch, if any) as
-        the next batch. With ``write_prepared`` in a worker and ``finish_commit`` back on
-        the loop, the appends never wait for a lock the writer holds."""
-        with self._lock:
-            if self._closed:
-                raise StorageError(f"message store {self.directory} is closed")
-            self._unwritten.extend(self._pending)
-            self._pending = []
-            head = self._head_segment
-            return PreparedCommit(list(self._unwritten), self._ticket, head,
-                                  self._dead_prefix(head))
-
-    def write_prepared(self, batch: PreparedCommit) -> Ticket:
-        """Worker thread: write and fsync a prepared batch; returns its durable ticket."""
-        with self._commit_lock:
-            if batch.chunks:
-                self._files.write(batch.chunks)
-            self._files.close_writers(below=batch.head)
-            if batch.doomed:
-                self._files.delete_prefix(batch.doomed)
+            batch = self.prepare_commit()
+            try:
+                self._write(batch)
+            except BaseException:
+                self.finish_commit(batch, ok=False)
+                raise
+            self.finish_commit(batch, ok=True)
             return batch.target
-
-    def finish_commit(self, batch: PreparedCommit, ok: bool) -> None:
-        """Loop thread: account for a written batch (a failed one stays for the next)."""
-        if not ok:
-            return
-        with self._lock:
-            del self._unwritten[: len(batch.chunks)]
-            self._pending_bytes -= sum(len(chunk.data) for chunk in batch.chunks)
-            self._durable = max(self._durable, batch.target)
 
     def _dead_prefix(self, head: int) -> list[int]:
         doomed = []
@@ -358,20 +408,21 @@ class MessageStore:
 
     # -- any thread ----------------------------------------------------------------------
 
-    def read_body(self, location: BodyLocation) -> bytes:
-        """The body at ``location`` (from the pending buffer if not yet written).
+    def read_body(self, location: PendingPublish | BodyLocation) -> bytes:
+        """The body of a message: from memory until it is written, then from its segment.
 
         Valid while the message is live in some queue: the segment of a message acked
         everywhere may already be deleted (then OSError).
         """
+        if isinstance(location, PendingPublish):
+            if location.body is not None:
+                return location.body
+            if location.location is None:
+                raise StorageError(f"message {location.msg_id} was never written")
+            location = location.location
         segment, offset, length = location
         with self._lock:
-            if self._closed:
-                raise StorageError(f"message store {self.directory} is closed")
-            for chunk in itertools.chain(self._unwritten, self._pending):
-                start = offset - chunk.offset
-                if chunk.segment == segment and start >= 0 and start + length <= len(chunk.data):
-                    return bytes(chunk.data[start : start + length])
+            self._check_open()
         data = self._files.read(segment, offset, length)
         if len(data) != length:
             raise StorageError(f"body at {location} is beyond the end of its segment")

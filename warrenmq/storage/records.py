@@ -10,6 +10,7 @@ record after damage (see ``segment.scan``). Payloads::
 
     PUBLISH     msg_id u64 | n u16 | n * queue | exchange s8 | routing_key s8
                 | properties u32+bytes | body (the rest of the payload)
+    PUBLISH_DELIVERED  the same payload; also a DELIVERED for each of its queues
     ACK         queue | msg_id u64
     DELIVERED   queue | msg_id u64
     FAILURES    queue | msg_id u64 | count u32
@@ -26,6 +27,7 @@ from __future__ import annotations
 import functools
 import struct
 import zlib
+from collections.abc import Sequence
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -48,6 +50,7 @@ class RecordType(IntEnum):
     DELIVERED = 3
     FAILURES = 4
     DROP_QUEUE = 5
+    PUBLISH_DELIVERED = 6  # a PUBLISH already delivered (not acked) in every one of its queues
 
 
 RECORD_TYPES = frozenset(int(t) for t in RecordType)
@@ -100,6 +103,23 @@ def _short(text: str) -> bytes:
     return bytes((len(raw),)) + raw
 
 
+def check_publish(
+    msg_id: int, queues: Sequence[str], exchange: str, routing_key: str
+) -> None:
+    """Raise ValueError now for what ``encode_publish`` would refuse later (the store
+    encodes a PUBLISH only when its batch is taken). Cached, so cheap on repeats."""
+    if not queues:
+        raise ValueError("a PUBLISH record needs at least one queue")
+    if len(queues) > 0xFFFF:
+        raise ValueError("too many queues for one PUBLISH record")
+    if not 0 <= msg_id <= 0xFFFF_FFFF_FFFF_FFFF:
+        raise ValueError(f"msg_id {msg_id} does not fit in 64 bits")
+    for q in queues:
+        _queue(q)
+    _short(exchange)
+    _short(routing_key)
+
+
 def encode_publish(
     msg_id: int,
     queues: tuple[str, ...] | list[str],
@@ -107,8 +127,11 @@ def encode_publish(
     routing_key: str,
     properties: bytes,
     body: bytes,
+    delivered: bool = False,
 ) -> list[bytes]:
-    """The record as parts to concatenate; the body is the last part, passed uncopied."""
+    """The record as parts to concatenate; the body is the last part, passed uncopied.
+    ``delivered``: a PUBLISH_DELIVERED (the message went out in every queue before it
+    was written), which saves a DELIVERED record per queue."""
     if not queues:
         raise ValueError("a PUBLISH record needs at least one queue")
     if len(queues) > 0xFFFF:
@@ -123,7 +146,7 @@ def encode_publish(
         _U64_U16.pack(msg_id, len(queues)), keys, _short(exchange), _short(routing_key),
         _U32.pack(len(properties)), properties,
     ))
-    return _frame(_PUBLISH, [head, body])
+    return _frame(_PUBLISH_DELIVERED if delivered else _PUBLISH, [head, body])
 
 
 _PUBLISH = int(RecordType.PUBLISH)
@@ -131,6 +154,7 @@ _ACK = int(RecordType.ACK)
 _DELIVERED = int(RecordType.DELIVERED)
 _FAILURES = int(RecordType.FAILURES)
 _DROP_QUEUE = int(RecordType.DROP_QUEUE)
+_PUBLISH_DELIVERED = int(RecordType.PUBLISH_DELIVERED)
 
 
 def encode_ack(queue: str, msg_id: int) -> bytes:

@@ -7,6 +7,7 @@ a map ``queue key -> {msg_id: entry}`` whose insertion order is publish order:
   count of the queues still holding it);
 * ACK removes one entry, DROP_QUEUE removes a queue's whole map (every message published
   to it *before* the drop; later publishes start a new map);
+* PUBLISH_DELIVERED is a PUBLISH plus a DELIVERED for each of its queues;
 * DELIVERED and FAILURES annotate an entry; records about entries that are not live (the
   PUBLISH was acked, dropped, or lived in a segment already garbage-collected) are
   ignored, which is what makes prefix GC safe (see ``log``).
@@ -52,6 +53,7 @@ _PUBLISH = int(RecordType.PUBLISH)
 _ACK = int(RecordType.ACK)
 _DELIVERED = int(RecordType.DELIVERED)
 _FAILURES = int(RecordType.FAILURES)
+_PUBLISH_DELIVERED = int(RecordType.PUBLISH_DELIVERED)
 
 
 class BodyLocation(NamedTuple):
@@ -150,7 +152,7 @@ class _Replay:
         for rtype, rstart, start, end in scan(buf, path, self.result.damaged):
             count += 1
             try:
-                if rtype == _PUBLISH:
+                if rtype == _PUBLISH or rtype == _PUBLISH_DELIVERED:
                     msg_id, n = head(buf, start)
                     if n == 1:  # records.decode_publish_head inlined for the common case
                         (qlen,) = u16(buf, start + 10)
@@ -169,6 +171,8 @@ class _Replay:
                         elif msg_id in entries:  # duplicate id: the newer publish wins
                             self._remove(q, msg_id)
                         entries[msg_id] = pub
+                    if rtype == _PUBLISH_DELIVERED:
+                        self._delivered_everywhere(queues, msg_id)
                 elif rtype == _ACK:
                     q, msg_id = decode_queue_msg(buf, start, end)
                     self._remove(q, msg_id)
@@ -192,6 +196,12 @@ class _Replay:
             pub[P_LIVE] -= 1
             if self.notes:
                 self.notes.get(q, {}).pop(msg_id, None)
+
+    def _delivered_everywhere(self, queues: list[str], msg_id: int) -> None:
+        for q in queues:
+            note = self._note(q, msg_id)
+            if note is not None:
+                note[0] = 1
 
     def _note(self, q: str, msg_id: int) -> list[int] | None:
         """The annotation slot of a live entry, or None when it is not live."""
