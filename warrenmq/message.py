@@ -16,7 +16,7 @@ from warrenmq.protocol.properties import get_property
 
 
 class BodyReader(Protocol):
-    def read_body(self, location: Any) -> bytes: ...
+    def read_body(self, location: Any, msg_id: int = 0) -> bytes: ...
 
 
 class Message:
@@ -70,7 +70,7 @@ class Message:
         if not self.paged:
             return self.body
         assert self.store is not None
-        return self.store.read_body(self.location)
+        return self.store.read_body(self.location, self.msg_id)
 
     def headers(self) -> dict[str, Any] | None:
         """The headers table, decoded on first use (only headers exchanges ask)."""

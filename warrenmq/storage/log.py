@@ -50,23 +50,26 @@ segment than the PUBLISH it cancels. Deleting a later dead segment while an earl
 survives could delete the ACK of a message whose PUBLISH is still on disk, and recovery
 would bring the acked message back. With prefix deletion every surviving PUBLISH keeps all
 of its later records, and a crash part-way through a GC leaves a shorter prefix deleted,
-which is equally consistent. A fully dead segment after a live one is kept until
-everything before it dies.
+which is equally consistent. A dead segment after a live one is kept until everything
+before it dies -- or until compaction (see ``compaction``) copies the few live messages
+of the oldest segment to the head: then it is dead too and the prefix goes.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 import structlog
 
 from warrenmq.storage.atomic import fsync_dir
+from warrenmq.storage.compaction import LiveCopy, choose, copies_of, scan_live
 from warrenmq.storage.errors import StorageError
 from warrenmq.storage.files import Chunk, SegmentFiles
-from warrenmq.storage.pending import Layout, PendingPublish
+from warrenmq.storage.live import LiveSet
+from warrenmq.storage.pending import Layout, PendingPublish, lay_out
 from warrenmq.storage.records import (
     check_publish,
     encode_ack,
@@ -74,7 +77,7 @@ from warrenmq.storage.records import (
     encode_drop_queue,
     encode_failures,
 )
-from warrenmq.storage.recovery import BodyLocation, LiveState, Recovery, replay
+from warrenmq.storage.recovery import BodyLocation, Recovery, replay
 
 log = structlog.get_logger("warrenmq.storage")
 
@@ -108,6 +111,8 @@ class PreparedCommit(NamedTuple):
     head: int
     doomed: list[int]
     placed: list[PendingPublish]
+    compact: int  # a segment whose live messages the writer looks up for copying, or 0
+    found: list[LiveCopy]  # filled by the writer
 
 
 class MessageStore:
@@ -121,7 +126,7 @@ class MessageStore:
         fsync: FsyncPolicy,
         head_segment: int,
         disk_segments: list[int],
-        state: LiveState,
+        state: LiveSet,
     ) -> None:
         if segment_size < MIN_SEGMENT_SIZE:
             raise ValueError(f"segment_size must be at least {MIN_SEGMENT_SIZE} bytes")
@@ -139,8 +144,10 @@ class MessageStore:
         self._pending: list[bytes | PendingPublish] = []
         self._unplaced: dict[int, PendingPublish] = {}
         self._pending_bytes = 0
-        self._live = state.live
-        self._segment_live = state.segment_live
+        self._set = state
+        # msg_id -> its compaction copy, while the message lives (read_body goes there)
+        self._moved: dict[int, PendingPublish] = {}
+        self._compacting: int | None = None
         self._closed = False
         # Laid out but not yet written (a failed batch stays here for the next commit).
         self._durable: Ticket = 0
@@ -221,13 +228,9 @@ class MessageStore:
                 self._ticket += 1
                 return self._ticket
             ticket = self._append(encode_ack(queue, msg_id))
-            ids = self._live.get(queue)
-            if ids is not None:
-                segment = ids.pop(msg_id, None)
-                if segment is not None:
-                    self._release(segment)
-                if not ids:
-                    del self._live[queue]
+            self._set.remove(queue, (msg_id,))
+            if self._moved:
+                self._prune_moved((msg_id,))
             return ticket
 
     def ack_many(self, queue: str, msg_ids: Sequence[int]) -> Ticket:
@@ -246,14 +249,9 @@ class MessageStore:
                 self._ticket += 1
                 return self._ticket
             ticket = self._append(b"".join([encode_ack(queue, msg_id) for msg_id in written]))
-            ids = self._live.get(queue)
-            if ids is not None:
-                for msg_id in written:
-                    segment = ids.pop(msg_id, None)
-                    if segment is not None:
-                        self._release(segment)
-                if not ids:
-                    del self._live[queue]
+            self._set.remove(queue, written)
+            if self._moved:
+                self._prune_moved(written)
             return ticket
 
     def delivered(self, queue: str, msg_id: int) -> Ticket:
@@ -261,6 +259,7 @@ class MessageStore:
         with self._lock:
             entry = self._unplaced.get(msg_id)
             if entry is None:
+                self._set.mark_delivered(queue, msg_id)
                 return self._append(encode_delivered(queue, msg_id))
             entry.mark_delivered(queue)
             self._ticket += 1
@@ -271,6 +270,7 @@ class MessageStore:
         with self._lock:
             entry = self._unplaced.get(msg_id)
             if entry is None:
+                self._set.set_failures(queue, msg_id, count)
                 return self._append(encode_failures(queue, msg_id, count))
             entry.set_failures(queue, count)
             self._ticket += 1
@@ -282,8 +282,9 @@ class MessageStore:
             for entry in self._unplaced.values():
                 entry.forget(queue)
             ticket = self._append(encode_drop_queue(queue))
-            for segment in self._live.pop(queue, {}).values():
-                self._release(segment)
+            self._set.drop(queue)
+            if self._moved:
+                self._prune_moved(list(self._moved))
             return ticket
 
     def _check_open(self) -> None:
@@ -298,44 +299,21 @@ class MessageStore:
         self._ticket += 1
         return self._ticket
 
-    def _release(self, segment: int) -> None:
-        n = self._segment_live[segment] - 1
-        if n:
-            self._segment_live[segment] = n
-        else:
-            del self._segment_live[segment]
+    def _prune_moved(self, msg_ids: Sequence[int]) -> None:
+        """Forget the copies of messages no queue holds any more (caller holds _lock)."""
+        for msg_id in msg_ids:
+            copy = self._moved.get(msg_id)
+            if copy is not None and all(
+                self._set.segment_of(q, msg_id) is None for q in copy.targets
+            ):
+                del self._moved[msg_id]
 
     def _lay_out(self) -> list[PendingPublish]:
-        """Give every pending record its place, after the head (caller holds _lock).
-
-        Publishes whose queues all acked them meanwhile are skipped; the others become
-        live in the segment they land in. Returns the publishes laid out."""
+        """Give every pending record its place after the head (caller holds _lock);
+        returns the publishes laid out (see ``pending.lay_out``)."""
         layout = Layout(self.segment_size, self._head_segment, self._head_offset)
-        placed = []
-        estimated = 0
-        live = self._live
-        segment_live = self._segment_live
-        for item in self._pending:
-            if isinstance(item, bytes):
-                layout.place((item,), len(item))
-                estimated += len(item)
-                continue
-            estimated += item.estimate
-            if self._unplaced.get(item.msg_id) is item:  # (a duplicate id may replace it)
-                del self._unplaced[item.msg_id]
-            if not item.targets:
-                item.body = None  # acked everywhere before it was written: never will be
-                continue
-            segment = layout.place_publish(item)
-            placed.append(item)
-            for q in item.targets:
-                ids = live.get(q)
-                if ids is None:
-                    ids = live[q] = {}
-                elif item.msg_id in ids:  # duplicate id: the newer publish wins, as in replay
-                    self._release(ids[item.msg_id])
-                ids[item.msg_id] = segment
-            segment_live[segment] = segment_live.get(segment, 0) + len(item.targets)
+        placed, estimated = lay_out(self._pending, layout, self._unplaced, self._set,
+                                    self._moved)
         self._pending = []
         self._head_segment, self._head_offset = layout.segment, layout.offset
         self._pending_bytes += layout.size - estimated
@@ -343,18 +321,34 @@ class MessageStore:
         self._unwritten_placed.extend(placed)
         return placed
 
+    def _queue_copies(self, segment: int, found: list[LiveCopy]) -> None:
+        """Loop thread: pend a copy of each message still live in ``segment``."""
+        with self._lock:
+            for copy in copies_of(found, segment, self._set):
+                self._pending.append(copy)
+                self._pending_bytes += copy.estimate
+                self._moved[copy.msg_id] = copy
+        log.info("storage_segment_compacted", segment=segment, copied=len(found))
+
     # -- the broker's split commit: no lock on the loop thread's data while writing -------
 
-    def prepare_commit(self) -> PreparedCommit:
+    def prepare_commit(self, *, compact: bool = True) -> PreparedCommit:
         """Loop thread: lay out everything pending and take it (after a failed batch, if
         any) as the next batch. With ``write_prepared`` in a worker and ``finish_commit``
-        back on the loop, the appends never wait for a lock the writer holds."""
+        back on the loop, the appends never wait for a lock the writer holds. The batch
+        may also name a segment to compact (see ``compaction``)."""
         with self._lock:
             self._check_open()
             self._lay_out()
             head = self._head_segment
+            segment = 0
+            if compact and self._compacting is None:
+                chosen = choose(self._files.segments, head, self._set.segment_live)
+                if chosen is not None:
+                    self._compacting = segment = chosen
             return PreparedCommit(list(self._unwritten), self._ticket, head,
-                                  self._dead_prefix(head), list(self._unwritten_placed))
+                                  self._dead_prefix(head), list(self._unwritten_placed),
+                                  segment, [])
 
     def write_prepared(self, batch: PreparedCommit) -> Ticket:
         """Worker thread: write and fsync a prepared batch; returns its durable ticket."""
@@ -367,10 +361,26 @@ class MessageStore:
         self._files.close_writers(below=batch.head)
         if batch.doomed:
             self._files.delete_prefix(batch.doomed)
+        if batch.compact:
+            segment = batch.compact
+            try:
+                batch.found.extend(scan_live(self.directory, segment, self._in_segment(segment)))
+            except OSError as exc:  # the batch itself is durable; compaction can wait
+                log.warning("storage_compaction_failed", segment=segment, error=str(exc))
         return batch.target
+
+    def _in_segment(self, segment: int) -> Callable[[str, int], bool]:
+        def check(queue: str, msg_id: int) -> bool:
+            with self._lock:
+                return self._set.segment_of(queue, msg_id) == segment
+        return check
 
     def finish_commit(self, batch: PreparedCommit, ok: bool) -> None:
         """Loop thread: account for a written batch (a failed one stays for the next)."""
+        if batch.compact:
+            self._compacting = None
+            if ok and batch.found:
+                self._queue_copies(batch.compact, batch.found)
         if not ok:
             return
         with self._lock:
@@ -381,7 +391,7 @@ class MessageStore:
             for entry in batch.placed:
                 entry.body = None  # on disk now: read_body goes to the file
 
-    def commit(self) -> Ticket:
+    def commit(self, *, compact: bool = True) -> Ticket:
         """Write and fsync everything appended so far; return the highest durable ticket.
 
         On OSError nothing new is durable and the data is kept for the next commit (see
@@ -389,7 +399,7 @@ class MessageStore:
         logged, not raised: the data is already durable).
         """
         with self._commit_lock:
-            batch = self.prepare_commit()
+            batch = self.prepare_commit(compact=compact)
             try:
                 self._write(batch)
             except BaseException:
@@ -401,19 +411,24 @@ class MessageStore:
     def _dead_prefix(self, head: int) -> list[int]:
         doomed = []
         for segment in self._files.segments:
-            if segment >= head or segment in self._segment_live:
+            if segment >= head or segment in self._set.segment_live:
                 break
             doomed.append(segment)
         return doomed
 
     # -- any thread ----------------------------------------------------------------------
 
-    def read_body(self, location: PendingPublish | BodyLocation) -> bytes:
-        """The body of a message: from memory until it is written, then from its segment.
+    def read_body(self, location: PendingPublish | BodyLocation, msg_id: int = 0) -> bytes:
+        """The body of a message: from memory until it is written, then from its segment
+        (or from its compaction copy's, given its ``msg_id``).
 
         Valid while the message is live in some queue: the segment of a message acked
         everywhere may already be deleted (then OSError).
         """
+        if msg_id and self._moved:
+            copy = self._moved.get(msg_id)
+            if copy is not None:
+                location = copy
         if isinstance(location, PendingPublish):
             if location.body is not None:
                 return location.body
@@ -455,7 +470,7 @@ class MessageStore:
         if self._closed:
             return
         try:
-            self.commit()
+            self.commit(compact=False)
         finally:
             self.abandon()
 

@@ -3,7 +3,7 @@
 Owns ``PendingPublish`` (a PUBLISH that has its ticket but no place on disk yet, with
 the per-queue DELIVERED / FAILURES state that arrived meanwhile) and ``Layout`` (assigns
 each record its segment and offset and groups the bytes into per-segment ``Chunk``s).
-Must not do I/O or locking: ``log.MessageStore`` calls both under its lock.
+Must not do I/O or locking: ``log.MessageStore`` calls ``lay_out`` under its lock.
 
 Why publishes wait: a message that every target queue acks before the batch holding it
 is taken is never written at all -- no PUBLISH, DELIVERED or ACK record -- the way
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from warrenmq.storage.files import Chunk
+from warrenmq.storage.live import LiveSet
 from warrenmq.storage.records import encode_delivered, encode_failures, encode_publish
 from warrenmq.storage.recovery import BodyLocation
 
@@ -39,6 +40,7 @@ class PendingPublish:
         "exchange",
         "failures",
         "location",
+        "moved_from",
         "msg_id",
         "properties",
         "routing_key",
@@ -63,6 +65,7 @@ class PendingPublish:
         self.delivered: set[str] | None = None
         self.failures: dict[str, int] | None = None
         self.location: BodyLocation | None = None
+        self.moved_from = 0  # a compaction copy: the segment it is copied from
 
     @property
     def estimate(self) -> int:
@@ -147,3 +150,64 @@ class Layout:
             for record in entry.records_after(everywhere):
                 self.place((record,), len(record))
         return segment
+
+
+def lay_out(
+    items: list[bytes | PendingPublish],
+    layout: Layout,
+    unplaced: dict[int, PendingPublish],
+    live: LiveSet,
+    moved: dict[int, PendingPublish],
+) -> tuple[list[PendingPublish], int]:
+    """Lay ``items`` out in order; returns the publishes laid out and the pending-bytes
+    estimate the items had. Publishes whose queues all acked them meanwhile are skipped;
+    the others become live in the segment they land in, with their DELIVERED / FAILURES
+    state; compaction copies move their queues' live pairs to the new segment."""
+    placed = []
+    estimated = 0
+    for item in items:
+        if isinstance(item, bytes):
+            layout.place((item,), len(item))
+            estimated += len(item)
+            continue
+        estimated += item.estimate
+        if item.moved_from:
+            if _lay_out_copy(layout, item, live, moved):
+                placed.append(item)
+            continue
+        if unplaced.get(item.msg_id) is item:  # (a duplicate id may have replaced it)
+            del unplaced[item.msg_id]
+        if not item.targets:
+            item.body = None  # acked everywhere before it was written: never will be
+            continue
+        segment = layout.place_publish(item)
+        placed.append(item)
+        live.add(item.targets, item.msg_id, segment)
+        if item.delivered:
+            for q in item.delivered:
+                live.mark_delivered(q, item.msg_id)
+        if item.failures:
+            for q, n in item.failures.items():
+                live.set_failures(q, item.msg_id, n)
+    return placed, estimated
+
+
+def _lay_out_copy(
+    layout: Layout, copy: PendingPublish, live: LiveSet, moved: dict[int, PendingPublish]
+) -> bool:
+    """A compaction copy, for the queues that still hold the message in the segment it
+    is copied from, with their current state; False (and forgotten) if none does."""
+    old, msg_id = copy.moved_from, copy.msg_id
+    targets = [q for q in copy.targets if live.segment_of(q, msg_id) == old]
+    if not targets:
+        if moved.get(msg_id) is copy:
+            del moved[msg_id]
+        return False
+    copy.targets = dict.fromkeys(targets)
+    notes = {q: live.note(q, msg_id) for q in targets}
+    copy.delivered = {q for q, (delivered, _) in notes.items() if delivered} or None
+    copy.failures = {q: n for q, (_, n) in notes.items() if n} or None
+    segment = layout.place_publish(copy)
+    for q in targets:
+        live.move(q, msg_id, segment)
+    return True

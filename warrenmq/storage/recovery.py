@@ -26,6 +26,7 @@ about 3 us per record when most messages were acked.
 from __future__ import annotations
 
 import gc
+import itertools
 import struct
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ from typing import Any, NamedTuple
 
 import structlog
 
+from warrenmq.storage.live import LiveSet
 from warrenmq.storage.records import (
     RecordType,
     decode_drop_queue,
@@ -108,14 +110,6 @@ P_ID, P_SEG, P_TAIL, P_END, P_LIVE, P_FANOUT, P_MSG = range(7)
 # P_MSG: the RecoveredMessage, decoded at the end of its segment if still live.
 
 
-@dataclass
-class LiveState:
-    """The store's bookkeeping rebuilt by replay (queue -> msg_id -> segment; counts)."""
-
-    live: dict[str, dict[int, int]]
-    segment_live: dict[int, int]
-
-
 class _Replay:
     def __init__(self, directory: Path, keep_in_memory: int) -> None:
         self.directory = directory
@@ -126,7 +120,7 @@ class _Replay:
         self.exchanges: dict[str, str] = {}
         self.result = Recovery()
 
-    def run(self) -> tuple[Recovery, LiveState]:
+    def run(self) -> tuple[Recovery, LiveSet]:
         # Replay allocates millions of long-lived objects; the cyclic GC would rescan them
         # over and over (measured: a third of the time) although they hold no cycles.
         was_enabled = gc.isenabled()
@@ -276,8 +270,8 @@ class _Replay:
         self.notes.pop(q, None)
         return 0
 
-    def _finish(self) -> LiveState:
-        state = LiveState({}, {})
+    def _finish(self) -> LiveSet:
+        state = LiveSet()
         counts: Counter[int] = Counter()
         for q, entries in self.live.items():
             # A message routed to several queues gets one object per queue (delivered and
@@ -289,19 +283,29 @@ class _Replay:
             }
             if not msgs:
                 continue
-            for msg_id, (delivered, failures) in self.notes.get(q, {}).items():
+            for msg_id, note in self.notes.get(q, {}).items():
                 m = msgs.get(msg_id)
                 if m is not None:
-                    m.delivered = bool(delivered)
-                    m.failures = failures
-            self.result.queues[q] = list(msgs.values())
-            ids = {msg_id: m.location[0] for msg_id, m in msgs.items()}
+                    m.delivered = bool(note[0])
+                    m.failures = note[1]
+                    state.notes[q, msg_id] = note
+            queue = list(msgs.values())
+            if any(a.msg_id > b.msg_id for a, b in itertools.pairwise(queue)):
+                # A compaction copy lies after messages published later: msg_id order is
+                # publish order (ids are handed out as messages are published).
+                queue.sort(key=_msg_id)
+            self.result.queues[q] = queue
+            ids = {m.msg_id: m.location[0] for m in queue}
             state.live[q] = ids
             counts.update(ids.values())
         state.segment_live = dict(counts)
         return state
 
 
-def replay(directory: Path, keep_in_memory: int) -> tuple[Recovery, LiveState]:
+def _msg_id(m: RecoveredMessage) -> int:
+    return m.msg_id
+
+
+def replay(directory: Path, keep_in_memory: int) -> tuple[Recovery, LiveSet]:
     """Scan every segment in ``directory`` (see the module docstring)."""
     return _Replay(directory, keep_in_memory).run()
