@@ -100,7 +100,9 @@ class Durability:
         log.info("messages_recovered", messages=restored, queues=len(self.recovery.queues))
         self.recovery = Recovery()  # let the recovered records be collected
 
-    def _messages(self, recovered: list[RecoveredMessage]) -> list[tuple[Message, bool, int]]:
+    def _messages(
+        self, recovered: list[RecoveredMessage]
+    ) -> list[tuple[Message, bool, int, float]]:
         out = []
         for r in recovered:
             route = encode_shortstr(r.exchange) + encode_shortstr(r.routing_key)
@@ -111,7 +113,7 @@ class Durability:
             if r.body is None:  # a large body: left on disk until it is delivered
                 message.size = r.location.length
                 message.paged = True
-            out.append((message, r.delivered, r.failures))
+            out.append((message, r.delivered, r.failures, r.published))
         return out
 
     def close(self) -> None:

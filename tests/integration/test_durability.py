@@ -320,6 +320,32 @@ async def test_dead_letters_are_durable(tmp_path: Path) -> None:
         assert [m.body for m in await drain(await ch.get_queue("dl.src"))] == [b"kept"]
 
 
+async def test_ttl_runs_on_while_the_broker_is_down(tmp_path: Path) -> None:
+    """A TTL counts from the publish, as in RabbitMQ: a message whose time ran out while
+    the broker was stopped is dead-lettered at once after the restart, while one with
+    time left stays (it would live a whole new TTL if the clock restarted)."""
+    ttl_ms = 1500
+    async with running(tmp_path) as broker, channel(broker) as ch:
+        await ch.declare_queue("ttl.dlq", durable=True)
+        await ch.declare_queue("ttl.src", durable=True, arguments={
+            "x-message-ttl": ttl_ms, "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": "ttl.dlq"})
+        await ch.declare_queue("ttl.long", durable=True, arguments={"x-message-ttl": 600_000})
+        await publish(ch, b"short", "ttl.src")
+        await publish(ch, b"long", "ttl.long")
+    await asyncio.sleep(ttl_ms / 1000 + 0.3)  # the TTL runs out while nothing runs
+    async with running(tmp_path) as broker, channel(broker) as ch:
+        vhost = broker.vhost()
+        async with asyncio.timeout(ttl_ms / 1000 / 2):  # well before a restarted TTL
+            while vhost.queues["ttl.dlq"].message_count < 1:
+                await asyncio.sleep(0.02)
+        assert vhost.queues["ttl.src"].message_count == 0
+        dead = await drain(await ch.get_queue("ttl.dlq"))
+        assert [m.body for m in dead] == [b"short"]
+        assert dead[0].headers["x-death"][0]["reason"] == "expired"
+        assert [m.body for m in await drain(await ch.get_queue("ttl.long"))] == [b"long"]
+
+
 async def test_deleted_queue_messages_do_not_come_back(tmp_path: Path) -> None:
     async with running(tmp_path) as broker, channel(broker) as ch:
         q = await ch.declare_queue("gone", durable=True)

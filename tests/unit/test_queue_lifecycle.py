@@ -204,3 +204,25 @@ def test_invalid_arguments_name_the_argument(args: dict[str, object], fragment: 
         parse_arguments(args, "queue 'q' in vhost '/'")
     assert fragment in info.value.text
     assert "queue 'q' in vhost '/'" in info.value.text
+
+
+def test_restored_message_keeps_the_ttl_it_had_left() -> None:
+    clock = FakeClock()
+    queue = make(clock, message_ttl=10_000)
+    now = clock.time()
+    queue.restore([
+        (msg(b"old"), False, 0, now - 7.0),  # published 7 s ago: 3 s left
+        (msg(b"older"), False, 0, now - 60.0),  # its TTL ran out while the broker was down
+        (msg(b"unknown"), False, 0, 0.0),  # no publish time: a whole TTL from now
+    ])
+    queue.tick(clock.monotonic())
+    assert reasons(queue) == [(b"older", "expired")]
+    clock.advance(3.1)
+    queue.tick(clock.monotonic())
+    assert reasons(queue) == [(b"old", "expired")]
+    clock.advance(6.0)
+    queue.tick(clock.monotonic())
+    assert reasons(queue) == []
+    clock.advance(1.0)
+    queue.tick(clock.monotonic())
+    assert reasons(queue) == [(b"unknown", "expired")]

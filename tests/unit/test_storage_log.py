@@ -452,3 +452,13 @@ def test_commit_in_a_worker_thread_while_the_loop_thread_appends(tmp_path: Path)
         for m in rec.queues[Q2]
     )
     store.close()
+
+
+def test_publish_time_survives_a_restart(tmp_path: Path) -> None:
+    store, _ = open_store(tmp_path)
+    store.publish(1, [Q1], "", "", b"", b"a", 1_700_000_123.456)
+    store.publish(2, [Q1], "", "", b"", b"b")  # unknown: 0
+    store.commit()
+    store, rec = restart(store, tmp_path)
+    assert [m.published for m in rec.queues[Q1]] == [1_700_000_123.456, 0.0]
+    store.close()

@@ -53,7 +53,8 @@ def test_frame_layout_is_magic_type_length_crc_payload() -> None:
 
 
 def test_publish_layout_puts_the_body_last() -> None:
-    rec = publish_bytes(5, ("q",), "ex", "rk", b"PP", b"BODY")
+    parts = encode_publish(5, ("q",), "ex", "rk", b"PP", b"BODY", published_ms=1234)
+    rec = b"".join(parts)
     assert rec.endswith(b"BODY")
     payload = rec[HEADER_SIZE:]
     assert payload == (
@@ -61,10 +62,10 @@ def test_publish_layout_puts_the_body_last() -> None:
         + b"\x00\x01q"
         + b"\x02ex"
         + b"\x02rk"
+        + struct.pack(">Q", 1234)
         + b"\x00\x00\x00\x02PP"
         + b"BODY"
     )
-    parts = encode_publish(5, ("q",), "ex", "rk", b"PP", b"BODY")
     assert parts[-1] == b"BODY"  # passed through as its own part (no copy while encoding)
 
 
@@ -96,6 +97,7 @@ def test_publish_round_trip(
         properties,
     )
     assert buf[rec.body_start : rec.body_end] == body
+    assert rec.published_ms == 0
 
 
 def test_small_record_round_trips() -> None:

@@ -67,7 +67,7 @@ def persist(vhost: VirtualHost, queues: list[Queue], message: Message) -> int:
         return 0
     message.msg_id = next(vhost.msg_ids)
     published = store.publish(message.msg_id, keys, message.exchange, message.routing_key,
-                              message.properties, message.body)
+                              message.properties, message.body, vhost.clock.time())
     message.location = published.handle
     message.store = store
     return published.ticket

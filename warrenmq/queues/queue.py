@@ -201,13 +201,14 @@ class Queue:
             self._drop_head_over_limit()
         return True
 
-    def restore(self, recovered: Iterable[tuple[Message, bool, int]]) -> None:
+    def restore(self, recovered: Iterable[tuple[Message, bool, int, float]]) -> None:
         """Messages recovered from the store at startup, in their original order, with
-        (redelivered, failed deliveries). TTLs restart from now: publish times are not
-        stored."""
+        (redelivered, failed deliveries, wall-clock publish time). A TTL runs from the
+        publish time, as in RabbitMQ: a message whose TTL ran out while the broker was
+        down expires at the first tick."""
         counts = self.args.counts_deliveries
-        for message, redelivered, failures in recovered:
-            expires_at = self._deadline(message) \
+        for message, redelivered, failures, published in recovered:
+            expires_at = self._deadline(message, published) \
                 if self._has_ttl or message.properties[0] & 0x01 else None
             qm = QueuedMessage(message, next(self._seq), expires_at)
             qm.redelivered = redelivered
@@ -218,12 +219,17 @@ class Queue:
                 heapq.heappush(self._expiry, (expires_at, qm.seq, qm))
             self._ready.append(qm)
 
-    def _deadline(self, message: Message) -> float | None:
+    def _deadline(self, message: Message, published: float = 0.0) -> float | None:
         ttl = self.args.message_ttl
         per_message = message_expiration_ms(message.properties)
         if per_message is not None and (ttl is None or per_message < ttl):
             ttl = per_message
-        return None if ttl is None else self.clock.monotonic() + ttl / 1000.0
+        if ttl is None:
+            return None
+        deadline = self.clock.monotonic() + ttl / 1000.0
+        if published:  # recovered: the time since the publish is already spent
+            deadline -= max(0.0, self.clock.time() - published)
+        return deadline
 
     def _full(self, extra_bytes: int) -> bool:
         args = self.args

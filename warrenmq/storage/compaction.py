@@ -44,6 +44,7 @@ class LiveCopy(NamedTuple):
     queues: list[str]
     exchange: str
     routing_key: str
+    published_ms: int
     properties: bytes
     body: bytes
 
@@ -79,10 +80,12 @@ def scan_live(
             msg_id, queues, pos = decode_publish_head(buf, start, end)
             if not any(maybe_live(q, msg_id) for q in queues):
                 continue
-            exchange, routing_key, properties, body_start = decode_publish_tail(buf, pos, end)
+            exchange, routing_key, published, properties, body_start = decode_publish_tail(
+                buf, pos, end)
         except ValueError:
             continue  # recovery already warned about it; nothing to copy
-        yield LiveCopy(msg_id, queues, exchange, routing_key, properties, buf[body_start:end])
+        yield LiveCopy(msg_id, queues, exchange, routing_key, published, properties,
+                       buf[body_start:end])
 
 
 def copies_of(found: list[LiveCopy], segment: int, live: LiveSet) -> list[PendingPublish]:
@@ -93,7 +96,7 @@ def copies_of(found: list[LiveCopy], segment: int, live: LiveSet) -> list[Pendin
         targets = [q for q in c.queues if live.segment_of(q, c.msg_id) == segment]
         if targets:
             copy = PendingPublish(c.msg_id, dict.fromkeys(targets), c.exchange,
-                                  c.routing_key, c.properties, c.body)
+                                  c.routing_key, c.properties, c.body, c.published_ms)
             copy.moved_from = segment
             out.append(copy)
     return out

@@ -205,12 +205,14 @@ class MessageStore:
         routing_key: str,
         properties: bytes,
         body: bytes,
+        published: float = 0.0,
     ) -> Published:
-        """Accept one PUBLISH for a message routed to ``queues`` (deduplicated); it is
-        encoded when its batch is taken, for the queues that still hold it then."""
+        """Accept one PUBLISH for a message routed to ``queues`` (deduplicated), published
+        at wall-clock ``published`` seconds; it is encoded when its batch is taken, for the
+        queues that still hold it then."""
         check_publish(msg_id, queues, exchange, routing_key)
         entry = PendingPublish(msg_id, dict.fromkeys(queues), exchange, routing_key,
-                               properties, body)
+                               properties, body, int(published * 1000))
         with self._lock:
             self._check_open()
             self._pending.append(entry)

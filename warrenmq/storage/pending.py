@@ -43,6 +43,7 @@ class PendingPublish:
         "moved_from",
         "msg_id",
         "properties",
+        "published_ms",
         "routing_key",
         "targets",
     )
@@ -55,8 +56,10 @@ class PendingPublish:
         routing_key: str,
         properties: bytes,
         body: bytes,
+        published_ms: int = 0,
     ) -> None:
         self.msg_id = msg_id
+        self.published_ms = published_ms
         self.targets = targets
         self.exchange = exchange
         self.routing_key = routing_key
@@ -142,7 +145,8 @@ class Layout:
         body = entry.body or b""
         everywhere = entry.delivered_everywhere
         parts = encode_publish(entry.msg_id, tuple(entry.targets), entry.exchange,
-                               entry.routing_key, entry.properties, body, everywhere)
+                               entry.routing_key, entry.properties, body, everywhere,
+                               entry.published_ms)
         size = len(parts[0]) + len(parts[1]) + len(body)
         segment, offset = self.place(parts, size)
         entry.location = BodyLocation(segment, offset + size - len(body), len(body))

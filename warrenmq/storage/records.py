@@ -9,14 +9,15 @@ corrupted byte after the magic is detected, and the magic lets a scanner find th
 record after damage (see ``segment.scan``). Payloads::
 
     PUBLISH     msg_id u64 | n u16 | n * queue | exchange s8 | routing_key s8
-                | properties u32+bytes | body (the rest of the payload)
+                | published u64 | properties u32+bytes | body (the rest of the payload)
     PUBLISH_DELIVERED  the same payload; also a DELIVERED for each of its queues
     ACK         queue | msg_id u64
     DELIVERED   queue | msg_id u64
     FAILURES    queue | msg_id u64 | count u32
     DROP_QUEUE  queue
 
-where ``queue`` is a u16-length UTF-8 queue key ("vhost\\x00queue") and ``s8`` a
+where ``published`` is the publish time in wall-clock milliseconds (so TTLs run on
+across a restart), ``queue`` a u16-length UTF-8 queue key ("vhost\\x00queue") and ``s8`` a
 u8-length UTF-8 short string (AMQP shortstr). The body goes last, without its own length,
 so its position in the file is known from the record's start and size alone; that is
 what a ``BodyLocation`` points at. Must not know about files, segments or queues' meaning.
@@ -62,6 +63,7 @@ class PublishRecord(NamedTuple):
     exchange: str
     routing_key: str
     properties: bytes
+    published_ms: int
     body_start: int  # absolute offsets in the buffer the record was decoded from
     body_end: int
 
@@ -128,6 +130,7 @@ def encode_publish(
     properties: bytes,
     body: bytes,
     delivered: bool = False,
+    published_ms: int = 0,
 ) -> list[bytes]:
     """The record as parts to concatenate; the body is the last part, passed uncopied.
     ``delivered``: a PUBLISH_DELIVERED (the message went out in every queue before it
@@ -144,7 +147,7 @@ def encode_publish(
         keys = b"".join([_queue(q) for q in queues])
     head = b"".join((
         _U64_U16.pack(msg_id, len(queues)), keys, _short(exchange), _short(routing_key),
-        _U32.pack(len(properties)), properties,
+        _U64_U32.pack(published_ms, len(properties)), properties,
     ))
     return _frame(_PUBLISH_DELIVERED if delivered else _PUBLISH, [head, body])
 
@@ -196,8 +199,9 @@ def _read_short(buf: bytes, pos: int, end: int) -> tuple[str, int]:
 
 def decode_publish(buf: bytes, start: int, end: int) -> PublishRecord:
     msg_id, queues, pos = decode_publish_head(buf, start, end)
-    exchange, routing_key, properties, body_start = decode_publish_tail(buf, pos, end)
-    return PublishRecord(msg_id, tuple(queues), exchange, routing_key, properties, body_start, end)
+    exchange, routing_key, published, properties, body_start = decode_publish_tail(buf, pos, end)
+    return PublishRecord(msg_id, tuple(queues), exchange, routing_key, properties, published,
+                         body_start, end)
 
 
 def decode_publish_head(buf: bytes, start: int, end: int) -> tuple[int, list[str], int]:
@@ -219,18 +223,18 @@ def decode_publish_head(buf: bytes, start: int, end: int) -> tuple[int, list[str
     return msg_id, queues, pos
 
 
-def decode_publish_tail(buf: bytes, pos: int, end: int) -> tuple[str, str, bytes, int]:
-    """exchange, routing_key, properties and the body's start offset."""
+def decode_publish_tail(buf: bytes, pos: int, end: int) -> tuple[str, str, int, bytes, int]:
+    """exchange, routing_key, publish time (ms), properties and the body's start offset."""
     try:
         exchange, pos = _read_short(buf, pos, end)
         routing_key, pos = _read_short(buf, pos, end)
-        (plen,) = _U32.unpack_from(buf, pos)
-        pos += 4
+        published, plen = _U64_U32.unpack_from(buf, pos)
+        pos += 12
     except (struct.error, IndexError) as exc:
         raise ValueError(f"malformed PUBLISH payload: {exc}") from exc
     if pos + plen > end:
         raise ValueError("malformed PUBLISH payload: properties overrun the record")
-    return exchange, routing_key, buf[pos : pos + plen], pos + plen
+    return exchange, routing_key, published, buf[pos : pos + plen], pos + plen
 
 
 def decode_queue_msg(buf: bytes, start: int, end: int) -> tuple[str, int]:

@@ -49,6 +49,7 @@ log = structlog.get_logger("warrenmq.storage")
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
+_U64_U32 = struct.Struct(">QI")
 _U64_U16 = struct.Struct(">QH")
 _new_tuple = tuple.__new__
 _PUBLISH = int(RecordType.PUBLISH)
@@ -82,6 +83,7 @@ class RecoveredMessage:
     location: BodyLocation
     delivered: bool = False
     failures: int = 0
+    published: float = 0.0  # wall-clock seconds of the publish (0: unknown)
 
 
 @dataclass
@@ -234,10 +236,10 @@ class _Replay:
             n = buf[pos]
             routing_key = buf[pos + 1 : pos + 1 + n].decode("utf-8")
             pos += 1 + n
-            (plen,) = _U32.unpack_from(buf, pos)
+            published, plen = _U64_U32.unpack_from(buf, pos)
         except (struct.error, IndexError) as exc:
             raise ValueError(f"malformed PUBLISH payload: {exc}") from exc
-        pos += 4
+        pos += 12
         body_start = pos + plen
         if body_start > end:
             raise ValueError("malformed PUBLISH payload: properties overrun the record")
@@ -247,7 +249,8 @@ class _Replay:
         location = _new_tuple(BodyLocation, (pub[P_SEG], body_start, length))
         exchange = self.exchanges.setdefault(exchange, exchange)
         return RecoveredMessage(
-            pub[P_ID], exchange, routing_key, buf[pos:body_start], body, location
+            pub[P_ID], exchange, routing_key, buf[pos:body_start], body, location,
+            published=published / 1000.0,
         )
 
     def _annotate(self, rtype: int, buf: bytes, start: int, end: int) -> int:
