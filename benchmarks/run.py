@@ -59,6 +59,7 @@ from dataclasses import asdict, dataclass
 
 from benchmarks.measure import Metric
 from benchmarks.scenarios import ALL_SCENARIOS, Options, ceiling, run_broker_scenario
+from benchmarks.scrape import MetricsScraper
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -110,6 +111,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="shared machine: before each run wait up to S s for other load to stop",
     )
     ap.add_argument("--no-ceiling", action="store_true", help="skip the generator ceiling probe")
+    ap.add_argument(
+        "--scrape-metrics",
+        metavar="URL",
+        help="GET this Prometheus URL every second during the runs (the cost of being scraped)",
+    )
     ap.add_argument("--markdown", metavar="FILE", help="also write the tables to FILE")
     ap.add_argument("--json", metavar="FILE", help="also write raw per-repetition results")
     return ap.parse_args(argv)
@@ -264,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: dict[str, list[Metric]] = {}
     load_before = _load()
+    scraper = MetricsScraper(args.scrape_metrics) if args.scrape_metrics else None
+    if scraper is not None:
+        scraper.start()
     for name in names:
         for t in targets:
             print(f"[bench] {name} on {t.label} ...", file=sys.stderr, flush=True)
@@ -276,11 +285,14 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
+    scraped = scraper.stop() if scraper is not None else ""
     ceil: list[Metric] = []
     if not args.no_ceiling:
         print("[bench] generator ceiling (null sink) ...", file=sys.stderr, flush=True)
         ceil = ceiling(opts)
     text = report(args, targets, rows, ceil, load_before)
+    if scraped:
+        text += "\n" + scraped + "\n"
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:

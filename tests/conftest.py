@@ -14,7 +14,13 @@ import pytest
 import uvloop
 
 from warrenmq.app import start
-from warrenmq.config import BrokerConfig, LimitsConfig, ListenerConfig, StorageConfig
+from warrenmq.config import (
+    BrokerConfig,
+    LimitsConfig,
+    ListenerConfig,
+    ManagementConfig,
+    StorageConfig,
+)
 from warrenmq.server.listener import Server
 
 
@@ -39,12 +45,16 @@ class BrokerHandle:
 def make_config(
     tmp_path: Path, top: dict[str, object] | None = None, **limits: int
 ) -> BrokerConfig:
-    """A config on 127.0.0.1:0 with a private data dir, ``limits`` and top-level ``top``."""
+    """A config on 127.0.0.1:0 with a private data dir, ``limits`` and top-level ``top``.
+
+    The management listener is off (every broker would want port 15672); tests of it
+    pass ``top={"management": ManagementConfig(port=0)}``."""
+    top = {"management": ManagementConfig(enabled=False), **(top or {})}
     return BrokerConfig(
         listeners=(ListenerConfig(host="127.0.0.1", port=0),),
         storage=StorageConfig(data_dir=str(tmp_path / "data")),
         limits=dataclasses.replace(LimitsConfig(), **limits),
-        **(top or {}),  # type: ignore[arg-type]
+        **top,  # type: ignore[arg-type]
     )
 
 

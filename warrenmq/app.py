@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -17,7 +18,11 @@ import structlog
 
 from warrenmq.broker.broker import Broker, User
 from warrenmq.broker.definitions import restore as restore_definitions
-from warrenmq.config import BrokerConfig
+from warrenmq.broker.permissions import Permission
+from warrenmq.config import BrokerConfig, ConfigError
+from warrenmq.config.rabbit import effective_permissions
+from warrenmq.declarations import SavedDefinitions, declare, warn_start
+from warrenmq.declarations import reload as reload_config
 from warrenmq.message import Message
 from warrenmq.protocol.fields import encode_shortstr
 from warrenmq.server.listener import Server
@@ -48,7 +53,10 @@ def build_broker(config: BrokerConfig) -> Broker:
         )
         for u in config.users
     ]
-    return Broker(vhosts=[v.name for v in config.vhosts], users=users)
+    permissions = {(p.user, p.vhost or config.default_vhost):
+                   Permission(p.configure, p.write, p.read)
+                   for p in effective_permissions(config)}
+    return Broker(vhosts=[v.name for v in config.vhosts], users=users, permissions=permissions)
 
 
 def server_settings(config: BrokerConfig) -> ServerSettings:
@@ -130,11 +138,15 @@ async def start(config: BrokerConfig) -> Server:
     durability = Durability(Path(storage.data_dir), storage.fsync, storage.queue_memory_limit)
     try:
         durability.restore(broker)
+        # the config's topology, users, permissions and policies, before any listener;
+        # ConfigError (exit 2) on a conflict with a restored durable entity
+        declare(broker, config)
     except BaseException:
         durability.close()
         raise
+    warn_start(config)
     server = Server(broker, server_settings(config))
-    server.save_definitions = durability.definitions.save
+    server.save_definitions = SavedDefinitions(durability.definitions.save, config)
     server.definitions_changed()
     server.attach_store(durability.store)
     # The committer's worker thread needs the GIL back as soon as each fsync returns; with
@@ -145,22 +157,61 @@ async def start(config: BrokerConfig) -> Server:
     try:
         for listener in config.listeners:
             await server.listen(listener.host, listener.port)
+        if config.management.enabled:
+            await start_management(server, config)
     except BaseException:
         await server.close()
         raise
     return server
 
 
-async def serve(config: BrokerConfig) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+async def start_management(server: Server, config: BrokerConfig) -> None:
+    """The HTTP listener (API, /metrics, dashboard), stopped first on shutdown."""
+    from warrenmq.management.app import ManagementServer  # aiohttp: only when enabled
+
+    management = ManagementServer(server, data_dir=Path(config.storage.data_dir))
+    server.management_port = await management.start(config.management.host,
+                                                     config.management.port)
+    server.before_close.append(management.close)
+
+
+async def serve(config: BrokerConfig, load: Callable[[], BrokerConfig] | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP re-reads the config
+    with ``load`` (the file and the command line's overrides) and applies what it can."""
     server = await start(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("broker_started", ports=server.ports, data_dir=config.storage.data_dir)
+    if load is not None:
+        current = [config]
+        loop.add_signal_handler(signal.SIGHUP, _reload, server, current, load)
+    log.info("broker_started", ports=server.ports, data_dir=config.storage.data_dir,
+             management_port=server.management_port)
     try:
         await stop.wait()
     finally:
         log.info("broker_stopping")
         await server.close()
+
+
+def _reload(server: Server, current: list[BrokerConfig], load: Callable[[], BrokerConfig]
+            ) -> None:
+    """SIGHUP: an invalid file changes nothing (config_reload_failed lists every problem)."""
+    try:
+        new = load()
+    except ConfigError as exc:
+        log.error("config_reload_failed", problems=[str(p) for p in exc.problems])
+        return
+    except OSError as exc:
+        log.error("config_reload_failed", problems=[str(exc)])
+        return
+    try:
+        reload_config(server, current[0], new)
+    except Exception:
+        log.exception("config_reload_failed")
+        return
+    current[0] = new
+    if isinstance(server.save_definitions, SavedDefinitions):
+        server.save_definitions.config = new
+    server.definitions_changed()

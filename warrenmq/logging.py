@@ -1,7 +1,8 @@
 """Logging setup: configures structlog (and stdlib logging) from ``LoggingConfig``.
 
 Owns the processor chain (log level, ISO-8601 UTC timestamp, then a JSON or console
-renderer), level filtering, the output stream, and routing stdlib ``logging`` records
+renderer; ``auto`` picks console on a terminal and JSON otherwise), level filtering,
+the output stream, and routing stdlib ``logging`` records
 (asyncio, uvloop, libraries) through the same renderer. Must not decide what the
 broker logs, and must not be imported for side effects: nothing happens until
 :func:`configure_logging` is called (normally once, by the CLI).
@@ -42,7 +43,12 @@ def _is_tty(stream: TextIO) -> bool:
 
 
 def _renderers(fmt: str, stream: TextIO) -> list[Processor]:
-    """The final processors: exception formatting (JSON only) and the renderer."""
+    """The final processors: exception formatting (JSON only) and the renderer.
+
+    ``auto``: the console renderer for a terminal, JSON lines for anything else (a
+    file, a pipe, a log collector)."""
+    if fmt == "auto":
+        fmt = "console" if _is_tty(stream) else "json"
     if fmt == "json":
         return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     return [structlog.dev.ConsoleRenderer(colors=_is_tty(stream))]
@@ -73,6 +79,7 @@ def configure_logging(cfg: LoggingConfig, stream: TextIO | None = None) -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,  # a connection's id, peer, vhost...
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             timestamper,

@@ -194,7 +194,8 @@ class BrokerProcess:
         with open(self.log_path, "ab") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", "warrenmq", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--data-dir", str(self.data_dir)],
+                 "--port", str(self.port), "--data-dir", str(self.data_dir),
+                 "--management-port", "0"],
                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
     async def start(self) -> None:

@@ -405,7 +405,7 @@ async def test_second_broker_on_same_data_dir_is_refused(tmp_path: Path) -> None
 
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "warrenmq", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--data-dir", str(data_dir),
+            "--management-port", "0", "--data-dir", str(data_dir),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
         try:
             _, stderr = await asyncio.wait_for(proc.communicate(), 30)

@@ -11,7 +11,7 @@ from pathlib import Path
 import aio_pika
 
 from warrenmq.app import start
-from warrenmq.config import BrokerConfig, ListenerConfig, StorageConfig
+from warrenmq.config import BrokerConfig, ListenerConfig, ManagementConfig, StorageConfig
 
 BODY_SIZE = 10_000
 COUNT = 300
@@ -22,6 +22,7 @@ def config(tmp_path: Path) -> BrokerConfig:
     return BrokerConfig(
         listeners=(ListenerConfig(port=0),),
         storage=StorageConfig(data_dir=str(tmp_path / "data"), queue_memory_limit=LIMIT),
+        management=ManagementConfig(enabled=False),
     )
 
 

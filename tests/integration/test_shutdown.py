@@ -132,7 +132,7 @@ async def test_serve_process_shuts_down_gracefully(tmp_path: Path, signum: int) 
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
             PYTHON, "-m", "warrenmq", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--data-dir", str(tmp_path / "data"),
+            "--data-dir", str(tmp_path / "data"), "--management-port", "0",
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
         )
     try:

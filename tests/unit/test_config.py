@@ -52,7 +52,7 @@ def test_defaults():
     assert cfg.listeners == (ListenerConfig("127.0.0.1", 5672),)
     assert cfg.limits == LimitsConfig(131072, 2047, 128 * 2**20, 0, 60)
     assert cfg.storage == StorageConfig("./warrenmq-data", "group")
-    assert cfg.logging == LoggingConfig("console", "info")
+    assert cfg.logging == LoggingConfig("auto", "info")
     assert cfg.users == (
         UserConfig("guest", password="guest", tags=("administrator",), loopback_only=True),
     )
@@ -100,7 +100,7 @@ def test_partial_override_keeps_other_defaults():
         storage: {fsync: always}
         users:
           - name: admin
-            password_hash: abc=
+            password_hash: Wahoc+CDsxYKRkqHRTVUtojppRCVVHcsdPQ/Q758k/HOsmHF
             tags: [administrator, monitoring]
         vhosts: [{name: /}, {name: prod}]
         default_vhost: prod
@@ -111,7 +111,8 @@ def test_partial_override_keeps_other_defaults():
     assert cfg.limits == LimitsConfig(frame_max=65536, heartbeat=60, max_message_size=1000000)
     assert cfg.storage == StorageConfig(fsync="always")
     assert cfg.users == (
-        UserConfig("admin", password_hash="abc=", tags=("administrator", "monitoring")),
+        UserConfig("admin", password_hash="Wahoc+CDsxYKRkqHRTVUtojppRCVVHcsdPQ/Q758k/HOsmHF",
+                   tags=("administrator", "monitoring")),
     )
     assert cfg.default_vhost == "prod"
     assert cfg.memory_high_watermark_bytes == 2 * 2**30

@@ -1,8 +1,17 @@
-"""Broker: the virtual hosts and users of one WarrenMQ node.
+"""Broker: the virtual hosts, users, permissions and policies of one WarrenMQ node.
 
-Built from a ``BrokerConfig`` by the composition root; nothing below it reads the config.
-Authentication checks the configured users (PLAIN/AMQPLAIN credentials) and RabbitMQ's
-loopback-only rule for users such as the default guest.
+Built by the composition root (from the config) and changed at run time through its
+methods (a config reload, definitions import, the management API); nothing below it
+reads the config. Authentication checks the users' passwords (PLAIN/AMQPLAIN
+credentials; a plain password or RabbitMQ's salted SHA-256 hash) and RabbitMQ's
+loopback-only rule for users such as the default guest. Authorisation is RabbitMQ's:
+a user may open a vhost only with a permission entry for it, and each operation on an
+exchange or queue is checked against that entry's regexes (``permissions.py``).
+
+Owns: the vhost, user, permission and policy tables and the live ``Grant`` objects the
+connections hold; ``on_user_deleted`` callbacks let the server close a deleted user's
+connections (320 CONNECTION_FORCED, as RabbitMQ) without this layer knowing about
+connections. Must not: touch sockets or await.
 """
 
 from __future__ import annotations
@@ -10,9 +19,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
+import structlog
+
+from warrenmq.broker.permissions import FULL_ACCESS, Grant, Permission
+from warrenmq.broker.policies import Policy
 from warrenmq.broker.vhost import VirtualHost
+
+log = structlog.get_logger("warrenmq.broker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +39,6 @@ class User:
     password_hash: str | None = None
     tags: tuple[str, ...] = ()
     loopback_only: bool = False
-    vhosts: frozenset[str] | None = field(default=None)  # None: every vhost
 
     def check_password(self, password: str) -> bool:
         if self.password is not None:
@@ -43,10 +59,18 @@ def _check_rabbit_hash(encoded: str, password: str) -> bool:
 
 
 class Broker:
-    """Holds vhosts and users; shared by every connection of the node."""
+    """Holds vhosts, users, permissions and policies; shared by every connection.
+
+    ``permissions`` maps (user, vhost) to a ``Permission``; None (the default) gives
+    every user given here full permission on every vhost given here, which is what
+    callers that do not care about access control want.
+    """
 
     def __init__(
-        self, vhosts: list[str] | None = None, users: list[User] | None = None
+        self,
+        vhosts: list[str] | None = None,
+        users: list[User] | None = None,
+        permissions: Mapping[tuple[str, str], Permission] | None = None,
     ) -> None:
         self.vhosts: dict[str, VirtualHost] = {
             name: VirtualHost(name) for name in (vhosts if vhosts is not None else ["/"])
@@ -54,7 +78,18 @@ class Broker:
         self.users: dict[str, User] = {
             u.name: u for u in (users if users is not None else [default_guest()])
         }
+        self._permissions: dict[tuple[str, str], Permission] = {}
+        self._grants: dict[tuple[str, str], Grant] = {}
+        #: bumped by every permission change (set, clear, a user deleted)
+        self.permission_generation = 0
+        #: called with a user's name after ``delete_user`` (the server closes connections)
+        self.on_user_deleted: list[Callable[[str], None]] = []
+        if permissions is None:
+            permissions = {(u, v): FULL_ACCESS for u in self.users for v in self.vhosts}
+        for (user, vhost), permission in permissions.items():
+            self.set_permission(user, vhost, permission)
 
+    # ----------------------------------------------------------------- authentication
     def authenticate(self, username: str, password: str, *, loopback: bool) -> User | None:
         user = self.users.get(username)
         if user is None or not user.check_password(password):
@@ -64,12 +99,109 @@ class Broker:
         return user
 
     def vhost_for(self, user: User, name: str) -> VirtualHost | None:
+        """The vhost ``user`` may open (connection.open), or None: no such vhost, or the
+        user has no permission entry for it."""
         vhost = self.vhosts.get(name)
-        if vhost is None:
-            return None
-        if user.vhosts is not None and name not in user.vhosts:
+        if vhost is None or (user.name, name) not in self._permissions:
             return None
         return vhost
+
+    def grant(self, user: str, vhost: str) -> Grant:
+        """The live permission of ``user`` in ``vhost``, shared by its connections."""
+        key = (user, vhost)
+        grant = self._grants.get(key)
+        if grant is None:
+            grant = self._grants[key] = Grant(user, vhost, self._permissions.get(key))
+        return grant
+
+    # ----------------------------------------------------------------- vhosts and users
+    def add_vhost(self, name: str) -> VirtualHost:
+        """Create a vhost (or return the existing one). A new vhost journals durable
+        queues to the same message store as the others."""
+        vhost = self.vhosts.get(name)
+        if vhost is not None:
+            return vhost
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"vhost name: expected a non-empty string, got {name!r}")
+        vhost = VirtualHost(name)
+        template = next((v for v in self.vhosts.values() if v.store is not None), None)
+        if template is not None and template.store is not None:
+            vhost.attach_store(template.store, template.msg_ids, template.queue_memory_limit)
+        self.vhosts[name] = vhost
+        log.info("vhost_added", vhost=name)
+        return vhost
+
+    def set_user(self, user: User) -> None:
+        """Add a user or replace one (its open connections keep running)."""
+        self.users[user.name] = user
+
+    def delete_user(self, name: str) -> bool:
+        """Remove a user and its permissions; its connections are closed by whoever
+        listens on ``on_user_deleted``. False if there was no such user."""
+        if self.users.pop(name, None) is None:
+            return False
+        for key in [key for key in self._permissions if key[0] == name]:
+            self.clear_permission(*key)
+        for key in [key for key in self._grants if key[0] == name]:
+            self._grants.pop(key).update(None)
+        self.permission_generation += 1
+        log.info("user_deleted", user=name)
+        for callback in list(self.on_user_deleted):
+            callback(name)
+        return True
+
+    # ----------------------------------------------------------------- permissions
+    @property
+    def permissions(self) -> Mapping[tuple[str, str], Permission]:
+        """(user, vhost) -> Permission, read-only: change it with set/clear_permission."""
+        return MappingProxyType(self._permissions)
+
+    def set_permission(self, user: str, vhost: str, permission: Permission) -> None:
+        """Give ``user`` ``permission`` in ``vhost`` (replacing any), effective at once."""
+        if user not in self.users:
+            raise ValueError(f"cannot set permissions: no user '{user}'")
+        if vhost not in self.vhosts:
+            raise ValueError(f"cannot set permissions: no vhost '{vhost}'")
+        if not isinstance(permission, Permission):
+            raise ValueError(f"expected a Permission, got {permission!r}")
+        self._permissions[(user, vhost)] = permission
+        grant = self._grants.get((user, vhost))
+        if grant is not None:
+            grant.update(permission)
+        self.permission_generation += 1
+
+    def clear_permission(self, user: str, vhost: str) -> bool:
+        """Remove ``user``'s permission in ``vhost``: new connections there are refused
+        and every operation of open ones is (403). False if there was none."""
+        if self._permissions.pop((user, vhost), None) is None:
+            return False
+        grant = self._grants.get((user, vhost))
+        if grant is not None:
+            grant.update(None)
+        self.permission_generation += 1
+        return True
+
+    # ----------------------------------------------------------------- policies
+    @property
+    def policies(self) -> Mapping[tuple[str, str], Policy]:
+        """(vhost, name) -> Policy, read-only: change it with set/clear_policy."""
+        return MappingProxyType({
+            (vhost.name, policy.name): policy
+            for vhost in self.vhosts.values() for policy in vhost.policies.values()
+        })
+
+    def set_policy(self, policy: Policy) -> None:
+        """Add or replace a policy; it applies to existing queues and exchanges at once."""
+        vhost = self.vhosts.get(policy.vhost)
+        if vhost is None:
+            raise ValueError(f"cannot set policy '{policy.name}': no vhost '{policy.vhost}'")
+        vhost.set_policy(policy)
+
+    def clear_policy(self, vhost: str, name: str) -> bool:
+        """Remove a policy (entities fall back to another match or to their own
+        arguments at once). False if there was none."""
+        host = self.vhosts.get(vhost)
+        return host is not None and host.clear_policy(name)
 
 
 def default_guest() -> User:

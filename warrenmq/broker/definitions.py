@@ -1,26 +1,46 @@
-"""Durable definitions: the broker's durable exchanges, queues and bindings as a document.
+"""Definitions documents of a live broker: save/restore, RabbitMQ export/import.
 
-The document has the shape of RabbitMQ's definitions JSON (``exchanges``, ``queues``,
-``bindings`` lists with ``vhost``, ``name``, ``durable``, ``arguments``...), so the same
-shape later serves export and import. ``snapshot`` takes only what survives a restart in
-RabbitMQ: durable, non-exclusive entities, and bindings whose both ends are durable.
-``restore`` recreates them in a fresh broker before any client connects. Argument values
-that JSON cannot carry (bytes, Decimal, timestamps) are tagged, never dropped.
+The document has the shape of RabbitMQ's definitions JSON (``vhosts``, ``users``,
+``permissions``, ``policies``, ``exchanges``, ``queues``, ``bindings``), so the same
+shape serves the data directory, export and import.
+
+* ``snapshot`` / ``restore``: what the data directory keeps across restarts -- every
+  vhost, user, permission and policy, and the durable entities RabbitMQ keeps (durable,
+  non-exclusive exchanges and queues; bindings whose both ends are durable). Argument
+  values JSON cannot carry (bytes, Decimal, timestamps) are tagged, never dropped. A
+  plain password (a user made at run time with one) is saved as RabbitMQ's salted hash.
+* ``export_definitions`` / ``import_definitions``: RabbitMQ's definitions JSON of the
+  running broker (what ``rabbitmqctl export_definitions`` writes), and applying such a
+  document live (``apply.py`` checks, then creates; nothing is deleted).
+
+Must not read or write files (``storage/definitions.py`` does), read the config file,
+or await.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from warrenmq.broker.broker import Broker
+import structlog
+
+from warrenmq.broker.apply import Applied, apply
+from warrenmq.broker.broker import Broker, User
 from warrenmq.broker.vhost import STANDARD_EXCHANGES
+from warrenmq.config import ConfigError
+from warrenmq.config.rabbit import declarations, for_rabbitmq, hash_password
+from warrenmq.config.rabbit_import import config_from_document
 from warrenmq.exchange import Exchange
 from warrenmq.queues.queue import Queue
 
+log = structlog.get_logger("warrenmq.definitions")
+
 _SYSTEM = {name for name, _ in STANDARD_EXCHANGES} | {""}
+#: (user, plain password) -> the hash saved for it, so a snapshot is stable between saves
+_SAVED_HASHES: dict[tuple[str, str], str] = {}
 
 
 def _to_json(value: Any) -> Any:
@@ -53,6 +73,62 @@ def _from_json(value: Any) -> Any:
     return value
 
 
+def _rabbit_json(value: Any) -> Any:
+    """A field-table value as RabbitMQ's JSON writes it (longstr as text, numbers)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    if isinstance(value, dict):
+        return {str(k): _rabbit_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rabbit_json(v) for v in value]
+    return value
+
+
+def _user(user: User) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": user.name}
+    if user.password is not None:
+        key = (user.name, user.password)
+        if key not in _SAVED_HASHES:
+            _SAVED_HASHES[key] = hash_password(user.password)
+        entry["password_hash"] = _SAVED_HASHES[key]
+    else:
+        entry["password_hash"] = user.password_hash
+    entry["hashing_algorithm"] = "rabbit_password_hashing_sha256"
+    entry["tags"] = list(user.tags)
+    entry["loopback_only"] = user.loopback_only
+    return entry
+
+
+def _access(broker: Broker) -> dict[str, list[dict[str, Any]]]:
+    """Vhosts, users, permissions and policies as document sections."""
+    return {
+        "vhosts": [{"name": name} for name in broker.vhosts],
+        "users": [_user(u) for u in broker.users.values()],
+        "permissions": [
+            {"user": user, "vhost": vhost, "configure": p.configure, "write": p.write,
+             "read": p.read}
+            for (user, vhost), p in broker.permissions.items()
+        ],
+        "policies": [
+            {"vhost": p.vhost, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
+             "definition": _to_json(dict(p.definition)), "priority": p.priority}
+            for p in broker.policies.values()
+        ],
+    }
+
+
+def _binding_kind(destination: object) -> str | None:
+    if isinstance(destination, Queue):
+        return "queue" if destination.durable and not destination.exclusive else None
+    if isinstance(destination, Exchange) and destination.durable:
+        return "exchange"
+    return None
+
+
 def snapshot(broker: Broker) -> dict[str, Any]:
     exchanges: list[dict[str, Any]] = []
     queues: list[dict[str, Any]] = []
@@ -75,43 +151,76 @@ def snapshot(broker: Broker) -> dict[str, Any]:
             if not x.durable or not x.name:
                 continue
             for destination, key, args in x.bindings():
-                if isinstance(destination, Queue):
-                    if not destination.durable or destination.exclusive:
-                        continue
-                    kind = "queue"
-                elif isinstance(destination, Exchange) and destination.durable:
-                    kind = "exchange"
-                else:
-                    continue
-                bindings.append({
-                    "vhost": vhost.name, "source": x.name, "destination": destination.name,
-                    "destination_type": kind, "routing_key": key, "arguments": _to_json(args),
-                })
-    return {"exchanges": exchanges, "queues": queues, "bindings": bindings}
+                kind = _binding_kind(destination)
+                if kind is not None:
+                    bindings.append({
+                        "vhost": vhost.name, "source": x.name,
+                        "destination": destination.name,  # type: ignore[attr-defined]
+                        "destination_type": kind, "routing_key": key,
+                        "arguments": _to_json(args),
+                    })
+    return {**_access(broker), "exchanges": exchanges, "queues": queues, "bindings": bindings}
 
 
-def restore(broker: Broker, document: dict[str, Any]) -> None:
-    """Recreate the document's entities; vhosts that no longer exist are skipped."""
-    for x in document.get("exchanges", []):
-        vhost = broker.vhosts.get(x["vhost"])
-        if vhost is not None:
-            vhost.declare_exchange(
-                x["name"], x["type"], durable=True, auto_delete=x.get("auto_delete", False),
-                internal=x.get("internal", False), arguments=_from_json(x.get("arguments", {})),
-            )
-    for q in document.get("queues", []):
-        vhost = broker.vhosts.get(q["vhost"])
-        if vhost is not None:
-            vhost.declare_queue(
-                q["name"], owner=None, durable=True, auto_delete=q.get("auto_delete", False),
-                arguments=_from_json(q.get("arguments", {})),
-            )
-    for b in document.get("bindings", []):
-        vhost = broker.vhosts.get(b["vhost"])
-        if vhost is None:
-            continue
-        arguments = _from_json(b.get("arguments", {}))
-        if b.get("destination_type") == "exchange":
-            vhost.bind_exchange(b["destination"], b["source"], b["routing_key"], arguments)
-        else:
-            vhost.bind_queue(b["destination"], b["source"], b["routing_key"], arguments, None)
+def _untagged(document: Mapping[str, Any], convert: Any) -> dict[str, Any]:
+    """The document with every ``arguments``/``definition`` value passed through ``convert``."""
+    out: dict[str, Any] = dict(document)
+    for section in ("exchanges", "queues", "bindings", "policies"):
+        key = "definition" if section == "policies" else "arguments"
+        out[section] = [{**entry, key: convert(entry.get(key) or {})}
+                        for entry in document.get(section) or []]
+    return out
+
+
+def restore(broker: Broker, document: dict[str, Any]) -> Applied:
+    """Recreate a saved document's vhosts, users, permissions, policies and durable
+    entities in a broker no client uses yet. What cannot be restored (an entity of a
+    vhost that is gone, from a data directory older than saved vhosts) is logged."""
+    restored = apply(broker, _untagged(document, _from_json), strict=False)
+    for issue in restored.issues:
+        log.warning("definition_not_restored", problem=str(issue))
+    return restored
+
+
+def export_document(broker: Broker) -> dict[str, Any]:
+    """``snapshot`` with argument values as RabbitMQ's JSON writes them (no tags)."""
+    return _untagged(snapshot(broker), _rabbit_json)
+
+
+def export_definitions(broker: Broker) -> dict[str, Any]:
+    """RabbitMQ's definitions JSON of the running broker: vhosts, users, permissions,
+    policies and the durable exchanges, queues and bindings (as rabbitmqctl exports)."""
+    document, _notes = for_rabbitmq(export_document(broker))
+    return document
+
+
+def import_definitions(broker: Broker, document: Any) -> list[str]:
+    """Apply RabbitMQ's definitions JSON live: create vhosts, users, permissions,
+    policies, exchanges, queues and bindings; change users, permissions and policies
+    that differ. Existing exchanges and queues with other settings are left alone.
+
+    Returns what could not be expressed or applied (empty: everything was). Raises
+    ValueError, listing every problem, for an invalid document (nothing is applied).
+    Callers then call ``server.definitions_changed()`` to save.
+    """
+    try:
+        config = config_from_document(document, "definitions")
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    wanted = declarations(config)
+    for section in ("vhosts", "users", "permissions"):
+        if section not in document:  # absent: nothing to change (not "the defaults")
+            wanted[section] = []
+    applied = apply(broker, wanted, strict=False)
+    if applied.added or applied.changed:
+        mark_changed(broker)
+    notes = config.source.notes if config.source is not None else ()
+    return [*notes, *applied.notes, *(str(issue) for issue in applied.issues)]
+
+
+def mark_changed(broker: Broker) -> None:
+    """Make ``Server.definitions_changed()`` look again: users, permissions and policies
+    are saved with the topology, whose vhost generations it compares."""
+    vhost = next(iter(broker.vhosts.values()), None)
+    if vhost is not None:
+        vhost.generation += 1

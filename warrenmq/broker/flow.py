@@ -5,17 +5,25 @@ whether any queue refused it (x-overflow reject-publish). Queues emit dead-lette
 records instead of publishing; ``route_dead_letters`` drains them through each queue's
 dead-letter exchange, breadth first, until no queue has any left — a dead letter can
 overflow its target and cause another. A message that would dead-letter back into a
-queue it already died in without a rejection in between is dropped and logged
-(RabbitMQ's cycle rule), so nothing loops. ``tick`` is the server's timer callback:
-expiry, retry delays and x-expires. Nothing here awaits.
+queue it already died in without a rejection in between is dropped (RabbitMQ's cycle
+rule), so nothing loops. ``tick`` is the server's timer callback: expiry, retry delays
+and x-expires. Nothing here awaits.
+
+Dead letters are counted, not logged one by one: ``vhost.dead_letter_log`` collects
+(event, queue, reason, exchange or target) -> count, and ``log_dead_letters`` (called by
+the server's tick, at most once a second) writes one ``message_dead_lettered`` line per
+queue and reason with the ``count`` (or ``dead_letter_exchange_missing`` /
+``dead_letter_cycle_dropped`` warnings, counted the same way).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import structlog
 
+from warrenmq.broker.routing import route
 from warrenmq.message import Message
 from warrenmq.queues.dead_letter import dead_letter_message, is_cycle
 
@@ -33,7 +41,7 @@ MAX_CASCADE = 100_000
 def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> tuple[int, bool, int]:
     """Route, store and enqueue; returns (queues that took it, whether any queue refused
     it, the store ticket whose commit makes it durable, or 0 when nothing was stored)."""
-    queues = vhost.route(exchange, message)
+    queues = route(vhost, exchange, message)
     if not queues:
         return 0, False, 0
     ticket = persist(vhost, queues, message)
@@ -78,6 +86,7 @@ def route_dead_letters(vhost: VirtualHost, queues: list[Queue]) -> None:
     work = list(queues)
     steps = 0
     now = vhost.clock.time()
+    counts = vhost.dead_letter_log
     while work and steps < MAX_CASCADE:
         source = work.pop(0)
         for record in source.take_dead():
@@ -86,16 +95,17 @@ def route_dead_letters(vhost: VirtualHost, queues: list[Queue]) -> None:
             dlx_name = args.dead_letter_exchange
             exchange = vhost.exchanges.get(dlx_name) if dlx_name is not None else None
             if exchange is None:
-                log.warning("dead_letter_exchange_missing", vhost=vhost.name,
-                            queue=source.name, exchange=dlx_name, reason=record.reason)
+                counts["dead_letter_exchange_missing", source.name, record.reason,
+                       dlx_name or ""] += 1
                 continue
+            counts["message_dead_lettered", source.name, record.reason, exchange.name] += 1
             message = dead_letter_message(record, exchange.name, args.dead_letter_routing_key,
                                           now)
             targets = []
-            for target in vhost.route(exchange, message):
+            for target in route(vhost, exchange, message):
                 if is_cycle(message, target.name):
-                    log.warning("dead_letter_cycle_dropped", vhost=vhost.name,
-                                queue=source.name, target=target.name, reason=record.reason)
+                    counts["dead_letter_cycle_dropped", source.name, record.reason,
+                           target.name] += 1
                 else:
                     targets.append(target)
             persist(vhost, targets, message)
@@ -105,6 +115,21 @@ def route_dead_letters(vhost: VirtualHost, queues: list[Queue]) -> None:
                     work.append(target)
     if work:
         log.error("dead_letter_cascade_cut", vhost=vhost.name, queues=len(work))
+
+
+def log_dead_letters(vhost: VirtualHost) -> None:
+    """One line per (event, queue, reason) counted since the last call (see above)."""
+    counts, vhost.dead_letter_log = vhost.dead_letter_log, Counter()
+    for (event, queue, reason, other), count in counts.items():
+        if event == "message_dead_lettered":
+            log.info(event, vhost=vhost.name, queue=queue, reason=reason, exchange=other,
+                     count=count)
+        elif event == "dead_letter_cycle_dropped":
+            log.warning(event, vhost=vhost.name, queue=queue, reason=reason, target=other,
+                        count=count)
+        else:
+            log.warning(event, vhost=vhost.name, queue=queue, reason=reason, exchange=other,
+                        count=count)
 
 
 def tick(vhost: VirtualHost, now: float) -> list[DeliveryTarget]:
@@ -128,6 +153,5 @@ def tick(vhost: VirtualHost, now: float) -> list[DeliveryTarget]:
         route_dead_letters(vhost, dead)
     cancelled: list[DeliveryTarget] = []
     for queue in expired:
-        log.info("queue_expired", vhost=vhost.name, queue=queue.name)
-        cancelled.extend(vhost.remove_queue(queue)[1])
+        cancelled.extend(vhost.remove_queue(queue, "expired")[1])
     return cancelled

@@ -2,10 +2,12 @@
 
 It enforces AMQP 0-9-1 entity semantics as RabbitMQ implements them — reserved ``amq.``
 names, the default exchange, declare equivalence, exclusive ownership, auto-delete — and
-routes published messages, following exchange-to-exchange bindings with a visited set so
-a binding cycle never delivers a message twice. It raises typed ``AMQPError`` subclasses
+holds the vhost's policies (applied to each entity as it is declared, and re-applied to
+all of them when a policy changes: ``policies.py``). Routing lives in ``routing.py``,
+publishing and dead-lettering in ``flow.py``. It raises typed ``AMQPError`` subclasses
 and never touches sockets, channels or the event loop; what the server must do in
-response (cancel consumers of a deleted queue) comes back as return values.
+response (cancel consumers of a deleted queue) comes back as return values. Declaring
+and deleting queues is logged (``queue_declared``, ``queue_deleted`` with the reason).
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ from __future__ import annotations
 import base64
 import itertools
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from warrenmq.broker import flow
+import structlog
+
+from warrenmq.broker import flow, policies, routing
+from warrenmq.broker.policies import Policy
 from warrenmq.clock import SYSTEM_CLOCK, Clock
 from warrenmq.errors import (
     AccessRefused,
@@ -28,8 +34,10 @@ from warrenmq.errors import (
 from warrenmq.exchange import EXCHANGE_TYPES, Exchange, create_exchange
 from warrenmq.message import Message
 from warrenmq.queues.arguments import parse_arguments
-from warrenmq.queues.queue import DEFAULT_MEMORY_LIMIT, DeliveryTarget, Queue
+from warrenmq.queues.queue import COUNTERS, DEFAULT_MEMORY_LIMIT, DeliveryTarget, Queue
 from warrenmq.storage import MessageStore
+
+log = structlog.get_logger("warrenmq.vhost")
 
 STANDARD_EXCHANGES = (
     ("amq.direct", "direct"),
@@ -57,7 +65,7 @@ EQUIVALENCE_ARGUMENTS = (
 )
 
 
-def _server_name() -> str:
+def server_name() -> str:
     return "amq.gen-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
 
 
@@ -82,6 +90,13 @@ class VirtualHost:
         self.queue_memory_limit = DEFAULT_MEMORY_LIMIT
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        self.policies: dict[str, Policy] = {}  # by name
+        #: dead letters since the last log line: (event, queue, reason, exchange) -> count
+        self.dead_letter_log: Counter[tuple[str, str, str, str]] = Counter()
+        # statistics: messages published by clients, and the counters of deleted queues
+        # (so vhost totals never go backwards when a queue goes)
+        self.published = 0
+        self.retired = dict.fromkeys(COUNTERS, 0)
         self.exchanges[""] = create_exchange("direct", "", durable=True)
         for xname, xtype in STANDARD_EXCHANGES:
             self.exchanges[xname] = create_exchange(xtype, xname, durable=True)
@@ -149,6 +164,7 @@ class VirtualHost:
             )
             self.exchanges[name] = exchange
             self.generation += 1
+            policies.apply_to_exchange(exchange, self.policies.values())
             return exchange
         self._exchange_equivalent(existing, type_name, durable, auto_delete, internal, arguments)
         return existing
@@ -246,12 +262,15 @@ class VirtualHost:
         exclusive: bool = False,
         auto_delete: bool = False,
         arguments: Mapping[str, Any] | None = None,
+        server_named: bool = False,
     ) -> Queue:
+        """Declare a queue; "" (or ``server_named`` with a name from ``server_name()``)
+        gets a server-generated amq.gen- name."""
         if passive:
             return self.queue(name, owner)
-        server_named = name == ""
-        if server_named:
-            name = _server_name()
+        if name == "":
+            name = server_name()
+            server_named = True
         existing = self.queues.get(name)
         if existing is not None:
             existing.touch()
@@ -278,9 +297,26 @@ class VirtualHost:
             queue.journal = self.store
             queue.memory_limit = self.queue_memory_limit
         self.generation += 1
-        if args.has_timers:
+        policies.apply_to_queue(queue, self.policies.values(), self._where("queue", name))
+        if queue.args.has_timers:
             self.timed.add(queue)
+        log.info("queue_declared", vhost=self.name, queue=name, durable=durable,
+                 exclusive=exclusive, auto_delete=auto_delete, arguments=queue.arguments,
+                 policy=queue.policy)
         return queue
+
+    # ----------------------------------------------------------------- policies
+    def set_policy(self, policy: Policy) -> None:
+        """Add or replace a policy and re-apply policies to every entity at once."""
+        self.policies[policy.name] = policy
+        policies.reapply(self)
+
+    def clear_policy(self, name: str) -> bool:
+        """Remove a policy (False if there was none) and re-apply the rest."""
+        if self.policies.pop(name, None) is None:
+            return False
+        policies.reapply(self)
+        return True
 
     # ----------------------------------------------------------------- durability
     def attach_store(
@@ -297,6 +333,7 @@ class VirtualHost:
 
     # ----------------------------------------------------------------- message flow
     def publish(self, exchange: Exchange, message: Message) -> tuple[int, bool, int]:
+        self.published += 1
         return flow.publish(self, exchange, message)
 
     def route_dead_letters(self, queues: list[Queue]) -> None:
@@ -361,13 +398,20 @@ class VirtualHost:
             raise PreconditionFailed(f"{self._where('queue', name)} not empty")
         return self.remove_queue(q)
 
-    def remove_queue(self, q: Queue) -> tuple[int, list[DeliveryTarget]]:
-        """Remove a queue unconditionally (delete, exclusive owner gone, auto-delete)."""
+    def remove_queue(
+        self, q: Queue, reason: str = "deleted"
+    ) -> tuple[int, list[DeliveryTarget]]:
+        """Remove a queue unconditionally; ``reason`` (logged): deleted (by a client),
+        auto_delete, expired (x-expires), exclusive_owner_closed."""
         if self.queues.get(q.name) is not q:
             return 0, []
         del self.queues[q.name]
         self.timed.discard(q)
         self.generation += 1
+        log.info("queue_deleted", vhost=self.name, queue=q.name, reason=reason,
+                 messages=q.message_count)
+        for counter in COUNTERS:
+            self.retired[counter] += getattr(q, counter)
         count = q.message_count
         for exchange in list(self.exchanges.values()):
             if exchange.unbind_destination(q):
@@ -378,48 +422,4 @@ class VirtualHost:
     def route(
         self, exchange: Exchange, message: Message, tried: set[Exchange] | None = None
     ) -> list[Queue]:
-        """Every queue the message reaches, each once, following E2E bindings.
-
-        When nothing matches, the exchange's alternate-exchange (if any) gets the message;
-        ``tried`` stops a loop of alternates.
-        """
-        if exchange.name == "":
-            q = self.queues.get(message.routing_key)
-            return [q] if q is not None else []
-        headers = message.headers
-        destinations = exchange.route(message.routing_key, headers)
-        if not destinations:
-            tried = tried or set()
-            tried.add(exchange)
-            return self._alternate(exchange, message, tried)
-        queues: list[Queue] = []
-        seen_x: set[Exchange] = {exchange}
-        seen_q: set[Queue] = set()
-        stack = list(destinations)
-        while stack:
-            dest = stack.pop()
-            if isinstance(dest, Queue):
-                if dest not in seen_q:
-                    seen_q.add(dest)
-                    queues.append(dest)
-            elif isinstance(dest, Exchange) and dest not in seen_x:
-                seen_x.add(dest)
-                found = dest.route(message.routing_key, headers)
-                if found:
-                    stack.extend(found)
-                elif "alternate-exchange" in dest.arguments:
-                    # RabbitMQ (rabbit_exchange:route1, process_alternate): every exchange
-                    # walked that matches nothing hands the message to its own AE.
-                    stack.extend(self._alternate(dest, message, set(seen_x)))
-        return queues
-
-    def _alternate(
-        self, exchange: Exchange, message: Message, seen: set[Exchange]
-    ) -> list[Queue]:
-        alt_name = exchange.arguments.get("alternate-exchange")
-        if not isinstance(alt_name, str | bytes):
-            return []
-        alt = self.exchanges.get(alt_name.decode() if isinstance(alt_name, bytes) else alt_name)
-        if alt is None or alt in seen:
-            return []
-        return self.route(alt, message, seen)
+        return routing.route(self, exchange, message, tried)

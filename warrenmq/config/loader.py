@@ -1,8 +1,8 @@
 """Configuration loader: YAML text -> a validated, frozen ``BrokerConfig``.
 
 Owns reading the file, composing the YAML node graph (which keeps line and column
-of every value), walking it against the schema dataclasses by their field types,
-the size/duration unit parsers, and reporting every problem as
+of every value), walking it against the schema dataclasses by their field types (units
+come from :mod:`warrenmq.config.units`), free-form maps, and reporting every problem as
 ``FILE:LINE:COL: key.path: message`` in one ``ConfigError``. Loading is pure: it
 returns a new config or raises, nothing is applied half-way. Must not hold
 per-key parsing code (the walker is driven by the schema's types and ``Spec``s),
@@ -19,82 +19,43 @@ import os
 import re
 import types
 import typing
-from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Any, Final
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from warrenmq.config.schema import RULES, BrokerConfig, Path, Spec, format_path, spec_of
+from warrenmq.config.schema import RULES, BrokerConfig
+from warrenmq.config.spec import (
+    ConfigError,
+    ConfigProblem,
+    ConfigSource,
+    FreeMap,
+    Path,
+    Spec,
+    config_fields,
+    format_path,
+    spec_of,
+)
+from warrenmq.config.units import (
+    UNIT_PARSERS,
+    format_duration_ms,
+    parse_duration,
+    parse_duration_ms,
+    parse_size,
+)
 
+__all__ = [
+    "ConfigError",
+    "ConfigProblem",
+    "format_duration_ms",
+    "load_config",
+    "load_config_text",
+    "parse_duration",
+    "parse_duration_ms",
+    "parse_size",
+]
 
-@dataclass(frozen=True, slots=True)
-class ConfigProblem:
-    """One thing wrong with a config file; ``line``/``column`` are 1-based (0 = unknown)."""
-
-    file: str
-    line: int
-    column: int
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-
-class ConfigError(Exception):
-    """Every problem found in a config file; ``str()`` gives one problem per line."""
-
-    def __init__(self, problems: list[ConfigProblem]) -> None:
-        self.problems = list(problems)
-        super().__init__(self.problems)
-
-    def __str__(self) -> str:
-        return "\n".join(str(problem) for problem in self.problems)
-
-
-# ------------------------------------------------------------------------- units
-
-_NUMBER_UNIT = re.compile(r"\s*([0-9]+(?:_[0-9]+)*)\s*([A-Za-z]+)\s*")
-SIZE_UNITS: Final = {
-    "B": 1,
-    "kB": 10**3,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-    "KiB": 2**10,
-    "MiB": 2**20,
-    "GiB": 2**30,
-    "TiB": 2**40,
-}
-DURATION_UNITS: Final = {"s": 1, "m": 60, "h": 3600}
-
-
-def _parse_units(text: str, units: dict[str, int], example: str) -> int:
-    match = _NUMBER_UNIT.fullmatch(text)
-    if match is None:
-        raise ValueError(f'not a whole number with a unit, such as "{example}"')
-    factor = units.get(match[2])
-    if factor is None:
-        known = ", ".join(units)
-        raise ValueError(f'unknown unit "{match[2]}" (known: {known})')
-    return int(match[1]) * factor
-
-
-def parse_size(text: str) -> int:
-    """``"128MiB"`` -> 134217728. Units are case-sensitive: B, kB/KB, MB, GB, TB, KiB..TiB."""
-    return _parse_units(text, SIZE_UNITS, "128MiB")
-
-
-def parse_duration(text: str) -> int:
-    """``"60s"`` -> 60, ``"1m"`` -> 60, ``"1h"`` -> 3600 (whole seconds)."""
-    return _parse_units(text, DURATION_UNITS, "60s")
-
-
-_UNIT_PARSERS: Final = {"size": parse_size, "duration": parse_duration}
 
 # ------------------------------------------------------------------- YAML scalars
 
@@ -114,6 +75,13 @@ _BOOLEANS: Final = {
     **dict.fromkeys(("false", "no", "off"), False),
 }
 _BAD: Final[Any] = object()  # "no usable value"; the problem has been reported
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Partial:
+    """A list of sections some of which had problems: ``None`` where one failed to load."""
+
+    items: tuple[Any, ...]
 
 
 def _is(node: Node, tag: str) -> bool:
@@ -148,6 +116,7 @@ class _Walker:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.problems: list[ConfigProblem] = []
+        self.positions: dict[str, tuple[int, int] | str] = {}  # each section's line, column
 
     def report(self, node: Node, path: Path, message: str) -> None:
         mark = node.start_mark
@@ -159,6 +128,8 @@ class _Walker:
         """Dispatch on the declared type; returns the value, or ``_BAD`` after reporting."""
         if dataclasses.is_dataclass(tp):
             return self.section(tp, node, path)
+        if tp is FreeMap:
+            return self.free_map(constraint, node, path)
         origin = typing.get_origin(tp)
         if origin is tuple:
             return self.sequence(tp, constraint, node, path)
@@ -185,11 +156,14 @@ class _Walker:
     # ----------------------------------------------------------------- scalars
 
     def integer(self, constraint: Spec, node: Node, path: Path) -> Any:
+        if _is(node, "int") and constraint.unit == "duration_ms":
+            hint = f'; write a unit, e.g. "{node.value}ms" or "{node.value}s"'
+            return self.expected(int, constraint, node, path, hint)
         if _is(node, "int") and _DECIMAL.fullmatch(node.value):
             return self.checked(int(node.value), int, constraint, node, path)
         if _is(node, "int"):
             return self.expected(int, constraint, node, path, "; write integers in plain decimal")
-        parser = _UNIT_PARSERS.get(constraint.unit or "")
+        parser = UNIT_PARSERS.get(constraint.unit or "")
         if parser is None or not _is(node, "str"):
             quoted_number = _is(node, "str") and _DECIMAL.fullmatch(node.value)
             hint = "; remove the quotes" if quoted_number else ""
@@ -223,17 +197,67 @@ class _Walker:
         if not isinstance(node, SequenceNode):
             return self.expected(tp, constraint, node, path)
         item_type = typing.get_args(tp)[0]
+        item_spec = constraint.item or Spec()
+        before = len(self.problems)
         items = [
-            self.convert(item_type, Spec(), item, (*path, index))
+            self.convert(item_type, item_spec, item, (*path, index))
             for index, item in enumerate(node.value)
         ]
+        if len(self.problems) > before and dataclasses.is_dataclass(item_type):
+            return _Partial(tuple(None if item is _BAD else item for item in items))
         if any(item is _BAD for item in items):
             return _BAD
         return self.checked(tuple(items), tp, constraint, node, path)
 
+    def free_map(self, constraint: Spec, node: Node, path: Path) -> Any:
+        """A free-form ``str -> value`` map (x-arguments, a policy definition)."""
+        if _is(node, "null"):
+            return self.checked(FreeMap(), FreeMap, constraint, node, path)
+        if not isinstance(node, MappingNode):
+            return self.expected(FreeMap, constraint, node, path)
+        before = len(self.problems)
+        items: dict[str, Any] = {}
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not _is(key_node, "str"):
+                self.report(key_node, path, f"keys must be strings, got {_shown(key_node)}")
+                continue
+            key = key_node.value
+            if key in first_line:
+                self.report(key_node, (*path, key),
+                            f"duplicate key (first given on line {first_line[key]})")
+                continue
+            first_line[key] = key_node.start_mark.line + 1
+            items[key] = self.free_value(value_node, (*path, key))
+        if len(self.problems) > before:
+            return _BAD
+        return self.checked(FreeMap(items), FreeMap, constraint, node, path)
+
+    def free_value(self, node: Node, path: Path) -> Any:
+        """One value of a free map: string, integer, float, boolean, list or map."""
+        if isinstance(node, MappingNode):
+            return self.free_map(Spec(), node, path)
+        if isinstance(node, SequenceNode):
+            return tuple(self.free_value(item, (*path, i)) for i, item in enumerate(node.value))
+        if _is(node, "str"):
+            return node.value
+        if _is(node, "bool") and node.value.lower() in _BOOLEANS:
+            return _BOOLEANS[node.value.lower()]
+        if _is(node, "int") and _DECIMAL.fullmatch(node.value):
+            return int(node.value)
+        if _is(node, "float"):
+            try:
+                return float(node.value.replace("_", ""))
+            except ValueError:
+                pass
+        self.report(node, path, "expected a string, number, boolean, list or mapping, got "
+                    + _shown(node) + ("; quote it if you meant a string"
+                                      if isinstance(node, ScalarNode) else ""))
+        return _BAD
+
     def entries(self, cls: type, node: MappingNode, path: Path) -> dict[str, Node]:
         """The mapping's values by key; unknown, duplicate and non-string keys reported."""
-        known = [f.name for f in dataclasses.fields(cls)]
+        known = [f.name for f in config_fields(cls)]
         found: dict[str, Node] = {}
         first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -261,32 +285,41 @@ class _Walker:
             found = self.entries(cls, node, path)
         else:
             return self.expected(cls, Spec(), node, path)
+        self.positions[format_path(path)] = (node.start_mark.line + 1, node.start_mark.column + 1)
         values: dict[str, Any] = {}
         failed: set[str] = set()
-        for f in dataclasses.fields(cls):
+        partial: set[str] = set()
+        for f in config_fields(cls):
             if f.name in found:
                 value = self.field_value(cls, f, found[f.name], path)
                 if value is _BAD:
                     failed.add(f.name)
+                elif isinstance(value, _Partial):
+                    partial.add(f.name)
+                    values[f.name] = value.items
                 else:
                     values[f.name] = value
             elif _required(f):
                 self.report(node, path, f"missing required key '{f.name}'")
                 failed.add(f.name)
-        if any(_required(f) and f.name in failed for f in dataclasses.fields(cls)):
+        if any(_required(f) and f.name in failed for f in config_fields(cls)):
             return _BAD
         obj = cls(**values)  # failed optional fields fall back to their defaults
-        self.apply_rules(obj, failed, node, path)
-        return _BAD if failed else obj
+        self.apply_rules(obj, failed, partial, node, path)
+        return _BAD if failed or partial else obj
 
     def field_value(self, cls: type, f: dataclasses.Field[Any], node: Node, path: Path) -> Any:
         before = len(self.problems)
         value = self.convert(_hints(cls)[f.name], spec_of(f), node, (*path, f.name))
+        if isinstance(value, _Partial):
+            return value
         return _BAD if len(self.problems) > before else value
 
-    def apply_rules(self, obj: object, failed: set[str], node: Node, path: Path) -> None:
+    def apply_rules(
+        self, obj: object, failed: set[str], partial: set[str], node: Node, path: Path
+    ) -> None:
         for rule in RULES.get(type(obj), ()):
-            if rule.reads & failed:
+            if rule.reads & failed or (rule.reads - rule.tolerates) & partial:
                 continue  # it would judge a default standing in for an invalid value
             for where, message in rule.check(obj):
                 self.report(_locate(node, where), (*path, *where), message)
@@ -343,17 +376,22 @@ def load_config_text(text: str, filename: str = "<string>") -> BrokerConfig:
     except yaml.YAMLError as exc:
         raise ConfigError([_syntax_problem(filename, text, exc)]) from None
     if root is None:
-        return BrokerConfig()
+        return BrokerConfig(source=ConfigSource(filename))
     walker = _Walker(filename)
     config = walker.convert(BrokerConfig, Spec(), root, ())
     if walker.problems:
         raise ConfigError(sorted(walker.problems, key=lambda p: (p.line, p.column)))
     assert isinstance(config, BrokerConfig)
-    return config
+    return dataclasses.replace(config, source=ConfigSource(filename, walker.positions))
 
 
 def load_config(path: str | os.PathLike[str]) -> BrokerConfig:
-    """Read, parse and validate a config file; raises :class:`ConfigError`."""
+    """Read, parse and validate a config file; raises :class:`ConfigError`.
+
+    A file whose name ends in ``.json`` is read as RabbitMQ's definitions JSON (what
+    ``rabbitmqctl export_definitions`` writes): its users, vhosts, permissions, policies
+    and topology, every setting at its default (:mod:`warrenmq.config.rabbit`).
+    """
     filename = os.fspath(path)
     try:
         data = FilePath(filename).read_bytes()
@@ -367,4 +405,8 @@ def load_config(path: str | os.PathLike[str]) -> BrokerConfig:
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         problem = ConfigProblem(filename, line, column, "", "not valid UTF-8")
         raise ConfigError([problem]) from None
+    if filename.endswith(".json"):
+        from warrenmq.config.rabbit_import import load_definitions_text
+
+        return load_definitions_text(text, filename)
     return load_config_text(text, filename)

@@ -9,104 +9,67 @@ values, units, non-emptiness) kept in field metadata, and the cross-field rules 
 Adding a section: add a frozen dataclass, give its constrained fields
 ``metadata=spec(...)``, reference it from ``BrokerConfig``, and register any
 cross-field rule in ``RULES``. The loader walks the dataclass fields by their types;
-it needs no change for fields of type int, str, bool, ``X | None``, ``tuple[X, ...]``
-or a nested dataclass.
+it needs no change for fields of type int, str, bool, ``FreeMap``, ``X | None``,
+``tuple[X, ...]`` or a nested dataclass. The constraint machinery is in
+:mod:`warrenmq.config.spec`; the declarative sections (exchanges, queues, bindings,
+policies, permissions) in :mod:`warrenmq.config.topology` and
+:mod:`warrenmq.config.checks`.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import typing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
-PathPart = str | int
-#: A location inside a config object: field names and sequence indices.
-Path = tuple[PathPart, ...]
-#: A rule's complaint: where (relative to the object checked) and what.
-Finding = tuple[Path, str]
-Unit = Literal["size", "duration"]
+from warrenmq.config import checks
+from warrenmq.config.spec import (
+    SHORTSTR_MAX,
+    ConfigSource,
+    Finding,
+    Path,
+    Rule,
+    Spec,
+    config_fields,
+    format_path,
+    rule,
+    spec,
+    spec_of,
+    unique,
+)
+from warrenmq.config.topology import RULES as TOPOLOGY_RULES
+from warrenmq.config.topology import (
+    BindingConfig,
+    ExchangeConfig,
+    PermissionConfig,
+    PolicyConfig,
+    QueueConfig,
+)
 
-#: AMQP short strings (vhost and user names) are at most 255 bytes.
-SHORTSTR_MAX = 255
-
-
-@dataclass(frozen=True, slots=True)
-class Spec:
-    """Constraints on one field's value, kept in ``dataclasses.field(metadata=...)``."""
-
-    minimum: int | None = None
-    maximum: int | None = None
-    choices: tuple[str, ...] = ()
-    unit: Unit | None = None  # ints that may also be written as "128MiB" / "60s"
-    non_empty: bool = False  # strings and lists
-
-    def accepts(self, value: object) -> bool:
-        """Whether a value of the right type meets the constraints."""
-        if isinstance(value, bool):
-            return True
-        if isinstance(value, int):
-            too_low = self.minimum is not None and value < self.minimum
-            too_high = self.maximum is not None and value > self.maximum
-            return not (too_low or too_high)
-        if isinstance(value, str) and self.choices:
-            return value in self.choices
-        if isinstance(value, str | tuple) and self.non_empty:
-            return len(value) > 0
-        return True
-
-    def describe(self, tp: object) -> str:
-        """What a valid value of type ``tp`` looks like, for "expected ..." messages."""
-        if tp is int:
-            return "an integer" + self._range_text() + _UNIT_HINTS.get(self.unit or "", "")
-        if self.choices:
-            return "one of " + ", ".join(f'"{choice}"' for choice in self.choices)
-        if tp is str:
-            return "a non-empty string" if self.non_empty else "a string"
-        if tp is bool:
-            return "a boolean (true or false)"
-        if dataclasses.is_dataclass(tp):
-            return "a mapping"
-        if typing.get_origin(tp) is tuple:
-            return "a non-empty list" if self.non_empty else "a list"
-        return "a value of type " + str(tp)
-
-    def _range_text(self) -> str:
-        if self.minimum is not None and self.maximum is not None:
-            return f" between {self.minimum} and {self.maximum}"
-        if self.minimum is not None:
-            return f" >= {self.minimum}"
-        if self.maximum is not None:
-            return f" <= {self.maximum}"
-        return ""
-
-
-_UNIT_HINTS = {
-    "size": ' or a size such as "128MiB"',
-    "duration": ' or a duration such as "60s"',
-}
-_NO_SPEC = Spec()
-
-
-def spec(**constraints: Any) -> dict[str, Spec]:
-    """Field metadata carrying a :class:`Spec`: ``field(default=1, metadata=spec(minimum=0))``."""
-    return {"spec": Spec(**constraints)}
-
-
-def spec_of(f: dataclasses.Field[Any]) -> Spec:
-    """The constraints of a dataclass field (none if it has no ``spec`` metadata)."""
-    found = f.metadata.get("spec", _NO_SPEC)
-    assert isinstance(found, Spec)
-    return found
-
-
-def format_path(path: Path) -> str:
-    """``("users", 1, "name")`` -> ``users[1].name``."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
+__all__ = [
+    "SHORTSTR_MAX",
+    "BindingConfig",
+    "BrokerConfig",
+    "ConfigSource",
+    "ExchangeConfig",
+    "LimitsConfig",
+    "ListenerConfig",
+    "LoggingConfig",
+    "PermissionConfig",
+    "PolicyConfig",
+    "QueueConfig",
+    "Rule",
+    "Spec",
+    "StorageConfig",
+    "UserConfig",
+    "VhostConfig",
+    "format_path",
+    "spec",
+    "spec_of",
+    "validate",
+]
 
 
 # --------------------------------------------------------------------------- sections
@@ -152,8 +115,18 @@ class StorageConfig:
 class LoggingConfig:
     """Log output format and threshold."""
 
-    format: str = field(default="console", metadata=spec(choices=("console", "json")))
+    # auto: JSON lines when stderr is not a terminal, the console renderer when it is
+    format: str = field(default="auto", metadata=spec(choices=("console", "json", "auto")))
     level: str = field(default="info", metadata=spec(choices=("debug", "info", "warning", "error")))
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementConfig:
+    """The HTTP management listener: API, Prometheus /metrics and the dashboard."""
+
+    enabled: bool = True
+    host: str = field(default="127.0.0.1", metadata=spec(non_empty=True))
+    port: int = field(default=15672, metadata=spec(minimum=0, maximum=65535))  # 0 = ephemeral
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +157,7 @@ class BrokerConfig:
     limits: LimitsConfig = LimitsConfig()
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
+    management: ManagementConfig = ManagementConfig()
     # RabbitMQ's well-known default user, usable only from the local machine.
     users: tuple[UserConfig, ...] = (
         UserConfig(
@@ -204,17 +178,20 @@ class BrokerConfig:
     # the level it must drain to before pushing resumes.
     write_buffer_high_water: int = field(default=1048576, metadata=spec(minimum=1, unit="size"))
     write_buffer_low_water: int = field(default=262144, metadata=spec(minimum=0, unit="size"))
+    # None (not given): every listed user may configure, write and read in every listed
+    # vhost -- for the embedded default, guest on "/" as in RabbitMQ. Once given, only the
+    # listed permissions apply (a user without one cannot open that vhost).
+    permissions: tuple[PermissionConfig, ...] | None = None
+    policies: tuple[PolicyConfig, ...] = ()
+    exchanges: tuple[ExchangeConfig, ...] = ()
+    queues: tuple[QueueConfig, ...] = ()
+    bindings: tuple[BindingConfig, ...] = ()
+    # where the config was read from (not a key; not part of equality)
+    source: ConfigSource | None = field(
+        default=None, compare=False, repr=False, metadata={"internal": True})
 
 
 # --------------------------------------------------------------------- cross-field rules
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """A check across fields; skipped by the loader when a field it reads is invalid."""
-
-    reads: frozenset[str]
-    check: Callable[[Any], Iterable[Finding]]
 
 
 def _password_xor_hash(user: UserConfig) -> Iterator[Finding]:
@@ -229,28 +206,33 @@ def _shortstr_name(obj: UserConfig | VhostConfig) -> Iterator[Finding]:
         yield ("name",), f"must be at most {SHORTSTR_MAX} bytes of UTF-8 (an AMQP short string)"
 
 
+def _hash_is_base64(user: UserConfig) -> Iterator[Finding]:
+    if user.password_hash is None or user.password is not None:
+        return  # nothing to check, or already reported as "not both"
+    try:
+        raw = base64.b64decode(user.password_hash, validate=True)
+    except ValueError:
+        raw = b""
+    if len(raw) != 36:
+        yield (("password_hash",),
+               "expected RabbitMQ's salted SHA-256 hash: base64 of a 4-byte salt and a"
+               " 32-byte digest (48 characters)")
+
+
 def _tags_non_empty(user: UserConfig) -> Iterator[Finding]:
     for index, tag in enumerate(user.tags):
         if not tag:
             yield ("tags", index), "tags must be non-empty strings"
 
 
-def _unique(items: Iterable[tuple[object, Path]], what: str) -> Iterator[Finding]:
-    seen: set[object] = set()
-    for key, where in items:
-        if key in seen:
-            yield where, f"duplicate {what} {key!r}"
-        seen.add(key)
-
-
 def _unique_users(cfg: BrokerConfig) -> Iterator[Finding]:
     names = ((u.name, ("users", i, "name")) for i, u in enumerate(cfg.users))
-    yield from _unique(names, "user name")
+    yield from unique(names, "user name")
 
 
 def _unique_vhosts(cfg: BrokerConfig) -> Iterator[Finding]:
     names = ((v.name, ("vhosts", i, "name")) for i, v in enumerate(cfg.vhosts))
-    yield from _unique(names, "vhost name")
+    yield from unique(names, "vhost name")
 
 
 def _unique_listeners(cfg: BrokerConfig) -> Iterator[Finding]:
@@ -259,7 +241,7 @@ def _unique_listeners(cfg: BrokerConfig) -> Iterator[Finding]:
         for i, lst in enumerate(cfg.listeners)
         if lst.port != 0
     )
-    yield from _unique(addresses, "listener (host, port)")
+    yield from unique(addresses, "listener (host, port)")
 
 
 def _default_vhost_exists(cfg: BrokerConfig) -> Iterator[Finding]:
@@ -277,25 +259,30 @@ def _watermarks_ordered(cfg: BrokerConfig) -> Iterator[Finding]:
         )
 
 
-def _rule(check: Callable[[Any], Iterable[Finding]], *reads: str) -> Rule:
-    return Rule(frozenset(reads), check)
-
-
 #: Cross-field rules per section type. Paths in findings are relative to the object.
 RULES: dict[type, tuple[Rule, ...]] = {
     UserConfig: (
-        _rule(_password_xor_hash, "name", "password", "password_hash"),
-        _rule(_shortstr_name, "name"),
-        _rule(_tags_non_empty, "tags"),
+        rule(_password_xor_hash, "name", "password", "password_hash"),
+        rule(_shortstr_name, "name"),
+        rule(_tags_non_empty, "tags"),
+        rule(_hash_is_base64, "password_hash"),
     ),
-    VhostConfig: (_rule(_shortstr_name, "name"),),
+    VhostConfig: (rule(_shortstr_name, "name"),),
     BrokerConfig: (
-        _rule(_unique_users, "users"),
-        _rule(_unique_vhosts, "vhosts"),
-        _rule(_unique_listeners, "listeners"),
-        _rule(_default_vhost_exists, "vhosts", "default_vhost"),
-        _rule(_watermarks_ordered, "write_buffer_low_water", "write_buffer_high_water"),
+        rule(_unique_users, "users"),
+        rule(_unique_vhosts, "vhosts"),
+        rule(_unique_listeners, "listeners"),
+        rule(_default_vhost_exists, "vhosts", "default_vhost"),
+        rule(_watermarks_ordered, "write_buffer_low_water", "write_buffer_high_water"),
+        rule(checks.vhosts_listed, "vhosts", *checks.VHOST_SECTIONS,
+             tolerates=checks.VHOST_SECTIONS),
+        rule(checks.unique_per_vhost, "default_vhost", *checks.VHOST_SECTIONS,
+             tolerates=checks.VHOST_SECTIONS),
+        rule(checks.binding_references, "default_vhost", "exchanges", "queues", "bindings",
+             tolerates=("bindings",)),
+        rule(checks.permission_users, "users", "permissions", tolerates=("permissions",)),
     ),
+    **TOPOLOGY_RULES,
 }
 
 
@@ -309,7 +296,7 @@ def validate(obj: object) -> list[tuple[str, str]]:
 
 def _findings(obj: object, path: Path) -> Iterator[Finding]:
     hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+    for f in config_fields(obj):
         value = getattr(obj, f.name)
         here = (*path, f.name)
         constraint = spec_of(f)
@@ -321,6 +308,6 @@ def _findings(obj: object, path: Path) -> Iterator[Finding]:
             for index, item in enumerate(value):
                 if dataclasses.is_dataclass(item):
                     yield from _findings(item, (*here, index))
-    for rule in RULES.get(type(obj), ()):
-        for where, message in rule.check(obj):
+    for each in RULES.get(type(obj), ()):
+        for where, message in each.check(obj):
             yield (*path, *where), message

@@ -161,6 +161,11 @@ class Exchange(ABC):
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments: dict[str, Any] = dict(arguments) if arguments else {}
+        # the policy that applies (set by the broker) and the arguments in force: the
+        # declared ones merged with the policy's; routing reads alternate-exchange here
+        self.policy: str | None = None
+        self.effective_policy_definition: dict[str, Any] = {}
+        self.effective_arguments: dict[str, Any] = self.arguments
         self._bindings: dict[BindingIdentity, Binding] = {}
         self._by_destination: dict[Destination, dict[BindingIdentity, None]] = {}
 

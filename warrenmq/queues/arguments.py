@@ -115,8 +115,20 @@ _PARSERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 }
 
 
-def parse_arguments(arguments: Mapping[str, Any], where: str) -> QueueArguments:
-    """Validate the x-arguments RabbitMQ knows (and ours); ``where`` names the queue."""
+def parse_value(key: str, value: Any) -> Any:
+    """One known x-argument's value as the queue uses it (``ValueError`` saying what is
+    wrong); policies validate their definition keys with it."""
+    return _PARSERS[key][1](value)
+
+
+def parse_arguments(
+    arguments: Mapping[str, Any], where: str, *, effective: bool = False
+) -> QueueArguments:
+    """Validate the x-arguments RabbitMQ knows (and ours); ``where`` names the queue.
+
+    ``effective``: the declared arguments merged with a policy's, each part already
+    validated; a routing key without an exchange is then simply unused, as in RabbitMQ.
+    """
     values: dict[str, Any] = {}
     for key, (field, parse) in _PARSERS.items():
         if key not in arguments:
@@ -125,6 +137,8 @@ def parse_arguments(arguments: Mapping[str, Any], where: str) -> QueueArguments:
             values[field] = parse(arguments[key])
         except ValueError as exc:
             raise PreconditionFailed(f"invalid arg '{key}' for {where}: {exc}") from None
+    if effective:
+        return QueueArguments(**values)
     if "dead_letter_routing_key" in values and "dead_letter_exchange" not in values:
         raise PreconditionFailed(
             f"invalid arg 'x-dead-letter-routing-key' for {where}:"

@@ -30,6 +30,16 @@ cancel when the queue is deleted come back from ``delete``; dead-letter records
 route through the dead-letter exchange (``take_dead``). Time comes from the injected
 ``Clock``; the server calls ``tick(now)`` when ``next_deadline()`` is due.
 
+Statistics are plain int counters (published, delivered, gets, acked, redelivered,
+dead_lettered) bumped where messages pass anyway. Consumer utilisation is kept on state
+transitions, never per message: while the queue has consumers, it is "saturated" from
+the moment messages stay ready because no consumer had credit (an enqueue that missed
+the fast path, a dispatch that ran out of credit) until a dispatch empties the ready
+list or the last consumer leaves. ``utilisation_seconds`` returns the seconds with
+consumers and the saturated part of them; 1 - saturated/with-consumers over a window is
+the share of time consumers could take more. Times come from ``COARSE`` (the timer
+tick's clock, 20 ms precision).
+
 Ownership: a queue's state is only touched from the event loop thread, and no method
 here awaits, so "no await between read and mutate" holds trivially (design habit 14).
 """
@@ -41,7 +51,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from warrenmq.clock import SYSTEM_CLOCK, Clock
+from warrenmq.clock import COARSE, SYSTEM_CLOCK, Clock
 from warrenmq.errors import AccessRefused
 from warrenmq.message import Message
 from warrenmq.queues import dead_letter as dl
@@ -53,6 +63,9 @@ from warrenmq.queues.ready import DEAD, DELAYED, OUT, READY, QueuedMessage, Read
 #: Bytes of persistent bodies a durable queue keeps in memory before paging the rest out
 #: (the config's storage.queue_memory_limit overrides it).
 DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024
+
+#: The queue's message counters, as attribute names (summed by statistics).
+COUNTERS = ("published", "delivered", "gets", "acked", "redelivered", "dead_lettered")
 
 
 class DeliveryTarget(Protocol):
@@ -90,13 +103,14 @@ class Queue:
         self.durable = durable
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
-        self.arguments: dict[str, Any] = dict(arguments or {})
-        self.args = args = args or QueueArguments()
+        self.arguments: dict[str, Any] = dict(arguments or {})  # as declared
+        # a policy's part (set by the broker): its name, definition, and the declared
+        # arguments merged with it, which ``args`` was parsed from
+        self.policy: str | None = None
+        self.effective_policy_definition: dict[str, Any] = {}
+        self.effective_arguments: dict[str, Any] = self.arguments
         self.clock = clock
-        # flags read on every enqueue, so the hot path tests a bool, not the arguments
-        self._has_ttl = args.message_ttl is not None
-        self._rejects = args.has_limits and args.overflow != "drop-head"
-        self._drops_head = args.has_limits and args.overflow == "drop-head"
+        self._use_args(args or QueueArguments())
         self._ready = ReadyList()
         self._expiry: list[tuple[float, int, QueuedMessage]] = []
         self._delayed: list[tuple[float, int, QueuedMessage]] = []
@@ -118,9 +132,37 @@ class Queue:
         self.acked = 0
         self.redelivered = 0
         self.dead_lettered = 0
+        self.gets = 0  # basic.get deliveries (also counted in delivered)
+        # consumer utilisation (module docstring): accumulated on transitions
+        self.consumer_seconds = 0.0
+        self.saturated_seconds = 0.0
+        self._consumers_since = 0.0  # COARSE time the first consumer came; 0: none
+        self._saturated_since = 0.0  # COARSE time messages started waiting; 0: not
 
     def __repr__(self) -> str:
         return f"<Queue {self.vhost}/{self.name} ready={self.message_count}>"
+
+    def _use_args(self, args: QueueArguments) -> None:
+        self.args = args
+        # flags read on every enqueue, so the hot path tests a bool, not the arguments
+        self._has_ttl = args.message_ttl is not None
+        self._rejects = args.has_limits and args.overflow != "drop-head"
+        self._drops_head = args.has_limits and args.overflow == "drop-head"
+
+    def reconfigure(self, args: QueueArguments) -> None:
+        """New effective arguments (a policy was set or cleared), in force at once.
+
+        As RabbitMQ's classic queue: limits apply now (with drop-head the excess leaves
+        from the head, dead-lettered as maxlen; the reject modes only refuse what comes
+        next), a message keeps the expiry it got when it was enqueued, a changed
+        x-expires restarts the idle clock. Dead letters wait in ``dead`` for the vhost.
+        """
+        expires = self.args.expires
+        self._use_args(args)
+        if args.expires != expires:
+            self.touch()
+        if self._drops_head:
+            self._drop_head_over_limit()
 
     # ------------------------------------------------------------------ state queries
     @property
@@ -187,6 +229,8 @@ class Queue:
                         self.journal.delivered(self.journal_key, message.msg_id)
                     self.unacked += consumer.deliver(self, [qm])
                     return True
+            # nobody had credit: the queue starts holding messages its consumers can't take
+            self._saturated_since = self._saturated_since or COARSE.now
         # Otherwise no consumer has credit (dispatch leaves messages ready only then), and
         # every event that creates credit dispatches by itself: nothing to do but wait.
         if expires_at is not None:
@@ -260,14 +304,20 @@ class Queue:
                     self._dispatch_batches(consumers[0])
                     break
                 if not self._dispatch_pass(consumers):
+                    if not self._saturated_since:
+                        self._saturated_since = COARSE.now
                     break
         finally:
             self._dispatching = False
+        if self._saturated_since and not (consumers and self.ready_count):
+            self._end_saturation()
 
     def _dispatch_batches(self, consumer: DeliveryTarget) -> None:
         while self.ready_count:
             credit = consumer.credit()
             if credit <= 0:
+                if not self._saturated_since:
+                    self._saturated_since = COARSE.now
                 return
             batch = self._take(credit)
             if batch:
@@ -319,6 +369,7 @@ class Queue:
         if not taken:
             return None
         self.delivered += 1
+        self.gets += 1
         return taken[0]
 
     def track_unacked(self) -> None:
@@ -398,6 +449,8 @@ class Queue:
         count = self._ready.clear() + len(self._delayed)
         self._delayed.clear()
         self._expiry.clear()
+        if self._saturated_since:
+            self._end_saturation()
         return count
 
     # ------------------------------------------------------------------ dead letters
@@ -460,6 +513,37 @@ class Queue:
         return expires is not None and not self._consumers and \
             now - self.last_used >= expires / 1000.0
 
+    # ------------------------------------------------------------------ utilisation
+    def _end_saturation(self) -> None:
+        self.saturated_seconds += max(0.0, COARSE.now - self._saturated_since)
+        self._saturated_since = 0.0
+
+    def _end_consumers(self) -> None:
+        if self._saturated_since:
+            self._end_saturation()
+        if self._consumers_since:
+            self.consumer_seconds += max(0.0, COARSE.now - self._consumers_since)
+            self._consumers_since = 0.0
+
+    def utilisation_seconds(self) -> tuple[float, float]:
+        """(seconds with consumers, seconds of those with messages none could take) so
+        far, open intervals included: statistics take the difference over a window."""
+        now = COARSE.now
+        if self._saturated_since and not (self._consumers and self.ready_count):
+            self._end_saturation()  # expiry emptied the queue since the last dispatch
+        consumed = self.consumer_seconds
+        if self._consumers_since:
+            consumed += max(0.0, now - self._consumers_since)
+        saturated = self.saturated_seconds
+        if self._saturated_since:
+            saturated += max(0.0, now - self._saturated_since)
+        return consumed, saturated
+
+    def head_enqueued_at(self) -> float | None:
+        """When the oldest ready message entered the queue (wall clock, tick precision)."""
+        head = self._ready.head()
+        return None if head is None else head.enqueued_at
+
     # ------------------------------------------------------------------ consumers
     def check_consumer(self, *, exclusive: bool) -> None:
         """Raise 403 if a consumer with this exclusivity cannot join (basic.consume)."""
@@ -470,6 +554,8 @@ class Queue:
 
     def add_consumer(self, consumer: DeliveryTarget) -> None:
         self.check_consumer(exclusive=consumer.exclusive)
+        if not self._consumers:
+            self._consumers_since = COARSE.now
         self._consumers.append(consumer)
         self.touch()
         self.dispatch()
@@ -480,6 +566,8 @@ class Queue:
             self._consumers.remove(consumer)
         except ValueError:
             return False
+        if not self._consumers:
+            self._end_consumers()
         self.touch()
         return self.auto_delete and not self._consumers
 
@@ -487,6 +575,7 @@ class Queue:
         """Mark deleted; returns the consumers the server must notify with basic.cancel."""
         self.deleted = True
         consumers, self._consumers = self._consumers, []
+        self._end_consumers()
         if self.journal is not None:
             self.journal.drop_queue(self.journal_key)
             self.journal = None

@@ -9,7 +9,9 @@ list also keeps the byte count of its live messages for x-max-length-bytes and t
 memory alarm. It knows nothing of consumers, TTLs or dead-lettering.
 
 ``QueuedMessage`` is one queue's hold on a message (the message itself is shared by every
-queue it was routed to): its sequence number, state, delivery history and deadlines.
+queue it was routed to): its sequence number, state, delivery history and deadlines, and
+when it entered the queue (``COARSE.now``, the timer tick's clock: no clock call per
+message) for the age of the oldest ready message.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterator
 
+from warrenmq.clock import COARSE
 from warrenmq.message import Message
 
 READY, OUT, DEAD, DELAYED = 0, 1, 2, 3  # QueuedMessage.state
@@ -28,6 +31,7 @@ class QueuedMessage:
 
     __slots__ = (
         "delivery_count",
+        "enqueued_at",
         "expires_at",
         "failures",
         "message",
@@ -46,6 +50,7 @@ class QueuedMessage:
         self.expires_at = expires_at
         self.state = READY
         self.properties = message.properties  # replaced when x-delivery-count is added
+        self.enqueued_at = COARSE.now
 
     def __lt__(self, other: QueuedMessage) -> bool:
         return self.seq < other.seq
@@ -105,6 +110,16 @@ class ReadyList:
                     self.resident -= qm.message.size
                 return qm
             self._tombstones -= 1
+
+    def head(self) -> QueuedMessage | None:
+        """The next live message without removing it (cold path: statistics)."""
+        fresh = next((qm for qm in self._fresh if qm.state != DEAD), None)
+        returned = self._returned[0] if self._returned else None
+        if returned is not None and returned.state == DEAD:  # a tombstone on top: look on
+            returned = min((qm for qm in self._returned if qm.state != DEAD), default=None)
+        if fresh is None or (returned is not None and returned.seq < fresh.seq):
+            return returned
+        return fresh
 
     def take_all(self, limit: int) -> list[QueuedMessage] | None:
         """Everything at once when that is trivially in order and within ``limit``."""

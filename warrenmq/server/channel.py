@@ -4,7 +4,11 @@ Owns the content assembler for basic.publish (method → header → bodies; Rabb
 rabbit_command_assembler), the consumers started on it, the unacked map (delivery tag →
 queue, queued message, consumer) and publisher-confirm sequence numbers. Method handlers
 live in ``server/methods/<class>.py``; this module routes to them and is the one place a
-channel-level ``AMQPError`` becomes channel.close with the failing method's ids.
+channel-level ``AMQPError`` becomes channel.close with the failing method's ids (logged
+as ``channel_error``). Cold-path methods run with ``channel`` bound in the logging
+context; publishes and acks do not pay for that. basic.publish's write permission is
+decided once per exchange name and remembered in the connection's grant (``writable``),
+so the publish path costs a set lookup.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from warrenmq.message import Message
 from warrenmq.protocol.content import encode_confirm, encode_return
 from warrenmq.protocol.fields import FieldError
 from warrenmq.protocol.methods import (
+    BY_INDEX,
     Method,
     decode_method,
     method_class,
@@ -38,6 +43,7 @@ from warrenmq.protocol.methods import (
 )
 from warrenmq.protocol.properties import get_property
 from warrenmq.protocol.properties import validate as validate_properties
+from warrenmq.server.logctx import bound_channel, method_name
 from warrenmq.server.methods import HANDLERS
 
 if TYPE_CHECKING:
@@ -48,6 +54,13 @@ if TYPE_CHECKING:
     from warrenmq.server.consumer import Consumer
 
 log = structlog.get_logger("warrenmq.channel")
+
+#: Methods handled with ``channel`` bound in the logging context: all but the per-message
+#: basic.* ones (get, ack, nack, reject; publish never reaches the handlers).
+_COLD = frozenset(index for index, cls in BY_INDEX.items() if cls.CLASS_ID != 60) | frozenset(
+    method_class(name).INDEX
+    for name in ("BasicQos", "BasicConsume", "BasicCancel", "BasicRecover", "BasicRecoverAsync")
+)
 
 _CONTENT_HEADER = struct.Struct(">HHQ")
 _PUBLISH_PREFIX = b"\x00\x3c\x00\x28"
@@ -65,6 +78,11 @@ class Channel:
     def __init__(self, conn: Connection, number: int) -> None:
         self.conn = conn
         self.number = number
+        grant = conn.grant  # channels open only after connection.open set it
+        assert grant is not None
+        self.grant = grant
+        # exchanges basic.publish may use: the grant's set, cleared in place on a change
+        self.writable = grant.writable
         self.state = "open"
         self.active = True
         self.consumers: dict[str, Consumer] = {}
@@ -119,6 +137,13 @@ class Channel:
         if self.state != "open":
             self._on_method_closing(method)
             return
+        if method.INDEX in _COLD:
+            with bound_channel(self.number):
+                self._handle(method)
+        else:
+            self._handle(method)
+
+    def _handle(self, method: Method) -> None:
         handler = HANDLERS.get(method.INDEX)
         vhost = self.vhost
         generation = vhost.generation
@@ -228,6 +253,8 @@ class Channel:
     def _route_message(self, message: Message, mandatory: bool) -> None:
         vhost = self.conn.vhost
         assert vhost is not None
+        if message.exchange not in self.writable:  # RabbitMQ: permission before lookup
+            self.grant.check_publish(message.exchange, message.exchange in vhost.exchanges)
         exchange = vhost.exchanges.get(message.exchange)
         if exchange is None:
             raise NotFound(f"no exchange '{message.exchange}' in vhost '{vhost.name}'")
@@ -302,6 +329,7 @@ class Channel:
         if self.consumers.get(consumer.tag) is not consumer:
             return
         del self.consumers[consumer.tag]
+        consumer.log_cancelled("queue_deleted", connection_id=self.conn.id, channel=self.number)
         if self.conn.client_capabilities.get("consumer_cancel_notify") and self.state == "open":
             self.send(BasicCancel(consumer.tag, True))
 
@@ -354,16 +382,14 @@ class Channel:
         """Close this channel with an error (channel.close), as the server."""
         if self.state != "open":
             return
-        vhost = self.conn.vhost
         log.warning(
             "channel_error",
-            peer=self.conn.peer,
-            vhost=vhost.name if vhost else None,
             channel=self.number,
             reply_code=int(exc.reply_code),
             reply_text=exc.text,
             class_id=exc.class_id,
             method_id=exc.method_id,
+            method=method_name(exc.class_id, exc.method_id),
         )
         self.send(ChannelClose(int(exc.reply_code), exc.reply_text(), exc.class_id,
                                exc.method_id))
@@ -380,9 +406,10 @@ class Channel:
         vhost = self.conn.vhost
         consumers, self.consumers = self.consumers, {}
         for consumer in consumers.values():
+            consumer.log_cancelled("channel_closed", channel=self.number)
             queue = consumer.queue
             if queue.remove_consumer(consumer) and vhost is not None:
-                vhost.remove_queue(queue)
+                vhost.remove_queue(queue, "auto_delete")
 
     def requeue_unacked(self) -> None:
         entries = list(self.unacked.values())

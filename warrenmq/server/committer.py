@@ -62,11 +62,11 @@ class Committer:
         try:
             self.durable = max(self.durable, future.result())
             if self.error is not None:
-                log.info("disk_write_recovered")
+                log.info("alarm_cleared", alarm="disk")
             self.error = None
         except OSError as exc:
             if self.error is None:
-                log.error("disk_write_failed", error=str(exc), errno=exc.errno)
+                log.error("alarm_raised", alarm="disk", error=str(exc), errno=exc.errno)
             self.error = exc
             if upto > self.durable:
                 self.failed.append((self.durable, upto))

@@ -7,15 +7,23 @@ and flushed with a single ``writelines`` per loop tick. Errors are translated he
 channel) only: an ``AMQPError`` that is not channel-level becomes connection.close with
 the failing method's class and method ids; anything unexpected becomes 541 for this one
 connection and is logged, never allowed to reach the loop.
+
+Logging: every protocol callback that reads or ends the connection runs in the
+connection's own ``contextvars.Context`` (``logctx``), so its id, peer, user and vhost
+are on every line logged meanwhile; ``connection_closed`` says how long it lived and why
+it ended (the close code and text, whoever sent it, or "connection lost").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import itertools
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
+from warrenmq.clock import COARSE
 from warrenmq.errors import (
     AMQPError,
     ChannelError,
@@ -35,9 +43,11 @@ from warrenmq.protocol.methods import Method, decode_method, method_class, metho
 from warrenmq.server import handshake
 from warrenmq.server.channel import Channel
 from warrenmq.server.heartbeat import HeartbeatMonitor
+from warrenmq.server.logctx import method_name
 
 if TYPE_CHECKING:
     from warrenmq.broker.broker import User
+    from warrenmq.broker.permissions import Grant
     from warrenmq.broker.vhost import VirtualHost
     from warrenmq.queues.queue import Queue
     from warrenmq.server.listener import Server
@@ -49,6 +59,7 @@ ConnectionCloseOk = method_class("ConnectionCloseOk")
 ChannelOpenIndex = method_class("ChannelOpen").INDEX
 ConnectionBlocked = method_class("ConnectionBlocked")
 ConnectionUnblocked = method_class("ConnectionUnblocked")
+_IDS = itertools.count(1)  # connection ids, unique in the process
 
 
 class Connection(asyncio.Protocol):
@@ -58,6 +69,13 @@ class Connection(asyncio.Protocol):
         self.server = server
         self.settings = server.settings
         self.loop = asyncio.get_running_loop()
+        self.id = next(_IDS)
+        self.context = contextvars.Context()  # logging context (module docstring)
+        self.started = self.loop.time()
+        self.opened_at: float | None = None  # loop time of connection.open-ok
+        self.close_reason: str | None = None  # "<code> <text>" of the close, either way
+        self.closed_by: str | None = None  # "client" or "server"; None: the socket went
+        self.grant: Grant | None = None  # permissions in the vhost, from connection.open
         self.reader = FrameReader(self.settings.frame_max)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -84,12 +102,17 @@ class Connection(asyncio.Protocol):
         self.published = False
         self.blocked = False
         self.closed: asyncio.Future[None] = self.loop.create_future()
+        self.connected_at = COARSE.now  # wall clock, for the management API
 
     # ----------------------------------------------------------------- transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.context.run(self._made, transport)
+
+    def _made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        structlog.contextvars.bind_contextvars(connection_id=self.id, peer=self.peer)
         self.loopback = (bool(peer) and str(peer[0]) in {"127.0.0.1", "::1"}) or (
             bool(peer) and str(peer[0]).startswith("127.")
         )
@@ -100,9 +123,12 @@ class Connection(asyncio.Protocol):
         self._timers.append(
             self.loop.call_later(self.settings.handshake_timeout, self._handshake_timeout)
         )
-        log.debug("connection_accepted", peer=self.peer)
+        log.debug("connection_accepted")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.context.run(self._lost, exc)
+
+    def _lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         if not self.closed.done():
             self.closed.set_result(None)
@@ -112,9 +138,22 @@ class Connection(asyncio.Protocol):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._release()
-        if self.state != "closed":
-            log.info("connection_closed", peer=self.peer, abrupt=self.state == "running")
         self.state = "closed"
+        if self.opened_at is not None:
+            self._log_closed(exc)
+
+    def _log_closed(self, exc: Exception | None) -> None:
+        props = self.client_properties
+        extra = {"error": str(exc)} if exc is not None and self.closed_by is None else {}
+        log.info(
+            "connection_closed",
+            client_product=props.get("product"),
+            client_version=props.get("version"),
+            duration=round(self.loop.time() - self.started, 3),
+            reason=self.close_reason or "connection lost",
+            closed_by=self.closed_by or "network",
+            **extra,
+        )
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -124,6 +163,9 @@ class Connection(asyncio.Protocol):
         self.redispatch()
 
     def data_received(self, data: bytes) -> None:
+        self.context.run(self._received, data)
+
+    def _received(self, data: bytes) -> None:
         self.monitor.received = True
         if self.state == "header":
             data = self._read_protocol_header(data)
@@ -136,7 +178,7 @@ class Connection(asyncio.Protocol):
         except AMQPError as exc:
             self.close_with(exc)
         except Exception as exc:
-            log.exception("connection_internal_error", peer=self.peer)
+            log.exception("connection_internal_error")
             self.close_with(InternalError(f"internal error: {type(exc).__name__}"))
         if self._dirty:
             for dirty in self._dirty:
@@ -161,7 +203,7 @@ class Connection(asyncio.Protocol):
             self.write(method_frame(0, handshake.start_method(self.server)))
             return rest
         # AMQP 0-9-1 §4.2.2: answer a bad header with ours, then close the socket.
-        log.warning("bad_protocol_header", peer=self.peer, header=self._header[:8])
+        log.warning("bad_protocol_header", header=self._header[:8])
         self.state = "closed"
         assert self.transport is not None
         self.transport.write(PROTOCOL_HEADER)
@@ -272,7 +314,7 @@ class Connection(asyncio.Protocol):
         reason = self.server.alarm_reason
         if self.client_capabilities.get("connection.blocked"):
             self.write(method_frame(0, ConnectionBlocked(reason)))
-        log.info("connection_blocked", peer=self.peer, reason=reason)
+        log.info("connection_blocked", reason=reason)
 
     def unblock(self) -> None:
         if not self.blocked or self.transport is None:
@@ -282,7 +324,7 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
             if self.client_capabilities.get("connection.blocked"):
                 self.write(method_frame(0, ConnectionUnblocked()))
-            log.info("connection_unblocked", peer=self.peer)
+            log.info("connection_unblocked")
 
     @property
     def out(self) -> list[bytes]:
@@ -337,12 +379,11 @@ class Connection(asyncio.Protocol):
         code = exc.reply_code
         log.warning(
             "connection_error",
-            peer=self.peer,
-            vhost=self.vhost.name if self.vhost else None,
             reply_code=int(exc.reply_code),
             reply_text=exc.text,
             class_id=exc.class_id,
             method_id=exc.method_id,
+            method=method_name(exc.class_id, exc.method_id),
         )
         self.close(int(code), exc.reply_text(), exc.class_id, exc.method_id)
 
@@ -354,6 +395,8 @@ class Connection(asyncio.Protocol):
         if self.state == "header":
             self.terminate()
             return
+        if self.close_reason is None:
+            self.close_reason, self.closed_by = f"{reply_code} {reply_text}", "server"
         close = ConnectionClose(reply_code, reply_text[:255], class_id, method_id)
         self.write(method_frame(0, close))
         self.state = "closing"
@@ -394,7 +437,7 @@ class Connection(asyncio.Protocol):
         queues, self.exclusive_queues = self.exclusive_queues, []
         for queue in queues:
             if self.vhost is not None:
-                _, consumers = self.vhost.remove_queue(queue)
+                _, consumers = self.vhost.remove_queue(queue, "exclusive_owner_closed")
                 for consumer in consumers:
                     consumer.cancelled_by_server()  # type: ignore[attr-defined]
         if channels and self.vhost is not None:
@@ -402,7 +445,7 @@ class Connection(asyncio.Protocol):
 
     def _handshake_timeout(self) -> None:
         if self.state in ("header", "start", "secure", "tune", "open"):
-            log.warning("handshake_timeout", peer=self.peer, state=self.state)
+            log.warning("handshake_timeout", state=self.state)
             self.abort()
 
     # ----------------------------------------------------------------- heartbeats
@@ -410,8 +453,10 @@ class Connection(asyncio.Protocol):
         self.monitor.start(self.heartbeat)
 
     def _heartbeat_timeout(self) -> None:
-        log.warning("heartbeat_timeout", peer=self.peer, heartbeat=self.heartbeat,
-                    vhost=self.vhost.name if self.vhost else None)
+        log.warning("heartbeat_timeout", heartbeat=self.heartbeat)
+        if self.close_reason is None:
+            self.close_reason = f"missed heartbeats from client, timeout: {self.heartbeat}s"
+            self.closed_by = "server"
         self.abort()
 
     def release_channel(self, channel_id: int) -> None:

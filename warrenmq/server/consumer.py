@@ -4,11 +4,16 @@ Credit lives here (design: "prefetch credit, ~30 lines"): a consumer may take me
 while its own unacked count is under its prefetch, the channel's consumers together are
 under the channel's global prefetch, the channel is not paused by channel.flow, and the
 connection's socket is keeping up. 0 means unlimited for both prefetch values.
+
+Its start and end are logged (``consumer_added`` by basic.consume, ``consumer_cancelled``
+with the reason: basic.cancel, queue_deleted, channel_closed).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from warrenmq.protocol.content import deliver_frames, encode_deliver, shortstr
 
@@ -17,6 +22,8 @@ if TYPE_CHECKING:
     from warrenmq.queues.ready import QueuedMessage
     from warrenmq.server.channel import Channel
 
+
+log = structlog.get_logger("warrenmq.consumer")
 
 #: Most messages handed over in one call when the prefetch allows more (or is unlimited);
 #: the socket's write buffer is re-checked between batches.
@@ -109,3 +116,14 @@ class Consumer:
     def cancelled_by_server(self) -> None:
         """The queue went away under this consumer (deleted, owner gone)."""
         self.channel.server_cancel(self)
+
+    def log_added(self) -> None:
+        log.info("consumer_added", queue=self.queue.name, consumer_tag=self.tag,
+                 exclusive=self.exclusive, no_ack=self.no_ack, prefetch_count=self.prefetch,
+                 arguments=self.arguments)
+
+    def log_cancelled(self, reason: str, **context: Any) -> None:
+        """``context``: fields to state outright when the logging context may belong to
+        another connection (a queue deleted by someone else)."""
+        log.info("consumer_cancelled", queue=self.queue.name, consumer_tag=self.tag,
+                 reason=reason, **context)

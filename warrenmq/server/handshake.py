@@ -4,7 +4,9 @@ AMQP 0-9-1 §2.2.4 with RabbitMQ's negotiation rules: the server proposes channe
 frame_max and heartbeat in connection.tune; the client's tune-ok may lower channel_max and
 frame_max (0 meaning "no limit" takes the server's), never raise them (530 NOT_ALLOWED),
 and its heartbeat value is final. Authentication failures answer 403 ACCESS_REFUSED with
-connection.close (the authentication_failure_close capability).
+connection.close (the authentication_failure_close capability); a vhost the user has no
+permission entry for answers 530 NOT_ALLOWED, as RabbitMQ. connection.open binds the user
+and vhost into the connection's logging context and logs ``connection_opened``.
 """
 
 from __future__ import annotations
@@ -87,8 +89,7 @@ def _on_start_ok(conn: Connection, method: Method) -> None:
     username, password = _credentials(method.mechanism, method.response)
     user = conn.server.broker.authenticate(username, password, loopback=conn.loopback)
     if user is None:
-        log.warning("authentication_failed", peer=conn.peer, user=username,
-                    mechanism=method.mechanism)
+        log.warning("authentication_failed", user=username, mechanism=method.mechanism)
         raise AccessRefused(
             f"Login was refused using authentication mechanism {method.mechanism}."
             " For details see the broker logfile."
@@ -133,11 +134,18 @@ def _on_open(conn: Connection, method: Method) -> None:
     if limit and sum(c.state == "running" for c in conn.server.connections) >= limit:
         raise NotAllowed(f"connection refused: node connection limit ({limit}) is reached")
     conn.vhost = vhost
+    conn.grant = conn.server.broker.grant(conn.user.name, vhost.name)
     conn.state = "running"
+    conn.opened_at = conn.loop.time()
     conn.write(method_frame(0, OpenOk("")))
     conn.start_heartbeat()
-    log.info("connection_opened", peer=conn.peer, user=conn.user.name, vhost=vhost.name,
-             client=conn.client_properties.get("product"))
+    # runs inside the connection's context (data_received): bound for what follows
+    structlog.contextvars.bind_contextvars(user=conn.user.name, vhost=vhost.name)
+    props = conn.client_properties
+    log.info("connection_opened", client_product=props.get("product"),
+             client_version=props.get("version"), client_platform=props.get("platform"),
+             connection_name=props.get("connection_name"), heartbeat=conn.heartbeat,
+             frame_max=conn.frame_max, channel_max=conn.channel_max)
 
 
 _EXPECTED = {
@@ -152,7 +160,10 @@ def on_connection_method(conn: Connection, method: Method) -> None:
     """Handle a method on channel 0 in the connection's current state."""
     cls = type(method)
     if cls is Close:
-        log.debug("connection_close_by_client", peer=conn.peer, reply_code=method.reply_code)
+        log.debug("connection_close_by_client", reply_code=method.reply_code)
+        if conn.close_reason is None:
+            conn.close_reason = f"{method.reply_code} {method.reply_text}"
+            conn.closed_by = "client"
         conn.closed_by_client()
         return
     if cls is CloseOk:

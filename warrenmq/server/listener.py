@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
 from warrenmq.broker.broker import Broker
 from warrenmq.broker.definitions import snapshot
+from warrenmq.broker.flow import log_dead_letters
+from warrenmq.clock import COARSE
 from warrenmq.errors import ReplyCode
 from warrenmq.server.committer import Committable, Committer
 from warrenmq.server.connection import Connection
@@ -49,10 +51,15 @@ class Server:
         self._saved_definitions: dict[str, Any] | None = None
         self._saved_generations: tuple[int, ...] | None = None
         self.on_close: list[Callable[[], None]] = []  # run last on shutdown (storage, lock)
+        #: awaited first on shutdown (the management listener), set by the composition root
+        self.before_close: list[Callable[[], Awaitable[None]]] = []
+        self.management_port: int | None = None  # the management listener's bound port
         self.memory_alarm = False
         self.committer: Committer | None = None  # set by attach_store()
         self._alarm_timer: asyncio.TimerHandle | None = None
         self._tick_timer: asyncio.TimerHandle | None = None
+        self._dead_letters_logged_due = 0.0  # loop time the next dead-letter lines may go
+        broker.on_user_deleted.append(self._user_deleted)
 
     def _protocol(self) -> Connection:
         return Connection(self)
@@ -68,7 +75,7 @@ class Server:
         if self._tick_timer is None:
             self._tick()
         bound = srv.sockets[0].getsockname()
-        log.info("listening", host=bound[0], port=bound[1])
+        log.info("listener_started", host=bound[0], port=bound[1])
         return str(bound[0]), int(bound[1])
 
     @property
@@ -146,6 +153,7 @@ class Server:
     def _tick(self) -> None:
         """Queue timers (TTL, retry delays, x-expires) for every vhost, every tick."""
         loop = asyncio.get_running_loop()
+        COARSE.refresh()
         try:
             for vhost in self.broker.vhosts.values():
                 if vhost.timed:
@@ -157,10 +165,30 @@ class Server:
             if self.definitions_unsaved and loop.time() >= self._definitions_retry_due:
                 self._definitions_retry_due = loop.time() + 1.0
                 self.definitions_changed()
+            if loop.time() >= self._dead_letters_logged_due:
+                self._log_dead_letters(loop.time())
         except Exception:
             log.exception("timer_tick_failed")
         self.kick_commit()
         self._tick_timer = loop.call_later(self.settings.tick_interval, self._tick)
+
+    def _log_dead_letters(self, now: float) -> None:
+        """Dead letters counted since the last time, one line per queue and reason; at
+        most once per ``dead_letter_log_interval``, so it is never a line per message."""
+        logged = False
+        for vhost in self.broker.vhosts.values():
+            if vhost.dead_letter_log:
+                log_dead_letters(vhost)
+                logged = True
+        if logged:
+            self._dead_letters_logged_due = now + self.settings.dead_letter_log_interval
+
+    def _user_deleted(self, name: str) -> None:
+        """RabbitMQ closes a deleted user's connections: 320 "user 'u' is deleted"."""
+        for conn in list(self.connections):
+            if conn.user is not None and conn.user.name == name:
+                conn.close(int(ReplyCode.CONNECTION_FORCED),
+                           f"CONNECTION_FORCED - user '{name}' is deleted")
 
     def held_bytes(self) -> int:
         return sum(
@@ -172,17 +200,25 @@ class Server:
         limit = self.settings.memory_high_watermark
         if not self.memory_alarm and held >= limit:
             self.memory_alarm = True
-            log.warning("memory_alarm_set", held_bytes=held, watermark=limit)
+            log.warning("alarm_raised", alarm="memory", held_bytes=held, watermark=limit)
         elif self.memory_alarm and held < limit:
             self.memory_alarm = False
-            log.info("memory_alarm_cleared", held_bytes=held, watermark=limit)
+            log.info("alarm_cleared", alarm="memory", held_bytes=held, watermark=limit)
             self._unblock_if_clear()
         self._alarm_timer = asyncio.get_running_loop().call_later(
             self.settings.alarm_check_interval, self._check_memory
         )
 
+    async def _before_close(self) -> None:
+        while self.before_close:
+            try:
+                await self.before_close.pop()()
+            except Exception:
+                log.exception("shutdown_step_failed")
+
     async def close(self, grace: float = 5.0) -> None:
         """Graceful shutdown: stop accepting, close connections with 320, wait for them."""
+        await self._before_close()
         if self._alarm_timer is not None:
             self._alarm_timer.cancel()
         if self._tick_timer is not None:
@@ -207,4 +243,5 @@ class Server:
                 self.on_close.pop()()
             except Exception:
                 log.exception("shutdown_step_failed")
+        self._log_dead_letters(0.0)
         log.info("server_stopped")

@@ -24,3 +24,4 @@ class ServerSettings:
     memory_high_watermark: int = 0  # bytes of ready message bodies; 0 = no alarm
     alarm_check_interval: float = 0.1
     tick_interval: float = 0.02  # resolution of TTL expiry, retry delays and x-expires
+    dead_letter_log_interval: float = 1.0  # seconds between message_dead_lettered lines

@@ -80,6 +80,7 @@ from warrenmq.storage.records import (
 from warrenmq.storage.recovery import BodyLocation, Recovery, replay
 
 log = structlog.get_logger("warrenmq.storage")
+_new_tuple = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
 
 Ticket = int
 FsyncPolicy = Literal["group", "always", "never"]
@@ -210,16 +211,18 @@ class MessageStore:
         """Accept one PUBLISH for a message routed to ``queues`` (deduplicated), published
         at wall-clock ``published`` seconds; it is encoded when its batch is taken, for the
         queues that still hold it then."""
-        check_publish(msg_id, queues, exchange, routing_key)
+        if len(exchange) > 63 or len(routing_key) > 63 or not queues or msg_id >> 64:
+            check_publish(msg_id, queues, exchange, routing_key)  # may be too long: exact
         entry = PendingPublish(msg_id, dict.fromkeys(queues), exchange, routing_key,
                                properties, body, int(published * 1000))
         with self._lock:
-            self._check_open()
+            if self._closed:
+                raise StorageError(f"message store {self.directory} is closed")
             self._pending.append(entry)
             self._unplaced[msg_id] = entry
             self._pending_bytes += entry.estimate
             self._ticket += 1
-            return Published(self._ticket, entry)
+            return _new_tuple(Published, (self._ticket, entry))
 
     def ack(self, queue: str, msg_id: int) -> Ticket:
         """The message left ``queue`` for good (acked, or dead-lettered, expired, ...)."""

@@ -43,7 +43,9 @@ def _consumer_tag() -> str:
 
 
 def basic_consume(channel: Channel, m: Method) -> None:
-    queue = channel.vhost.queue(queue_name(channel, m.queue), channel.conn)
+    name = queue_name(channel, m.queue)
+    channel.grant.check("read", "queue", name)  # RabbitMQ: before the lookup
+    queue = channel.vhost.queue(name, channel.conn)
     tag = m.consumer_tag or _consumer_tag()
     if tag in channel.consumers:
         raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
@@ -61,18 +63,23 @@ def basic_consume(channel: Channel, m: Method) -> None:
         channel.send(ConsumeOk(tag))
     channel.consumers[tag] = consumer
     queue.add_consumer(consumer)
+    consumer.log_added()
 
 
 def basic_cancel(channel: Channel, m: Method) -> None:
     consumer = channel.consumers.pop(m.consumer_tag, None)
-    if consumer is not None and consumer.queue.remove_consumer(consumer):
-        channel.vhost.remove_queue(consumer.queue)
+    if consumer is not None:
+        consumer.log_cancelled("basic.cancel")
+        if consumer.queue.remove_consumer(consumer):
+            channel.vhost.remove_queue(consumer.queue, "auto_delete")
     if not m.nowait:
         channel.send(CancelOk(m.consumer_tag))
 
 
 def basic_get(channel: Channel, m: Method) -> None:
-    queue = channel.vhost.queue(queue_name(channel, m.queue), channel.conn)
+    name = queue_name(channel, m.queue)
+    channel.grant.check("read", "queue", name)
+    queue = channel.vhost.queue(name, channel.conn)
     qm = queue.get()
     if qm is None:
         channel.send(GetEmpty(""))

@@ -2,12 +2,20 @@
 
 An empty queue name means "the last queue declared on this channel" (AMQP 0-9-1 §1.7.2),
 and for queue.bind an empty routing key then means that queue's name too.
+
+Permissions as RabbitMQ's access-control table, checked before the queue is looked up:
+declare (not passive) needs configure on the queue, and for a new queue with a
+dead-letter exchange also read on the queue and write on that exchange; delete needs
+configure, purge needs read; bind and unbind need write on the queue and read on the
+exchange.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from warrenmq.broker.permissions import named_exchange
+from warrenmq.broker.vhost import server_name
 from warrenmq.errors import NotFound
 from warrenmq.protocol.methods import Method, method_class
 
@@ -34,8 +42,14 @@ def queue_name(channel: Channel, name: str) -> str:
 def queue_declare(channel: Channel, m: Method) -> None:
     vhost = channel.vhost
     conn = channel.conn
-    name = queue_name(channel, m.queue) if m.passive else m.queue
+    name = queue_name(channel, m.queue) if m.passive else m.queue or server_name()
     existed = name in vhost.queues
+    if not m.passive:
+        channel.grant.check("configure", "queue", name)
+        dlx = named_exchange(m.arguments.get("x-dead-letter-exchange"))
+        if dlx is not None and not existed:
+            channel.grant.check("read", "queue", name)
+            channel.grant.check("write", "exchange", dlx)
     queue = vhost.declare_queue(
         name,
         owner=conn,
@@ -44,6 +58,7 @@ def queue_declare(channel: Channel, m: Method) -> None:
         exclusive=m.exclusive,
         auto_delete=m.auto_delete,
         arguments=m.arguments,
+        server_named=not m.queue,
     )
     if not existed and queue.exclusive:
         conn.exclusive_queues.append(queue)
@@ -52,9 +67,16 @@ def queue_declare(channel: Channel, m: Method) -> None:
         channel.send(DeclareOk(queue.name, queue.message_count, queue.consumer_count))
 
 
+def _check_binding(channel: Channel, queue: str, exchange: str) -> None:
+    channel.grant.check("write", "queue", queue)
+    if exchange:
+        channel.grant.check("read", "exchange", exchange)
+
+
 def queue_bind(channel: Channel, m: Method) -> None:
     name = queue_name(channel, m.queue)
     key = m.routing_key if (m.queue or m.routing_key) else name
+    _check_binding(channel, name, m.exchange)
     channel.vhost.bind_queue(name, m.exchange, key, m.arguments, channel.conn)
     if not m.nowait:
         channel.send(BindOk())
@@ -63,12 +85,15 @@ def queue_bind(channel: Channel, m: Method) -> None:
 def queue_unbind(channel: Channel, m: Method) -> None:
     name = queue_name(channel, m.queue)
     key = m.routing_key if (m.queue or m.routing_key) else name
+    _check_binding(channel, name, m.exchange)
     channel.vhost.unbind_queue(name, m.exchange, key, m.arguments, channel.conn)
     channel.send(UnbindOk())
 
 
 def queue_purge(channel: Channel, m: Method) -> None:
-    count = channel.vhost.purge_queue(queue_name(channel, m.queue), channel.conn)
+    name = queue_name(channel, m.queue)
+    channel.grant.check("read", "queue", name)
+    count = channel.vhost.purge_queue(name, channel.conn)
     if not m.nowait:
         channel.send(PurgeOk(count))
 
@@ -76,6 +101,7 @@ def queue_purge(channel: Channel, m: Method) -> None:
 def queue_delete(channel: Channel, m: Method) -> None:
     vhost = channel.vhost
     name = queue_name(channel, m.queue)
+    channel.grant.check("configure", "queue", name)
     if name not in vhost.queues:
         # RabbitMQ: deleting a queue that does not exist succeeds with a count of 0.
         if not m.nowait:

@@ -1,0 +1,306 @@
+"""JSON shapes of the management API, as RabbitMQ's management plugin spells them.
+
+Pure functions from broker/server objects to dicts: queues, exchanges, bindings,
+connections, channels, consumers and the overview. Field names are RabbitMQ's for
+every field we fill (``messages_ready``, ``message_stats.publish_details.rate``...);
+fields we cannot know (Erlang memory, reductions) are left out rather than faked.
+Owns no state; must not mutate what it reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import platform
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from warrenmq import __version__
+from warrenmq.broker.vhost import VirtualHost
+from warrenmq.exchange import Exchange
+from warrenmq.management.edge import ChannelView, ConnectionView, ServerView
+from warrenmq.management.stats import Stats
+from warrenmq.queues.queue import Queue
+
+MANAGEMENT_VERSION = "3.10.8"  # the RabbitMQ management API release whose shapes we follow
+EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
+
+
+def jsonable(value: Any) -> Any:
+    """An AMQP field value as RabbitMQ's API shows it (bytes as text, times as seconds)."""
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode()
+        except UnicodeDecodeError:
+            return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+def _details(value: float) -> dict[str, float]:
+    return {"rate": round(value, 2)}
+
+
+def message_stats(counts: Mapping[str, int], rates: Mapping[str, float]) -> dict[str, Any]:
+    """RabbitMQ's message_stats object: each counter with its ``_details.rate``."""
+    fields = {
+        "publish": "published",
+        "deliver_get": "delivered",
+        "ack": "acked",
+        "redeliver": "redelivered",
+        "get": "gets",
+    }
+    out: dict[str, Any] = {}
+    for name, counter in fields.items():
+        out[name] = counts[counter]
+        out[f"{name}_details"] = _details(rates[counter])
+    out["deliver"] = counts["delivered"] - counts["gets"]
+    out["deliver_details"] = _details(max(0.0, rates["delivered"] - rates["gets"]))
+    return out
+
+
+# --------------------------------------------------------------------------- queues
+def queue_json(queue: Queue, stats: Stats, node: str) -> dict[str, Any]:
+    counts = {c: getattr(queue, c) for c in ("published", "delivered", "gets", "acked",
+                                             "redelivered", "dead_lettered")}
+    ready, unacked = queue.message_count, queue.unacked
+    head = queue.head_enqueued_at()
+    utilisation = stats.utilisation(queue)
+    return {
+        "name": queue.name,
+        "vhost": queue.vhost,
+        "durable": queue.durable,
+        "auto_delete": queue.auto_delete,
+        "exclusive": queue.exclusive,
+        "arguments": jsonable(queue.arguments),
+        "node": node,
+        "type": "classic",
+        "state": "running",
+        "policy": queue.policy,
+        "effective_policy_definition": jsonable(queue.effective_policy_definition),
+        "consumers": queue.consumer_count,
+        "consumer_utilisation": utilisation,
+        "consumer_capacity": utilisation if utilisation is not None else 0.0,
+        "messages": ready + unacked,
+        "messages_details": _details(0.0),
+        "messages_ready": ready,
+        "messages_ready_details": _details(0.0),
+        "messages_unacknowledged": unacked,
+        "messages_unacknowledged_details": _details(0.0),
+        "message_bytes_ready": queue.ready_bytes,
+        "message_bytes_ram": queue.resident_bytes,
+        "head_message_timestamp": None if head is None else int(head),
+        "message_stats": message_stats(counts, stats.queue_rates((queue.vhost, queue.name))),
+    }
+
+
+# --------------------------------------------------------------------------- exchanges
+def exchange_json(vhost: VirtualHost, exchange: Exchange) -> dict[str, Any]:
+    return {
+        "name": exchange.name,
+        "vhost": vhost.name,
+        "type": exchange.type_name,
+        "durable": exchange.durable,
+        "auto_delete": exchange.auto_delete,
+        "internal": exchange.internal,
+        "arguments": jsonable(exchange.arguments),
+        "policy": exchange.policy,
+        "user_who_performed_action": "",
+    }
+
+
+def properties_key(routing_key: str, arguments: Mapping[str, Any]) -> str:
+    """RabbitMQ's name for a binding in URLs: the quoted key, ``~`` and a hash of the
+    arguments when there are any, or just ``~`` for an empty key without arguments."""
+    if not arguments:
+        return quote(routing_key, safe="") if routing_key else "~"
+    digest = hashlib.md5(repr(sorted(jsonable(arguments).items())).encode(),
+                         usedforsecurity=False).digest()
+    return quote(routing_key, safe="") + "~" + base64.urlsafe_b64encode(digest).decode()[:22]
+
+
+def bindings_json(vhost: VirtualHost) -> Iterator[dict[str, Any]]:
+    """Every binding, the default exchange's implicit ones first (as RabbitMQ lists)."""
+    for queue in vhost.queues.values():
+        yield _binding(vhost, "", queue.name, "queue", queue.name, {})
+    for exchange in vhost.exchanges.values():
+        if not exchange.name:
+            continue
+        for destination, key, arguments in exchange.bindings():
+            if isinstance(destination, Queue | Exchange):
+                kind = "queue" if isinstance(destination, Queue) else "exchange"
+                yield _binding(vhost, exchange.name, destination.name, kind, key, arguments)
+
+
+def _binding(vhost: VirtualHost, source: str, destination: str, kind: str, key: str,
+             arguments: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "source": source,
+        "vhost": vhost.name,
+        "destination": destination,
+        "destination_type": kind,
+        "routing_key": key,
+        "arguments": jsonable(arguments),
+        "properties_key": properties_key(key, arguments),
+    }
+
+
+# --------------------------------------------------------------------------- connections
+def connection_name(conn: ConnectionView) -> str:
+    """RabbitMQ's "peer -> local" name, e.g. ``127.0.0.1:50412 -> 127.0.0.1:5672``."""
+    local = _address(conn, "sockname")
+    return f"{conn.peer} -> {local[0]}:{local[1]}"
+
+
+def _address(conn: ConnectionView, which: str) -> tuple[str, int]:
+    transport = conn.transport
+    found = transport.get_extra_info(which) if transport is not None else None
+    return (str(found[0]), int(found[1])) if found else ("?", 0)
+
+
+def connection_json(conn: ConnectionView, node: str) -> dict[str, Any]:
+    peer = _address(conn, "peername")
+    local = _address(conn, "sockname")
+    state = "blocked" if conn.blocked else ("running" if conn.state == "running" else
+                                            conn.state)
+    user = conn.user.name if conn.user is not None else ""
+    return {
+        "name": connection_name(conn),
+        "node": node,
+        "type": "network",
+        "protocol": "AMQP 0-9-1",
+        "state": state,
+        "user": user,
+        "user_who_performed_action": user,
+        "vhost": conn.vhost.name if conn.vhost is not None else None,
+        "channels": len(conn.channels),
+        "peer_host": peer[0],
+        "peer_port": peer[1],
+        "host": local[0],
+        "port": local[1],
+        "ssl": False,
+        "auth_mechanism": "PLAIN",
+        "frame_max": conn.frame_max,
+        "channel_max": conn.channel_max,
+        "timeout": conn.heartbeat,
+        "connected_at": int(conn.connected_at * 1000),
+        "client_properties": jsonable(conn.client_properties),
+    }
+
+
+def _connection_details(conn: ConnectionView) -> dict[str, Any]:
+    peer = _address(conn, "peername")
+    return {"name": connection_name(conn), "peer_host": peer[0], "peer_port": peer[1]}
+
+
+def channel_name(conn: ConnectionView, channel: ChannelView) -> str:
+    return f"{connection_name(conn)} ({channel.number})"
+
+
+def channel_json(conn: ConnectionView, channel: ChannelView, node: str) -> dict[str, Any]:
+    user = conn.user.name if conn.user is not None else ""
+    state = "running" if channel.state == "open" else channel.state
+    if state == "running" and not channel.active:
+        state = "flow"
+    return {
+        "name": channel_name(conn, channel),
+        "number": channel.number,
+        "node": node,
+        "user": user,
+        "user_who_performed_action": user,
+        "vhost": conn.vhost.name if conn.vhost is not None else None,
+        "state": state,
+        "connection_details": _connection_details(conn),
+        "consumer_count": len(channel.consumers),
+        "messages_unacknowledged": len(channel.unacked),
+        "messages_unconfirmed": len(channel.unsynced),
+        "prefetch_count": channel.prefetch_count,
+        "global_prefetch_count": channel.global_prefetch,
+        "confirm": channel.confirm,
+        "transactional": False,
+    }
+
+
+def consumers_json(conn: ConnectionView, channel: ChannelView) -> Iterator[dict[str, Any]]:
+    details = {
+        "name": channel_name(conn, channel),
+        "number": channel.number,
+        "connection_name": connection_name(conn),
+        "peer_host": _address(conn, "peername")[0],
+        "peer_port": _address(conn, "peername")[1],
+        "user": conn.user.name if conn.user is not None else "",
+    }
+    for consumer in list(channel.consumers.values()):
+        queue = consumer.queue
+        yield {
+            "consumer_tag": consumer.tag,
+            "queue": {"name": queue.name, "vhost": queue.vhost},
+            "channel_details": details,
+            "ack_required": not consumer.no_ack,
+            "exclusive": consumer.exclusive,
+            "prefetch_count": consumer.prefetch,
+            "arguments": jsonable(consumer.arguments),
+            "active": True,
+            "activity_status": "up",
+        }
+
+
+# --------------------------------------------------------------------------- overview
+def overview_json(server: ServerView, stats: Stats, management_port: int | None,
+                  totals: Mapping[str, int], visible: list[VirtualHost]) -> dict[str, Any]:
+    rates = stats.total_rates()
+    queues = [q for v in visible for q in v.queues.values()]
+    ready = sum(q.message_count for q in queues)
+    unacked = sum(q.unacked for q in queues)
+    mstats = message_stats(totals, rates)
+    mstats["publish"] = totals["received"]
+    mstats["publish_details"] = _details(rates["received"])
+    node = server.cluster_name
+    listeners = [{"node": node, "protocol": "amqp", "ip_address": "127.0.0.1", "port": p}
+                 for p in server.ports]
+    if management_port is not None:
+        listeners.append({"node": node, "protocol": "http", "ip_address": "127.0.0.1",
+                          "port": management_port})
+    connections = list(server.connections)
+    return {
+        "management_version": MANAGEMENT_VERSION,
+        "rates_mode": "basic",
+        "product_name": "WarrenMQ",
+        "product_version": __version__,
+        "rabbitmq_version": MANAGEMENT_VERSION,
+        "erlang_version": f"Python {platform.python_version()}",
+        "cluster_name": node,
+        "node": node,
+        "exchange_types": [{"name": t, "description": "", "enabled": True}
+                           for t in EXCHANGE_TYPES],
+        "message_stats": mstats,
+        "queue_totals": {
+            "messages": ready + unacked,
+            "messages_details": _details(0.0),
+            "messages_ready": ready,
+            "messages_ready_details": _details(0.0),
+            "messages_unacknowledged": unacked,
+            "messages_unacknowledged_details": _details(0.0),
+        },
+        "object_totals": {
+            "connections": len(connections),
+            "channels": sum(len(c.channels) for c in connections),
+            "exchanges": sum(len(v.exchanges) for v in visible),
+            "queues": len(queues),
+            "consumers": sum(q.consumer_count for q in queues),
+        },
+        "listeners": listeners,
+        "alarms": {"memory": server.memory_alarm, "disk": server.disk_alarm},
+    }

@@ -1,0 +1,399 @@
+"""The ``/api/*`` routes: RabbitMQ's management API subset, as request handlers.
+
+Lists (``/api/queues``, ``/api/exchanges``, ``/api/bindings``, ``/api/connections``,
+``/api/channels``, ``/api/consumers``, ``/api/vhosts``) honour RabbitMQ's ``columns``,
+``sort`` and ``sort_reverse`` query parameters; single objects are addressed as
+``/api/queues/{vhost}/{name}`` with the vhost URL-encoded (``/`` is ``%2F``). Actions
+go through the domain (``VirtualHost`` methods, the broker's permission grants) and are
+followed by the server's hooks (definitions saved, store commit kicked). Each handler
+authenticates first, reads its body, then reads and changes broker state with no await
+in between. Owns nothing; must not hold broker objects across requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from warrenmq.broker import definitions
+from warrenmq.broker.vhost import VirtualHost
+from warrenmq.management import api
+from warrenmq.management.app import read_json
+from warrenmq.management.auth import Principal, bad_request, not_authorised, not_found
+from warrenmq.management.edge import ConnectionView
+from warrenmq.management.messages import get_messages, parse_request
+from warrenmq.management.replay import Replay, dead_letter_queues
+from warrenmq.management.stats import broker_totals
+from warrenmq.queues.queue import Queue
+
+if TYPE_CHECKING:
+    from warrenmq.management.app import ManagementServer
+
+CONNECTION_FORCED = 320
+
+
+def add_api_routes(app: web.Application, mgmt: ManagementServer) -> None:
+    h = Handlers(mgmt)
+    r = app.router
+    r.add_get("/api/overview", h.overview)
+    r.add_get("/api/whoami", h.whoami)
+    r.add_get("/api/vhosts", h.vhosts)
+    r.add_get("/api/queues", h.queues)
+    r.add_get("/api/queues/{vhost}", h.queues)
+    r.add_get("/api/queues/{vhost}/{name}", h.queue)
+    r.add_put("/api/queues/{vhost}/{name}", h.declare_queue)
+    r.add_delete("/api/queues/{vhost}/{name}", h.delete_queue)
+    r.add_delete("/api/queues/{vhost}/{name}/contents", h.purge)
+    r.add_post("/api/queues/{vhost}/{name}/get", h.get_messages)
+    r.add_post("/api/queues/{vhost}/{name}/replay", h.replay)
+    r.add_get("/api/exchanges", h.exchanges)
+    r.add_get("/api/exchanges/{vhost}", h.exchanges)
+    r.add_get("/api/exchanges/{vhost}/{name}", h.exchange)
+    r.add_put("/api/exchanges/{vhost}/{name}", h.declare_exchange)
+    r.add_delete("/api/exchanges/{vhost}/{name}", h.delete_exchange)
+    r.add_get("/api/bindings", h.bindings)
+    r.add_get("/api/bindings/{vhost}", h.bindings)
+    r.add_get("/api/connections", h.connections)
+    r.add_get("/api/connections/{name}", h.connection)
+    r.add_delete("/api/connections/{name}", h.close_connection)
+    r.add_get("/api/channels", h.channels)
+    r.add_get("/api/consumers", h.consumers)
+    r.add_get("/api/consumers/{vhost}", h.consumers)
+    r.add_get("/api/definitions", h.export_definitions)
+    r.add_post("/api/definitions", h.import_definitions)
+    r.add_get("/api/warrenmq/dead-letter-queues", h.dead_letter_queues)
+
+
+# --------------------------------------------------------------------------- listing
+def _dig(item: dict[str, Any], path: str) -> Any:
+    value: Any = item
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if isinstance(value, bool | int | float):
+        return (0, value)
+    if isinstance(value, str):
+        return (1, value)
+    return (2, "")
+
+
+def _pick(item: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for column in columns:
+        value = _dig(item, column)
+        if value is None and column.split(".")[0] not in item:
+            continue
+        target = out
+        parts = column.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return out
+
+
+def listing(request: web.Request, items: Iterable[dict[str, Any]]) -> web.Response:
+    """A JSON list with RabbitMQ's ``sort``, ``sort_reverse`` and ``columns``; sorted by
+    vhost and name when not told otherwise, as RabbitMQ does."""
+    out = list(items)
+    sort = request.query.get("sort")
+    if sort:
+        out.sort(key=lambda item: _sort_key(_dig(item, sort)),
+                 reverse=request.query.get("sort_reverse") == "true")
+    else:  # RabbitMQ's default order: by vhost, then name
+        out.sort(key=lambda item: (str(item.get("vhost", "")), str(item.get("name", ""))))
+    columns = request.query.get("columns")
+    if columns:
+        out = [_pick(item, [c for c in columns.split(",") if c]) for item in out]
+    return web.json_response(out)
+
+
+def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    """A boolean field; rabbitmqadmin sends "true"/"false" strings."""
+    value = body.get(key, default)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        raise bad_request(f"{key} must be true or false")
+    return value
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise bad_request("expected a JSON object")
+    return body
+
+
+def _arguments(body: dict[str, Any]) -> dict[str, Any]:
+    arguments = body.get("arguments") or {}
+    if not isinstance(arguments, dict):
+        raise bad_request("arguments must be a JSON object")
+    return arguments
+
+
+def _exchange_name(name: str) -> str:
+    return "" if name == "amq.default" else name  # RabbitMQ's URL name of the default
+
+
+# --------------------------------------------------------------------------- handlers
+class Handlers:
+    def __init__(self, mgmt: ManagementServer) -> None:
+        self.mgmt = mgmt
+        self.server = mgmt.server
+        self.broker = mgmt.broker
+
+    @property
+    def node(self) -> str:
+        return self.server.cluster_name
+
+    def _vhosts(self, request: web.Request, p: Principal) -> list[VirtualHost]:
+        name = request.match_info.get("vhost")
+        return [p.vhost(name)] if name is not None else p.visible_vhosts()
+
+    def _queue(self, request: web.Request, p: Principal, *, write: bool = False
+               ) -> tuple[VirtualHost, Queue]:
+        vhost = p.vhost(request.match_info["vhost"], write=write)
+        queue = vhost.queues.get(request.match_info["name"])
+        if queue is None:
+            raise not_found()
+        return vhost, queue
+
+    def _check(self, p: Principal, vhost: VirtualHost, access: str, kind: str,
+               name: str) -> None:
+        """The user's AMQP permission in the vhost, as RabbitMQ's management applies it."""
+        self.broker.grant(p.user.name, vhost.name).check(
+            access, kind, name)  # type: ignore[arg-type]
+
+    def _changed(self) -> None:
+        self.server.definitions_changed()
+        self.server.kick_commit()
+
+    # ----------------------------------------------------------------- overview
+    async def overview(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        self.mgmt.stats.refresh()
+        return web.json_response(api.overview_json(
+            self.server, self.mgmt.stats, self.mgmt.port, broker_totals(self.broker),
+            p.visible_vhosts()))
+
+    async def whoami(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        return web.json_response({"name": p.user.name, "tags": list(p.user.tags)})
+
+    async def vhosts(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        out = []
+        for vhost in p.visible_vhosts():
+            ready = sum(q.message_count for q in vhost.queues.values())
+            unacked = sum(q.unacked for q in vhost.queues.values())
+            out.append({"name": vhost.name, "messages": ready + unacked,
+                        "messages_ready": ready, "messages_unacknowledged": unacked,
+                        "tracing": False})
+        return listing(request, out)
+
+    # ----------------------------------------------------------------- queues
+    async def queues(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        self.mgmt.stats.refresh()
+        stats = self.mgmt.stats
+        return listing(request, (api.queue_json(q, stats, self.node)
+                                 for v in self._vhosts(request, p)
+                                 for q in list(v.queues.values())))
+
+    async def queue(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        _, queue = self._queue(request, p)
+        self.mgmt.stats.refresh()
+        return web.json_response(api.queue_json(queue, self.mgmt.stats, self.node))
+
+    async def declare_queue(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        body = _object(await read_json(request))
+        vhost = p.vhost(request.match_info["vhost"], write=True)
+        name = request.match_info["name"]
+        self._check(p, vhost, "configure", "queue", name)
+        existed = name in vhost.queues
+        vhost.declare_queue(name, owner=None, durable=_flag(body, "durable", True),
+                            auto_delete=_flag(body, "auto_delete", False),
+                            arguments=_arguments(body))
+        self._changed()
+        return web.Response(status=204 if existed else 201)
+
+    async def delete_queue(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        vhost, queue = self._queue(request, p, write=True)
+        self._check(p, vhost, "configure", "queue", queue.name)
+        _, consumers = vhost.delete_queue(
+            queue.name, owner=queue.exclusive_owner,
+            if_unused=request.query.get("if-unused") == "true",
+            if_empty=request.query.get("if-empty") == "true")
+        for consumer in consumers:
+            cancel = getattr(consumer, "cancelled_by_server", None)
+            if cancel is not None:
+                cancel()  # basic.cancel to consumers that asked for it
+        self._changed()
+        return web.Response(status=204)
+
+    async def purge(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        vhost, queue = self._queue(request, p, write=True)
+        self._check(p, vhost, "read", "queue", queue.name)
+        queue.purge()
+        self.server.kick_commit()
+        return web.Response(status=204)
+
+    async def get_messages(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        count, ackmode, encoding, truncate = parse_request(await read_json(request))
+        vhost, queue = self._queue(request, p, write=True)
+        self._check(p, vhost, "read", "queue", queue.name)
+        out = get_messages(vhost, queue, count, ackmode, encoding, truncate)
+        self.server.kick_commit()
+        return web.json_response(out)
+
+    async def replay(self, request: web.Request) -> web.Response:
+        """WarrenMQ's own: ``warrenmq dlq replay QUEUE`` for the dashboard's button."""
+        p = self.mgmt.principal(request)
+        body = _object(await read_json(request))
+        limit = body.get("count")
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise bad_request("count must be a non-negative integer")
+        vhost, queue = self._queue(request, p, write=True)
+        self._check(p, vhost, "read", "queue", queue.name)
+        result = await Replay(vhost, queue, limit, writable=lambda x: self._writable(
+            p, vhost, x)).run()
+        self.server.kick_commit()
+        return web.json_response(result.json())
+
+    def _writable(self, p: Principal, vhost: VirtualHost, exchange: str) -> bool:
+        grant = self.broker.grant(p.user.name, vhost.name)
+        return grant.allows("write", "exchange", exchange)
+
+    async def dead_letter_queues(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        out = []
+        for vhost in p.visible_vhosts():
+            for name, sources in sorted(dead_letter_queues(vhost).items()):
+                queue = vhost.queues[name]
+                out.append({"vhost": vhost.name, "name": name, "sources": sorted(sources),
+                            "messages": queue.message_count + queue.unacked,
+                            "messages_ready": queue.message_count})
+        return web.json_response(out)
+
+    # ----------------------------------------------------------------- exchanges
+    async def exchanges(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        return listing(request, (api.exchange_json(v, x) for v in self._vhosts(request, p)
+                                 for x in list(v.exchanges.values())))
+
+    async def exchange(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        vhost = p.vhost(request.match_info["vhost"])
+        exchange = vhost.exchanges.get(_exchange_name(request.match_info["name"]))
+        if exchange is None:
+            raise not_found()
+        return web.json_response(api.exchange_json(vhost, exchange))
+
+    async def declare_exchange(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        body = _object(await read_json(request))
+        vhost = p.vhost(request.match_info["vhost"], write=True)
+        name = _exchange_name(request.match_info["name"])
+        kind = body.get("type")
+        if not isinstance(kind, str):
+            raise bad_request("type is required")
+        self._check(p, vhost, "configure", "exchange", name)
+        existed = name in vhost.exchanges
+        vhost.declare_exchange(name, kind, durable=_flag(body, "durable", True),
+                               auto_delete=_flag(body, "auto_delete", False),
+                               internal=_flag(body, "internal", False),
+                               arguments=_arguments(body))
+        self._changed()
+        return web.Response(status=204 if existed else 201)
+
+    async def delete_exchange(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        vhost = p.vhost(request.match_info["vhost"], write=True)
+        name = _exchange_name(request.match_info["name"])
+        if name not in vhost.exchanges:
+            raise not_found()
+        self._check(p, vhost, "configure", "exchange", name)
+        vhost.delete_exchange(name, if_unused=request.query.get("if-unused") == "true")
+        self._changed()
+        return web.Response(status=204)
+
+    async def bindings(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        return listing(request, (b for v in self._vhosts(request, p)
+                                 for b in api.bindings_json(v)))
+
+    # ----------------------------------------------------------------- connections
+    def _connections(self, p: Principal, *, delete: bool = False) -> list[ConnectionView]:
+        return [c for c in list(self.server.connections)
+                if c.vhost is not None and c.user is not None
+                and p.sees_user_object(c.user.name, delete=delete)]
+
+    def _find(self, request: web.Request, p: Principal, *, delete: bool = False
+              ) -> ConnectionView:
+        name = request.match_info["name"]
+        for conn in list(self.server.connections):
+            if conn.user is not None and api.connection_name(conn) == name:
+                if not p.sees_user_object(conn.user.name, delete=delete):
+                    raise not_authorised("User not authorised to access object")
+                return conn
+        raise not_found()
+
+    async def connections(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        return listing(request, (api.connection_json(c, self.node)
+                                 for c in self._connections(p)))
+
+    async def connection(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        return web.json_response(api.connection_json(self._find(request, p), self.node))
+
+    async def close_connection(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        conn = self._find(request, p, delete=True)
+        reason = request.headers.get("X-Reason", "Closed via management plugin")
+        conn.close(CONNECTION_FORCED, f"CONNECTION_FORCED - {reason}")
+        return web.Response(status=204)
+
+    async def channels(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        return listing(request, (api.channel_json(c, ch, self.node)
+                                 for c in self._connections(p)
+                                 for ch in list(c.channels.values())))
+
+    async def consumers(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        names = {v.name for v in self._vhosts(request, p)}
+        return listing(request, (item for c in list(self.server.connections)
+                                 if c.vhost is not None and c.vhost.name in names
+                                 for ch in list(c.channels.values())
+                                 for item in api.consumers_json(c, ch)))
+
+    # ----------------------------------------------------------------- definitions
+    async def export_definitions(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        p.require_admin()
+        return web.json_response(definitions.export_definitions(self.broker))
+
+    async def import_definitions(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        p.require_admin()
+        document = _object(await read_json(request))
+        try:
+            notes = definitions.import_definitions(self.broker, document)
+        except ValueError as exc:  # an invalid document: nothing was applied
+            raise bad_request(str(exc)) from None
+        self._changed()
+        if notes:  # applied, except what these say could not be
+            return web.json_response({"notes": notes})
+        return web.Response(status=204)
