@@ -376,10 +376,10 @@ def test_every_problem_is_listed_in_file_order():
         permissions:
           - {user: ghost, configure: '(', write: '', read: ''}
         """)
-    # bindings are judged once the queues they name load (an undeclared queue could be
-    # one that failed); one bad entry does not hide the others' problems
+    # a binding's queue is judged only once every queue loads (an undeclared queue could
+    # be one that failed), its exchange still is; one bad entry does not hide the others'
     assert [line.split(": ", 2)[1] for line in found] == [
-        "queues[0].max_length", "queues[1].message_ttl",
+        "queues[0].max_length", "queues[1].message_ttl", "bindings[0].source",
         "permissions[0].user", "permissions[0].configure"]
 
 

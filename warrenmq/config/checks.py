@@ -83,26 +83,32 @@ def unique_per_vhost(cfg: BrokerConfig) -> Iterator[Finding]:
 
 
 def binding_references(cfg: BrokerConfig) -> Iterator[Finding]:
+    # An exchange or queue entry that failed to load is None here: its name is unknown,
+    # so references of that kind are not judged (its own problem is reported already).
+    exchanges_known = None not in cfg.exchanges
+    queues_known = None not in cfg.queues
     declared: dict[str, dict[str, str]] = {}  # vhost -> exchange name -> type
     queues: set[tuple[str, str]] = set()
     for x in cfg.exchanges:
-        declared.setdefault(vhost_of(cfg, x), dict(STANDARD_EXCHANGES))[x.name] = x.type
+        if x is not None:
+            declared.setdefault(vhost_of(cfg, x), dict(STANDARD_EXCHANGES))[x.name] = x.type
     for q in cfg.queues:
-        queues.add((vhost_of(cfg, q), q.name))
+        if q is not None:
+            queues.add((vhost_of(cfg, q), q.name))
     for index, binding in enumerate(cfg.bindings):
         if binding is None:
             continue
         v = vhost_of(cfg, binding)
         exchanges = declared.get(v, STANDARD_EXCHANGES)
         source_type = exchanges.get(binding.source)
-        if binding.source and source_type is None:
+        if binding.source and source_type is None and exchanges_known:
             yield ((("bindings", index, "source"),
                     f'no exchange "{binding.source}" is declared in vhost "{v}"'))
         if binding.destination_type == "queue":
-            if (v, binding.destination) not in queues:
+            if (v, binding.destination) not in queues and queues_known:
                 yield ((("bindings", index, "destination"),
                         f'no queue "{binding.destination}" is declared in vhost "{v}"'))
-        elif binding.destination not in exchanges:
+        elif binding.destination not in exchanges and exchanges_known:
             yield ((("bindings", index, "destination"),
                     f'no exchange "{binding.destination}" is declared in vhost "{v}"'))
         yield from _binding_key(index, binding, source_type)

@@ -279,7 +279,7 @@ RULES: dict[type, tuple[Rule, ...]] = {
         rule(checks.unique_per_vhost, "default_vhost", *checks.VHOST_SECTIONS,
              tolerates=checks.VHOST_SECTIONS),
         rule(checks.binding_references, "default_vhost", "exchanges", "queues", "bindings",
-             tolerates=("bindings",)),
+             tolerates=("bindings", "exchanges", "queues")),
         rule(checks.permission_users, "users", "permissions", tolerates=("permissions",)),
     ),
     **TOPOLOGY_RULES,
