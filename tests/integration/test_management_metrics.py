@@ -171,6 +171,7 @@ async def test_disk_bytes_and_memory_alarm(broker_factory: Any) -> None:
     samples = await scrape(http)
     empty = value(samples, "rabbitmq_data_dir_bytes")
     assert empty is not None
+    assert value(samples, "rabbitmq_io_sync_ops_total") == 0
     free = value(samples, "rabbitmq_disk_space_available_bytes")
     assert free is not None and free > 0
     connection = await aio_pika.connect(broker.url)
@@ -185,6 +186,8 @@ async def test_disk_bytes_and_memory_alarm(broker_factory: Any) -> None:
         assert value(samples, "rabbitmq_queue_messages_ready_bytes_total") == 20_000
         grown = value(samples, "rabbitmq_data_dir_bytes")
         assert grown is not None and grown >= empty + 20_000  # the persistent body is on disk
+        syncs = value(samples, "rabbitmq_io_sync_ops_total")
+        assert syncs is not None and syncs >= 1  # the group commit that wrote it
         # the publisher's socket is no longer read while the alarm is on: purge over HTTP
         admin = Http(broker.server.management_port or 0)
         assert (await admin.request("DELETE", "/api/queues/%2F/heavy/contents")).status == 204

@@ -164,6 +164,9 @@ class BrokerCollector(Collector):
                 yield GaugeMetricFamily("rabbitmq_disk_space_available_bytes",
                                         "Free bytes on the data directory's file system",
                                         value=free)
+        yield CounterMetricFamily("rabbitmq_io_sync_ops",
+                                  "Group commits of the message store, one fdatasync each",
+                                  value=server.sync_ops)
         yield GaugeMetricFamily("rabbitmq_alarms_memory_used_watermark",
                                 "1 while the memory alarm blocks publishers",
                                 value=int(server.memory_alarm))

@@ -41,6 +41,7 @@ class Committer:
         self.durable = 0  # every ticket <= this is on disk
         self.failed: list[tuple[int, int]] = []  # (after, upto] ranges that failed
         self.error: OSError | None = None
+        self.syncs = 0  # commits that wrote (and, unless fsync is "never", synced) data
         self._running = False
         self._retry: asyncio.TimerHandle | None = None
 
@@ -61,6 +62,8 @@ class Committer:
         self.store.finish_commit(batch, ok)
         try:
             self.durable = max(self.durable, future.result())
+            if batch.chunks:
+                self.syncs += 1
             if self.error is not None:
                 log.info("alarm_cleared", alarm="disk")
             self.error = None

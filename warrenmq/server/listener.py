@@ -117,6 +117,11 @@ class Server:
                     channel.flush_confirms()
         self._unblock_if_clear()
 
+    @property
+    def sync_ops(self) -> int:
+        """Group commits of the message store that wrote data: one fdatasync each."""
+        return self.committer.syncs if self.committer is not None else 0
+
     def kick_commit(self) -> None:
         if self.committer is not None:
             self.committer.kick()
