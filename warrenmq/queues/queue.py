@@ -31,14 +31,8 @@ route through the dead-letter exchange (``take_dead``). Time comes from the inje
 ``Clock``; the server calls ``tick(now)`` when ``next_deadline()`` is due.
 
 Statistics are plain int counters (published, delivered, gets, acked, redelivered,
-dead_lettered) bumped where messages pass anyway. Consumer utilisation is kept on state
-transitions, never per message: while the queue has consumers, it is "saturated" from
-the moment messages stay ready because no consumer had credit (an enqueue that missed
-the fast path, a dispatch that ran out of credit) until a dispatch empties the ready
-list or the last consumer leaves. ``utilisation_seconds`` returns the seconds with
-consumers and the saturated part of them; 1 - saturated/with-consumers over a window is
-the share of time consumers could take more. Times come from ``COARSE`` (the timer
-tick's clock, 20 ms precision).
+dead_lettered) bumped where messages pass anyway; consumer utilisation is kept on state
+transitions by ``utilisation.Utilisation``.
 
 Ownership: a queue's state is only touched from the event loop thread, and no method
 here awaits, so "no await between read and mutate" holds trivially (design habit 14).
@@ -51,7 +45,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from warrenmq.clock import COARSE, SYSTEM_CLOCK, Clock
+from warrenmq.clock import SYSTEM_CLOCK, Clock
 from warrenmq.errors import AccessRefused
 from warrenmq.message import Message
 from warrenmq.queues import dead_letter as dl
@@ -59,6 +53,7 @@ from warrenmq.queues.arguments import QueueArguments
 from warrenmq.queues.expiry import message_expiration_ms, with_delivery_count
 from warrenmq.queues.journal import Journal
 from warrenmq.queues.ready import DEAD, DELAYED, OUT, READY, QueuedMessage, ReadyList
+from warrenmq.queues.utilisation import Utilisation
 
 #: Bytes of persistent bodies a durable queue keeps in memory before paging the rest out
 #: (the config's storage.queue_memory_limit overrides it).
@@ -133,11 +128,7 @@ class Queue:
         self.redelivered = 0
         self.dead_lettered = 0
         self.gets = 0  # basic.get deliveries (also counted in delivered)
-        # consumer utilisation (module docstring): accumulated on transitions
-        self.consumer_seconds = 0.0
-        self.saturated_seconds = 0.0
-        self._consumers_since = 0.0  # COARSE time the first consumer came; 0: none
-        self._saturated_since = 0.0  # COARSE time messages started waiting; 0: not
+        self.utilisation = Utilisation()
 
     def __repr__(self) -> str:
         return f"<Queue {self.vhost}/{self.name} ready={self.message_count}>"
@@ -230,7 +221,8 @@ class Queue:
                     self.unacked += consumer.deliver(self, [qm])
                     return True
             # nobody had credit: the queue starts holding messages its consumers can't take
-            self._saturated_since = self._saturated_since or COARSE.now
+            # (once: with messages ready the next enqueues do not come here)
+            self.utilisation.saturate()
         # Otherwise no consumer has credit (dispatch leaves messages ready only then), and
         # every event that creates credit dispatches by itself: nothing to do but wait.
         if expires_at is not None:
@@ -304,20 +296,18 @@ class Queue:
                     self._dispatch_batches(consumers[0])
                     break
                 if not self._dispatch_pass(consumers):
-                    if not self._saturated_since:
-                        self._saturated_since = COARSE.now
+                    self.utilisation.saturate()
                     break
         finally:
             self._dispatching = False
-        if self._saturated_since and not (consumers and self.ready_count):
-            self._end_saturation()
+        if self.utilisation.saturated_since and not (consumers and self.ready_count):
+            self.utilisation.relieve()
 
     def _dispatch_batches(self, consumer: DeliveryTarget) -> None:
         while self.ready_count:
             credit = consumer.credit()
             if credit <= 0:
-                if not self._saturated_since:
-                    self._saturated_since = COARSE.now
+                self.utilisation.saturate()
                 return
             batch = self._take(credit)
             if batch:
@@ -449,8 +439,7 @@ class Queue:
         count = self._ready.clear() + len(self._delayed)
         self._delayed.clear()
         self._expiry.clear()
-        if self._saturated_since:
-            self._end_saturation()
+        self.utilisation.relieve()
         return count
 
     # ------------------------------------------------------------------ dead letters
@@ -513,31 +502,11 @@ class Queue:
         return expires is not None and not self._consumers and \
             now - self.last_used >= expires / 1000.0
 
-    # ------------------------------------------------------------------ utilisation
-    def _end_saturation(self) -> None:
-        self.saturated_seconds += max(0.0, COARSE.now - self._saturated_since)
-        self._saturated_since = 0.0
-
-    def _end_consumers(self) -> None:
-        if self._saturated_since:
-            self._end_saturation()
-        if self._consumers_since:
-            self.consumer_seconds += max(0.0, COARSE.now - self._consumers_since)
-            self._consumers_since = 0.0
-
+    # ------------------------------------------------------------------ statistics
     def utilisation_seconds(self) -> tuple[float, float]:
         """(seconds with consumers, seconds of those with messages none could take) so
-        far, open intervals included: statistics take the difference over a window."""
-        now = COARSE.now
-        if self._saturated_since and not (self._consumers and self.ready_count):
-            self._end_saturation()  # expiry emptied the queue since the last dispatch
-        consumed = self.consumer_seconds
-        if self._consumers_since:
-            consumed += max(0.0, now - self._consumers_since)
-        saturated = self.saturated_seconds
-        if self._saturated_since:
-            saturated += max(0.0, now - self._saturated_since)
-        return consumed, saturated
+        far: statistics take the difference over a window (see ``utilisation``)."""
+        return self.utilisation.seconds(bool(self._consumers and self.ready_count))
 
     def head_enqueued_at(self) -> float | None:
         """When the oldest ready message entered the queue (wall clock, tick precision)."""
@@ -555,7 +524,7 @@ class Queue:
     def add_consumer(self, consumer: DeliveryTarget) -> None:
         self.check_consumer(exclusive=consumer.exclusive)
         if not self._consumers:
-            self._consumers_since = COARSE.now
+            self.utilisation.consumers_came()
         self._consumers.append(consumer)
         self.touch()
         self.dispatch()
@@ -567,7 +536,7 @@ class Queue:
         except ValueError:
             return False
         if not self._consumers:
-            self._end_consumers()
+            self.utilisation.consumers_left()
         self.touch()
         return self.auto_delete and not self._consumers
 
@@ -575,7 +544,7 @@ class Queue:
         """Mark deleted; returns the consumers the server must notify with basic.cancel."""
         self.deleted = True
         consumers, self._consumers = self._consumers, []
-        self._end_consumers()
+        self.utilisation.consumers_left()
         if self.journal is not None:
             self.journal.drop_queue(self.journal_key)
             self.journal = None
