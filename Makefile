@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test demo lint bench clean
 
 $(BIN)/warrenmq: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,15 @@ run: $(BIN)/warrenmq
 test: $(BIN)/warrenmq
 	$(BIN)/python -m pytest -q
 
+# The OrderPlaced fanout demo against a WarrenMQ it starts itself; pass options with
+# ARGS, e.g. make demo ARGS="--orders 1000" or ARGS="--url amqp://guest:guest@host:5672/".
+demo: $(BIN)/warrenmq
+	$(BIN)/python examples/orders/demo.py $(ARGS)
+
 lint: $(BIN)/warrenmq
-	$(BIN)/ruff check warrenmq tests benchmarks
+	$(BIN)/ruff check warrenmq tests benchmarks examples
 	$(BIN)/mypy
+	MYPYPATH=examples/orders $(BIN)/mypy --strict examples/orders/*.py
 
 bench: $(BIN)/warrenmq
 	$(BIN)/python -m benchmarks.run

@@ -1,0 +1,141 @@
+"""The OrderPlaced fanout demo (examples/orders/demo.py), run as a subprocess.
+
+Covers:
+
+- the demo on a WarrenMQ it starts itself (``warrenmq serve --config
+  examples/orders/orders.yaml``, as ``make demo`` runs it) with a small N and short
+  phases: exit status 0 and a last line ``placed=N inventory=N email=N analytics=N
+  duplicates_skipped>=1 dead_lettered=1 replayed=1 lost=0``; the story behind those
+  numbers in its output (inventory's crash and the skipped redelivery, email down with
+  its queue growing and then drained, the poison order dead-lettered for the delivery
+  limit and replayed after the fix) and its broker stopped with exit status 0;
+- ``--url`` on a broker that has never seen orders.yaml (the in-process fixture): the
+  demo declares the topology itself over AMQP, and the declared queues carry
+  orders.yaml's arguments;
+- the exit status is earned: when email cannot come back before ``--timeout``, orders
+  are missing, ``lost`` is counted from order ids and the exit status is 1;
+- ``warrenmq check-config`` accepts orders.yaml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import BrokerHandle
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "examples" / "orders" / "demo.py"
+SUMMARY = re.compile(
+    r"^placed=(\d+) inventory=(\d+) email=(\d+) analytics=(\d+) duplicates_skipped=(\d+) "
+    r"dead_lettered=(\d+) replayed=(\d+) lost=(\d+)$")
+KEYS = ("placed", "inventory", "email", "analytics", "duplicates_skipped", "dead_lettered",
+        "replayed", "lost")
+SHORT = ["--rate", "60", "--email-outage", "1.5", "--email-latency", "2", "--interval", "0.2"]
+
+
+async def run_demo(*args: str, timeout: float = 50) -> tuple[int, list[str], str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(DEMO), *args, cwd=ROOT, env={**os.environ},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode().splitlines(), err.decode()
+
+
+def summary(lines: list[str]) -> dict[str, int]:
+    match = SUMMARY.match(lines[-1])
+    assert match, f"last line is not the summary: {lines[-1]!r}"
+    return dict(zip(KEYS, map(int, match.groups()), strict=True))
+
+
+def broker_running(pid: int) -> bool:
+    """Whether ``pid`` is (still) a warrenmq process."""
+    try:
+        return b"warrenmq" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def depths_of(lines: list[str], queue: str) -> list[int]:
+    """The queue's depth in each periodic line of the live view (stdout is a pipe)."""
+    return [int(m.group(1)) for line in lines
+            if (m := re.search(rf"\| depth .*\b{re.escape(queue)}=(\d+)", line))]
+
+
+async def test_demo_on_its_own_broker() -> None:
+    status, lines, err = await run_demo("--orders", "60", *SHORT, "--timeout", "40")
+    text = "\n".join(lines)
+    assert status == 0, f"{text}\n{err}"
+    assert summary(lines) | {"duplicates_skipped": 0} == {
+        "placed": 60, "inventory": 60, "email": 60, "analytics": 60,
+        "duplicates_skipped": 0, "dead_lettered": 1, "replayed": 1, "lost": 0}
+    assert summary(lines)["duplicates_skipped"] >= 1
+    started = re.match(r"WarrenMQ started \(pid (\d+)\) with orders\.yaml on amqp://", lines[0])
+    assert started, lines[0]
+    assert "WarrenMQ stopped (exit status 0)" in lines
+    assert not broker_running(int(started.group(1)))
+    # inventory crashed between commit and ack; the redelivery was skipped, not re-applied
+    crashed = re.search(r"inventory: crashed after committing order (\S+), before acking", text)
+    assert crashed, text
+    assert f"inventory: order {crashed.group(1)} redelivered; already in the database" in text
+    # email was down while checkout went on: its queue grew, then drained
+    assert "email: DOWN" in text and "email: back up" in text
+    email = depths_of(lines, "email")
+    assert max(email) > 0 and email[-1] == 0, email
+    # the poison order: nacked by release 1, dead-lettered at the limit, replayed, counted
+    poison = re.search(r"analytics v1: cannot read total '1,299.00' of order (\S+)", text)
+    assert poison, text
+    assert (f"warrenmq dlq inspect analytics.dlq: order {poison.group(1)} died in 'analytics'"
+            " (delivery_limit)") in text
+    assert "replayed=1 skipped=0 failed=0" in text
+    assert text.index("analytics: fix deployed") < text.index("warrenmq dlq replay")
+    assert depths_of(lines, "analytics.dlq")[-1] == 0
+
+
+async def test_demo_with_url_declares_the_topology(broker: BrokerHandle) -> None:
+    vhost = broker.vhost()
+    assert "orders" not in vhost.exchanges
+    status, lines, err = await run_demo("--orders", "30", *SHORT, "--timeout", "40",
+                                        "--url", broker.url)
+    assert status == 0, "\n".join(lines) + err
+    assert summary(lines) == {**summary(lines), "placed": 30, "inventory": 30, "email": 30,
+                              "analytics": 30, "dead_lettered": 1, "replayed": 1, "lost": 0}
+    assert any("] topology: declared from orders.yaml (" in line for line in lines)
+    assert vhost.exchanges["orders"].type_name == "fanout"
+    arguments = vhost.queues["email"].arguments
+    assert arguments["x-delivery-limit"] == 3
+    assert arguments["x-dead-letter-exchange"] == "orders.dlx"
+    assert arguments["x-dead-letter-routing-key"] == "email"
+    assert arguments["x-queue-type"] == "quorum"
+    assert all(vhost.queues[q].durable for q in ("inventory", "email", "analytics",
+                                                 "inventory.dlq"))
+
+
+async def test_demo_fails_when_orders_are_not_processed() -> None:
+    # email stays down past the deadline: the orders it never sent are lost, exit 1
+    status, lines, _ = await run_demo("--orders", "20", "--rate", "100", "--email-outage",
+                                      "30", "--timeout", "6", "--interval", "0.5")
+    result = summary(lines)
+    assert status == 1
+    assert result["placed"] == 20 and result["inventory"] == 20
+    assert result["email"] < 20
+    assert result["lost"] >= 20 - result["email"] > 0
+    assert any(line.startswith("check failed: email never processed") for line in lines)
+
+
+def test_orders_yaml_passes_check_config() -> None:
+    config = ROOT / "examples" / "orders" / "orders.yaml"
+    done = subprocess.run([sys.executable, "-m", "warrenmq", "check-config", str(config)],
+                          capture_output=True, text=True, timeout=30, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(": ok")
