@@ -101,3 +101,22 @@ def test_a_crash_before_the_copy_is_written_keeps_the_original(tmp_path: Path) -
     (m,) = rec.queues[Q1]
     assert (m.msg_id, m.body, m.delivered) == (1, b"o" * 40, True)
     store.close()
+
+
+def test_delivered_flags_written_with_the_publish_survive_the_copy(tmp_path: Path) -> None:
+    store, _ = MessageStore.open(tmp_path, segment_size=SEGMENT)
+    store.publish(1, [Q1], "", "", b"", b"a" * 40)
+    store.delivered(Q1, 1)  # before the layout: one PUBLISH_DELIVERED record
+    store.publish(2, [Q1, Q2], "", "", b"", b"b" * 40)
+    store.delivered(Q2, 2)  # in one queue only: PUBLISH + DELIVERED
+    store.commit()
+    first = store.segments[0]
+    for msg_id in range(10, 60):
+        churn(store, msg_id, 1)
+        if first not in store.segments:
+            break
+    assert first not in store.segments, store.segments
+    store, rec = restart(store, tmp_path)
+    flags = {q: [(m.msg_id, m.delivered) for m in ms] for q, ms in rec.queues.items()}
+    assert flags == {Q1: [(1, True), (2, False)], Q2: [(2, True)]}
+    store.close()

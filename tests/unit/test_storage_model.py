@@ -1,6 +1,6 @@
 """MessageStore against a simple in-memory model, with hypothesis.
 
-Random sequences of publish (to 1-3 queues) / ack / delivered / failures / drop_queue /
+Random sequences of publish (to 1-3 queues) / ack / ack_many / delivered / failures / drop_queue /
 commit run on a real store with small segments (rotation and GC happen) and on a model
 of what recovery must return. Then the process "crashes" (the store is dropped without
 close: pending appends are lost) and recovery must equal the model's state at the last
@@ -37,6 +37,7 @@ op = st.one_of(
     st.tuples(st.just("pub"), st.lists(queue, min_size=1, max_size=1), st.integers(0, 600)),
     st.tuples(st.just("ack"), queue, index),
     st.tuples(st.just("ack"), queue, index),
+    st.tuples(st.just("ackmany"), queue, st.lists(index, min_size=1, max_size=4)),
     st.tuples(st.just("delivered"), queue, index),
     st.tuples(st.just("failures"), queue, index, st.integers(0, 2**32 - 1)),
     st.tuples(st.just("drop"), queue),
@@ -83,6 +84,11 @@ class Model:
             msg_id = self.pick(o[2])
             store.ack(o[1], msg_id)
             self.queues.get(o[1], {}).pop(msg_id, None)
+        elif kind == "ackmany":
+            msg_ids = list(dict.fromkeys(self.pick(i) for i in o[2]))
+            store.ack_many(o[1], msg_ids)
+            for msg_id in msg_ids:
+                self.queues.get(o[1], {}).pop(msg_id, None)
         elif kind == "delivered":
             msg_id = self.pick(o[2])
             store.delivered(o[1], msg_id)

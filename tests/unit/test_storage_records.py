@@ -21,11 +21,13 @@ from warrenmq.storage.records import (
     HEADER_SIZE,
     MAGIC,
     RecordType,
+    decode_ack_many,
     decode_drop_queue,
     decode_failures,
     decode_publish,
     decode_queue_msg,
     encode_ack,
+    encode_ack_many,
     encode_delivered,
     encode_drop_queue,
     encode_failures,
@@ -203,3 +205,14 @@ def test_segment_names_sort_in_log_order_and_listing_ignores_others(tmp_path: Pa
     (tmp_path / "12.seg").write_bytes(b"")
     (tmp_path / segment_name(3)).mkdir()
     assert list_segments(tmp_path) == [1, 2, 10]
+
+
+def test_ack_many_round_trip_and_malformed_payloads() -> None:
+    rec = encode_ack_many("v\x00q", [1, 2**64 - 1, 7])
+    ((rtype, _, start, end),) = records(rec)
+    assert rtype == RecordType.ACK_MANY
+    assert decode_ack_many(rec, start, end) == ("v\x00q", (1, 2**64 - 1, 7))
+    with pytest.raises(ValueError):
+        decode_ack_many(b"\x00\x01q" + b"\x00" * 7, 0, 10)  # not whole ids
+    with pytest.raises(ValueError):
+        decode_ack_many(b"\x00\x01q", 0, 3)  # no id at all

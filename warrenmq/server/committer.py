@@ -42,6 +42,9 @@ class Committer:
         self.failed: list[tuple[int, int]] = []  # (after, upto] ranges that failed
         self.error: OSError | None = None
         self.syncs = 0  # commits that wrote (and, unless fsync is "never", synced) data
+        # set by the worker thread as soon as a write is done, before the loop hears of
+        # it: a connection busy with a big read lets the loop finish the commit first
+        self.landed = False
         self._running = False
         self._retry: asyncio.TimerHandle | None = None
 
@@ -52,11 +55,19 @@ class Committer:
         self._running = True
         batch = self.store.prepare_commit()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, self.store.write_prepared, batch)
+        future = loop.run_in_executor(None, self._write, batch)
         future.add_done_callback(lambda f: self._done(f, batch))
+
+    def _write(self, batch: PreparedCommit) -> int:
+        """Worker thread."""
+        try:
+            return self.store.write_prepared(batch)
+        finally:
+            self.landed = True
 
     def _done(self, future: asyncio.Future[int], batch: PreparedCommit) -> None:
         self._running = False
+        self.landed = False
         upto = batch.target
         ok = future.exception() is None
         self.store.finish_commit(batch, ok)

@@ -60,6 +60,9 @@ ChannelOpenIndex = method_class("ChannelOpen").INDEX
 ConnectionBlocked = method_class("ConnectionBlocked")
 ConnectionUnblocked = method_class("ConnectionUnblocked")
 _IDS = itertools.count(1)  # connection ids, unique in the process
+#: A big read is handled in slices of this many frames (about 100 publishes), checking
+#: between slices whether a store commit has landed (see _on_frames_in_slices).
+FRAMES_PER_TURN = 300
 
 
 class Connection(asyncio.Protocol):
@@ -77,6 +80,8 @@ class Connection(asyncio.Protocol):
         self.closed_by: str | None = None  # "client" or "server"; None: the socket went
         self.grant: Grant | None = None  # permissions in the vhost, from connection.open
         self.reader = FrameReader(self.settings.frame_max)
+        self._backlog: list[tuple[int, int, bytes]] = []  # frames read, for later turns
+        self.turns_deferred = 0  # big reads split across turns (_on_frames_in_slices)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.loopback = False
@@ -174,12 +179,19 @@ class Connection(asyncio.Protocol):
         if self.state == "closed":
             return
         try:
-            self._on_frames(self.reader.feed(data))
+            frames = self.reader.feed(data)
+            if len(frames) > FRAMES_PER_TURN:
+                self._on_frames_in_slices(frames)
+            else:
+                self._on_frames(frames)
         except AMQPError as exc:
             self.close_with(exc)
         except Exception as exc:
             log.exception("connection_internal_error")
             self.close_with(InternalError(f"internal error: {type(exc).__name__}"))
+        self._after_frames()
+
+    def _after_frames(self) -> None:
         if self._dirty:
             for dirty in self._dirty:
                 dirty.flush_confirms()
@@ -189,6 +201,37 @@ class Connection(asyncio.Protocol):
             if self.server.alarm:
                 self._block()
         self.server.kick_commit()
+
+    def _on_frames_in_slices(self, frames: list[tuple[int, int, bytes]]) -> None:
+        """A big read, a slice at a time: when the store's writer has finished a commit
+        meanwhile, the rest waits for the next turn of the loop (reading paused), so that
+        commit's publisher confirms go out now instead of after the whole read."""
+        server = self.server
+        for start in range(0, len(frames), FRAMES_PER_TURN):
+            end = start + FRAMES_PER_TURN
+            self._on_frames(frames[start:end])
+            if server.commit_landed and end < len(frames) and self.state == "running":
+                self._backlog = frames[end:]
+                self.turns_deferred += 1
+                assert self.transport is not None
+                self.transport.pause_reading()
+                self.loop.call_soon(self.context.run, self._next_turn)
+                return
+
+    def _next_turn(self) -> None:
+        frames, self._backlog = self._backlog, []
+        if self.state == "closed":
+            return
+        if not self.blocked and self.transport is not None:
+            self.transport.resume_reading()
+        try:
+            self._on_frames_in_slices(frames)
+        except AMQPError as exc:
+            self.close_with(exc)
+        except Exception as exc:
+            log.exception("connection_internal_error")
+            self.close_with(InternalError(f"internal error: {type(exc).__name__}"))
+        self._after_frames()
 
     # ----------------------------------------------------------------- reading
     def _read_protocol_header(self, data: bytes) -> bytes:
@@ -321,7 +364,8 @@ class Connection(asyncio.Protocol):
             return
         self.blocked = False
         if self.state == "running":
-            self.transport.resume_reading()
+            if not self._backlog:  # else the last deferred turn resumes reading
+                self.transport.resume_reading()
             if self.client_capabilities.get("connection.blocked"):
                 self.write(method_frame(0, ConnectionUnblocked()))
             log.info("connection_unblocked")

@@ -118,6 +118,12 @@ class Server:
         self._unblock_if_clear()
 
     @property
+    def commit_landed(self) -> bool:
+        """The store's writer finished a commit the loop has not handled yet."""
+        committer = self.committer
+        return committer is not None and committer.landed
+
+    @property
     def sync_ops(self) -> int:
         """Group commits of the message store that wrote data: one fdatasync each."""
         return self.committer.syncs if self.committer is not None else 0

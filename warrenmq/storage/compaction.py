@@ -19,13 +19,18 @@ Must not mutate the store's bookkeeping: ``log.MessageStore`` does that on its t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from warrenmq.storage.live import LiveSet
 from warrenmq.storage.pending import PendingPublish
-from warrenmq.storage.records import RecordType, decode_publish_head, decode_publish_tail
+from warrenmq.storage.records import (
+    RecordType,
+    decode_publish_head,
+    decode_publish_tail,
+    decode_queue_msg,
+)
 from warrenmq.storage.segment import scan, segment_name
 
 #: Compact a segment only while it holds at most this many live (queue, message) pairs:
@@ -34,7 +39,9 @@ MAX_LIVE = 10_000
 #: ... and only once at least this many dead segments wait behind it.
 MIN_DEAD_BEHIND = 2
 
-_PUBLISHES = (int(RecordType.PUBLISH), int(RecordType.PUBLISH_DELIVERED))
+_PUBLISH_DELIVERED = int(RecordType.PUBLISH_DELIVERED)
+_PUBLISHES = (int(RecordType.PUBLISH), _PUBLISH_DELIVERED)
+_DELIVERED = int(RecordType.DELIVERED)
 
 
 class LiveCopy(NamedTuple):
@@ -47,6 +54,7 @@ class LiveCopy(NamedTuple):
     published_ms: int
     properties: bytes
     body: bytes
+    delivered: set[str]  # queues it was delivered in, as far as the segment says
 
 
 def choose(
@@ -67,16 +75,24 @@ def choose(
 
 def scan_live(
     directory: Path, segment: int, maybe_live: Callable[[str, int], bool]
-) -> Iterator[LiveCopy]:
+) -> list[LiveCopy]:
     """Worker thread: the PUBLISH records of ``segment`` that ``maybe_live(queue,
-    msg_id)`` says some queue may still hold (the loop thread re-checks them)."""
+    msg_id)`` says some queue may still hold (the loop thread re-checks them), with the
+    queues the segment itself says they were delivered in (PUBLISH_DELIVERED, DELIVERED;
+    deliveries recorded later are in the store's live-set notes)."""
     path = directory / segment_name(segment)
     buf = path.read_bytes()
     damaged: list[tuple[str, int]] = []
+    found: dict[int, LiveCopy] = {}
     for rtype, _rstart, start, end in scan(buf, path, damaged):
-        if rtype not in _PUBLISHES:
-            continue
         try:
+            if rtype == _DELIVERED:
+                queue, msg_id = decode_queue_msg(buf, start, end)
+                if msg_id in found:
+                    found[msg_id].delivered.add(queue)
+                continue
+            if rtype not in _PUBLISHES:
+                continue
             msg_id, queues, pos = decode_publish_head(buf, start, end)
             if not any(maybe_live(q, msg_id) for q in queues):
                 continue
@@ -84,8 +100,10 @@ def scan_live(
                 buf, pos, end)
         except ValueError:
             continue  # recovery already warned about it; nothing to copy
-        yield LiveCopy(msg_id, queues, exchange, routing_key, published, properties,
-                       buf[body_start:end])
+        delivered = set(queues) if rtype == _PUBLISH_DELIVERED else set()
+        found[msg_id] = LiveCopy(msg_id, queues, exchange, routing_key, published, properties,
+                                 buf[body_start:end], delivered)
+    return list(found.values())
 
 
 def copies_of(found: list[LiveCopy], segment: int, live: LiveSet) -> list[PendingPublish]:
@@ -98,5 +116,6 @@ def copies_of(found: list[LiveCopy], segment: int, live: LiveSet) -> list[Pendin
             copy = PendingPublish(c.msg_id, dict.fromkeys(targets), c.exchange,
                                   c.routing_key, c.properties, c.body, c.published_ms)
             copy.moved_from = segment
+            copy.delivered = (c.delivered & set(targets)) or None
             out.append(copy)
     return out

@@ -73,6 +73,7 @@ from warrenmq.storage.pending import Layout, PendingPublish, lay_out
 from warrenmq.storage.records import (
     check_publish,
     encode_ack,
+    encode_ack_many,
     encode_delivered,
     encode_drop_queue,
     encode_failures,
@@ -253,7 +254,8 @@ class MessageStore:
             if not written:
                 self._ticket += 1
                 return self._ticket
-            ticket = self._append(b"".join([encode_ack(queue, msg_id) for msg_id in written]))
+            ticket = self._append(encode_ack(queue, written[0]) if len(written) == 1
+                                  else encode_ack_many(queue, written))
             self._set.remove(queue, written)
             if self._moved:
                 self._prune_moved(written)

@@ -18,12 +18,13 @@ from collections.abc import Sequence
 
 from warrenmq.storage.files import Chunk
 from warrenmq.storage.live import LiveSet
-from warrenmq.storage.records import encode_delivered, encode_failures, encode_publish
+from warrenmq.storage.records import encode_delivered, encode_failures, encode_publish_prefix
 from warrenmq.storage.recovery import BodyLocation
 
 #: A PUBLISH record's size beyond properties and body is at most this (header, msg_id,
 #: counts, short strings); the pending-bytes figure is an estimate until layout.
 _OVERHEAD_ESTIMATE = 64
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (per message)
 
 
 class PendingPublish:
@@ -37,6 +38,7 @@ class PendingPublish:
     __slots__ = (
         "body",
         "delivered",
+        "estimate",
         "exchange",
         "failures",
         "location",
@@ -69,11 +71,8 @@ class PendingPublish:
         self.failures: dict[str, int] | None = None
         self.location: BodyLocation | None = None
         self.moved_from = 0  # a compaction copy: the segment it is copied from
-
-    @property
-    def estimate(self) -> int:
-        """Bytes this publish adds to the pending figure until it is laid out."""
-        return _OVERHEAD_ESTIMATE + len(self.properties) + len(self.body or b"")
+        # bytes this publish adds to the pending figure until it is laid out
+        self.estimate = _OVERHEAD_ESTIMATE + len(properties) + len(body)
 
     def mark_delivered(self, queue: str) -> None:
         if self.delivered is None:
@@ -97,7 +96,12 @@ class PendingPublish:
     def delivered_everywhere(self) -> bool:
         """Delivered in every queue still holding it: written as one PUBLISH_DELIVERED."""
         delivered = self.delivered
-        return bool(delivered) and all(q in delivered for q in self.targets)  # type: ignore[operator]
+        if not delivered:
+            return False
+        targets = self.targets
+        if len(targets) == 1:
+            return next(iter(targets)) in delivered
+        return all(q in delivered for q in targets)
 
     def records_after(self, delivered_everywhere: bool) -> list[bytes]:
         """DELIVERED and FAILURES records for the queues still holding the message."""
@@ -144,12 +148,12 @@ class Layout:
         FAILURES records); sets ``entry.location`` and returns the segment."""
         body = entry.body or b""
         everywhere = entry.delivered_everywhere
-        parts = encode_publish(entry.msg_id, tuple(entry.targets), entry.exchange,
-                               entry.routing_key, entry.properties, body, everywhere,
-                               entry.published_ms)
-        size = len(parts[0]) + len(parts[1]) + len(body)
-        segment, offset = self.place(parts, size)
-        entry.location = BodyLocation(segment, offset + size - len(body), len(body))
+        prefix, size = encode_publish_prefix(entry.msg_id, tuple(entry.targets),
+                                             entry.exchange, entry.routing_key,
+                                             entry.properties, body, everywhere,
+                                             entry.published_ms)
+        segment, offset = self.place((prefix, body), size)
+        entry.location = _new_tuple(BodyLocation, (segment, offset + len(prefix), len(body)))
         if entry.delivered or entry.failures:
             for record in entry.records_after(everywhere):
                 self.place((record,), len(record))
@@ -187,9 +191,7 @@ def lay_out(
         segment = layout.place_publish(item)
         placed.append(item)
         live.add(item.targets, item.msg_id, segment)
-        if item.delivered:
-            for q in item.delivered:
-                live.mark_delivered(q, item.msg_id)
+        # (delivered flags are in the record: compaction reads them from the segment)
         if item.failures:
             for q, n in item.failures.items():
                 live.set_failures(q, item.msg_id, n)
@@ -209,7 +211,8 @@ def _lay_out_copy(
         return False
     copy.targets = dict.fromkeys(targets)
     notes = {q: live.note(q, msg_id) for q in targets}
-    copy.delivered = {q for q, (delivered, _) in notes.items() if delivered} or None
+    seen = copy.delivered or set()  # delivered before the old record was written
+    copy.delivered = {q for q, (delivered, _) in notes.items() if delivered or q in seen} or None
     copy.failures = {q: n for q, (_, n) in notes.items() if n} or None
     segment = layout.place_publish(copy)
     for q in targets:

@@ -11,6 +11,7 @@ record after damage (see ``segment.scan``). Payloads::
     PUBLISH     msg_id u64 | n u16 | n * queue | exchange s8 | routing_key s8
                 | published u64 | properties u32+bytes | body (the rest of the payload)
     PUBLISH_DELIVERED  the same payload; also a DELIVERED for each of its queues
+    ACK_MANY    queue | n * msg_id u64 (n from the payload length)
     ACK         queue | msg_id u64
     DELIVERED   queue | msg_id u64
     FAILURES    queue | msg_id u64 | count u32
@@ -52,6 +53,7 @@ class RecordType(IntEnum):
     FAILURES = 4
     DROP_QUEUE = 5
     PUBLISH_DELIVERED = 6  # a PUBLISH already delivered (not acked) in every one of its queues
+    ACK_MANY = 7  # ACKs of several messages of one queue (a multiple ack)
 
 
 RECORD_TYPES = frozenset(int(t) for t in RecordType)
@@ -141,15 +143,37 @@ def encode_publish(
         raise ValueError("too many queues for one PUBLISH record")
     if not 0 <= msg_id <= 0xFFFF_FFFF_FFFF_FFFF:
         raise ValueError(f"msg_id {msg_id} does not fit in 64 bits")
-    if len(queues) == 1:
-        keys = _queue(queues[0])
-    else:
-        keys = b"".join([_queue(q) for q in queues])
-    head = b"".join((
-        _U64_U16.pack(msg_id, len(queues)), keys, _short(exchange), _short(routing_key),
-        _U64_U32.pack(published_ms, len(properties)), properties,
-    ))
-    return _frame(_PUBLISH_DELIVERED if delivered else _PUBLISH, [head, body])
+    prefix, _ = encode_publish_prefix(msg_id, tuple(queues), exchange, routing_key,
+                                      properties, body, delivered, published_ms)
+    return [prefix[:HEADER_SIZE], prefix[HEADER_SIZE:], body]
+
+
+def encode_publish_prefix(
+    msg_id: int,
+    queues: tuple[str, ...],
+    exchange: str,
+    routing_key: str,
+    properties: bytes,
+    body: bytes,
+    delivered: bool,
+    published_ms: int,
+) -> tuple[bytes, int]:
+    """The whole PUBLISH record but its body, and the record's size: the layout's hot
+    path (one per message written), so it builds as few objects as it can. The caller
+    has checked what ``encode_publish`` checks."""
+    head = (_U64_U16.pack(msg_id, len(queues)) + _route(queues, exchange, routing_key)
+            + _U64_U32.pack(published_ms, len(properties)) + properties)
+    length = len(head) + len(body)
+    type_len = _TYPE_LEN.pack(_PUBLISH_DELIVERED if delivered else _PUBLISH, length)
+    crc = zlib.crc32(body, zlib.crc32(head, zlib.crc32(type_len)))
+    return MAGIC + type_len + _CRC.pack(crc) + head, HEADER_SIZE + length
+
+
+@functools.lru_cache(maxsize=4096)
+def _route(queues: tuple[str, ...], exchange: str, routing_key: str) -> bytes:
+    """The queue keys, exchange and routing key of a PUBLISH: they repeat message after
+    message, so they are encoded once."""
+    return b"".join([_queue(q) for q in queues]) + _short(exchange) + _short(routing_key)
 
 
 _PUBLISH = int(RecordType.PUBLISH)
@@ -158,10 +182,27 @@ _DELIVERED = int(RecordType.DELIVERED)
 _FAILURES = int(RecordType.FAILURES)
 _DROP_QUEUE = int(RecordType.DROP_QUEUE)
 _PUBLISH_DELIVERED = int(RecordType.PUBLISH_DELIVERED)
+_ACK_MANY = int(RecordType.ACK_MANY)
 
 
 def encode_ack(queue: str, msg_id: int) -> bytes:
     return _small(_ACK, _queue(queue) + _U64.pack(msg_id))
+
+
+def encode_ack_many(queue: str, msg_ids: Sequence[int]) -> bytes:
+    """One record for the ACKs of ``msg_ids`` (at least one) in ``queue``."""
+    return _small(_ACK_MANY, _queue(queue) + struct.pack(f">{len(msg_ids)}Q", *msg_ids))
+
+
+def decode_ack_many(buf: bytes, start: int, end: int) -> tuple[str, tuple[int, ...]]:
+    try:
+        queue, pos = _read_queue(buf, start, end)
+    except (struct.error, IndexError) as exc:
+        raise ValueError(f"malformed ACK_MANY payload: {exc}") from exc
+    n, rest = divmod(end - pos, 8)
+    if rest or not n:
+        raise ValueError("ACK_MANY payload is not a whole number of message ids")
+    return queue, struct.unpack_from(f">{n}Q", buf, pos)
 
 
 def encode_delivered(queue: str, msg_id: int) -> bytes:

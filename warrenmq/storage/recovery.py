@@ -38,6 +38,7 @@ import structlog
 from warrenmq.storage.live import LiveSet
 from warrenmq.storage.records import (
     RecordType,
+    decode_ack_many,
     decode_drop_queue,
     decode_failures,
     decode_publish_head,
@@ -57,6 +58,7 @@ _ACK = int(RecordType.ACK)
 _DELIVERED = int(RecordType.DELIVERED)
 _FAILURES = int(RecordType.FAILURES)
 _PUBLISH_DELIVERED = int(RecordType.PUBLISH_DELIVERED)
+_ACK_MANY = int(RecordType.ACK_MANY)
 
 
 class BodyLocation(NamedTuple):
@@ -254,13 +256,19 @@ class _Replay:
         )
 
     def _annotate(self, rtype: int, buf: bytes, start: int, end: int) -> int:
-        """DELIVERED, FAILURES, DROP_QUEUE; returns the msg_id involved (0 for a drop)."""
+        """ACK_MANY, DELIVERED, FAILURES, DROP_QUEUE; returns the highest msg_id involved
+        (0 for a drop)."""
         if rtype == _DELIVERED:
             q, msg_id = decode_queue_msg(buf, start, end)
             note = self._note(q, msg_id)
             if note is not None:
                 note[0] = 1
             return msg_id
+        if rtype == _ACK_MANY:
+            q, msg_ids = decode_ack_many(buf, start, end)
+            for msg_id in msg_ids:
+                self._remove(q, msg_id)
+            return max(msg_ids)
         if rtype == _FAILURES:
             q, msg_id, n = decode_failures(buf, start, end)
             note = self._note(q, msg_id)
