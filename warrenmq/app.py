@@ -7,6 +7,7 @@ Used by the CLI and by the test-suite fixtures, so tests run the same wiring as 
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import signal
 import sys
@@ -40,6 +41,24 @@ from warrenmq.storage import (
 log = structlog.get_logger("warrenmq")
 
 GIL_SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
+#: Allocations between young-generation collections (CPython's default is 700).
+GC_GEN0_THRESHOLD = 100_000
+
+
+def tune_gc() -> None:
+    """The broker process's garbage-collector policy, once it has started.
+
+    The hot path's objects (messages, queue entries, store handles, frames) hold no
+    reference cycles: reference counting frees them. The cyclic GC's default young
+    collection every 700 allocations found nothing to free but kept walking them, and
+    its older generations the broker's long-lived state; measured side by side, a
+    threshold of 100,000 gave 7-22% more throughput (docs/benchmarks.md). ``freeze``
+    moves what startup and recovery built out of the collector's sight for good.
+    Cycles are still collected, only less often. Not done by ``start`` (tests run many
+    brokers in one process), only by ``serve``.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
 
 
 def build_broker(config: BrokerConfig) -> Broker:
@@ -179,6 +198,7 @@ async def serve(config: BrokerConfig, load: Callable[[], BrokerConfig] | None = 
     """Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP re-reads the config
     with ``load`` (the file and the command line's overrides) and applies what it can."""
     server = await start(config)
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
