@@ -116,6 +116,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="URL",
         help="GET this Prometheus URL every second during the runs (the cost of being scraped)",
     )
+    ap.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=1.0,
+        help="seconds between scrapes with --scrape-metrics (shorter amplifies the cost)",
+    )
     ap.add_argument("--markdown", metavar="FILE", help="also write the tables to FILE")
     ap.add_argument("--json", metavar="FILE", help="also write raw per-repetition results")
     return ap.parse_args(argv)
@@ -270,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: dict[str, list[Metric]] = {}
     load_before = _load()
-    scraper = MetricsScraper(args.scrape_metrics) if args.scrape_metrics else None
+    scraper = (MetricsScraper(args.scrape_metrics, args.scrape_interval)
+               if args.scrape_metrics else None)
     if scraper is not None:
         scraper.start()
     for name in names:
