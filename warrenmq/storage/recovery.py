@@ -250,9 +250,9 @@ class _Replay:
         # tuple.__new__ skips NamedTuple's Python-level __new__ (about half the cost).
         location = _new_tuple(BodyLocation, (pub[P_SEG], body_start, length))
         exchange = self.exchanges.setdefault(exchange, exchange)
-        return RecoveredMessage(
-            pub[P_ID], exchange, routing_key, buf[pos:body_start], body, location,
-            published=published / 1000.0,
+        return RecoveredMessage(  # positional: keywords cost here, once per message
+            pub[P_ID], exchange, routing_key, buf[pos:body_start], body, location, False, 0,
+            published / 1000.0,
         )
 
     def _annotate(self, rtype: int, buf: bytes, start: int, end: int) -> int:
