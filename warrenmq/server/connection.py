@@ -178,8 +178,13 @@ class Connection(asyncio.Protocol):
                 return
         if self.state == "closed":
             return
+        self._handle(data)
+
+    def _handle(self, data: bytes | list[tuple[int, int, bytes]]) -> None:
+        """Bytes read, or frames kept from a read: errors translated once, confirms and
+        the commit kicked after."""
         try:
-            frames = self.reader.feed(data)
+            frames = self.reader.feed(data) if isinstance(data, bytes) else data
             if len(frames) > FRAMES_PER_TURN:
                 self._on_frames_in_slices(frames)
             else:
@@ -224,14 +229,7 @@ class Connection(asyncio.Protocol):
             return
         if not self.blocked and self.transport is not None:
             self.transport.resume_reading()
-        try:
-            self._on_frames_in_slices(frames)
-        except AMQPError as exc:
-            self.close_with(exc)
-        except Exception as exc:
-            log.exception("connection_internal_error")
-            self.close_with(InternalError(f"internal error: {type(exc).__name__}"))
-        self._after_frames()
+        self._handle(frames)
 
     # ----------------------------------------------------------------- reading
     def _read_protocol_header(self, data: bytes) -> bytes:

@@ -137,12 +137,7 @@ def encode_publish(
     """The record as parts to concatenate; the body is the last part, passed uncopied.
     ``delivered``: a PUBLISH_DELIVERED (the message went out in every queue before it
     was written), which saves a DELIVERED record per queue."""
-    if not queues:
-        raise ValueError("a PUBLISH record needs at least one queue")
-    if len(queues) > 0xFFFF:
-        raise ValueError("too many queues for one PUBLISH record")
-    if not 0 <= msg_id <= 0xFFFF_FFFF_FFFF_FFFF:
-        raise ValueError(f"msg_id {msg_id} does not fit in 64 bits")
+    check_publish(msg_id, queues, exchange, routing_key)
     prefix, _ = encode_publish_prefix(msg_id, tuple(queues), exchange, routing_key,
                                       properties, body, delivered, published_ms)
     return [prefix[:HEADER_SIZE], prefix[HEADER_SIZE:], body]
