@@ -19,6 +19,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path as FilePath
 from typing import Any, Final
 
@@ -217,17 +218,7 @@ class _Walker:
             return self.expected(FreeMap, constraint, node, path)
         before = len(self.problems)
         items: dict[str, Any] = {}
-        first_line: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if not _is(key_node, "str"):
-                self.report(key_node, path, f"keys must be strings, got {_shown(key_node)}")
-                continue
-            key = key_node.value
-            if key in first_line:
-                self.report(key_node, (*path, key),
-                            f"duplicate key (first given on line {first_line[key]})")
-                continue
-            first_line[key] = key_node.start_mark.line + 1
+        for key, _, value_node in self.keys(node, path):
             items[key] = self.free_value(value_node, (*path, key))
         if len(self.problems) > before:
             return _BAD
@@ -259,6 +250,16 @@ class _Walker:
         """The mapping's values by key; unknown, duplicate and non-string keys reported."""
         known = [f.name for f in config_fields(cls)]
         found: dict[str, Node] = {}
+        for key, key_node, value_node in self.keys(node, path):
+            if key in known:
+                found[key] = value_node
+            else:
+                self.report(key_node, (*path, key), _unknown_key(key, known))
+        return found
+
+    def keys(self, node: MappingNode, path: Path) -> Iterator[tuple[str, Node, Node]]:
+        """(key, key node, value node) of each string key the first time it is given;
+        non-string and duplicate keys are reported and skipped."""
         first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
             if not _is(key_node, "str"):
@@ -266,16 +267,11 @@ class _Walker:
                 continue
             key = key_node.value
             if key in first_line:
-                self.report(
-                    key_node, (*path, key), f"duplicate key (first given on line {first_line[key]})"
-                )
+                self.report(key_node, (*path, key),
+                            f"duplicate key (first given on line {first_line[key]})")
                 continue
             first_line[key] = key_node.start_mark.line + 1
-            if key in known:
-                found[key] = value_node
-            else:
-                self.report(key_node, (*path, key), _unknown_key(key, known))
-        return found
+            yield key, key_node, value_node
 
     def section(self, cls: Any, node: Node, path: Path) -> Any:
         """A mapping onto dataclass ``cls``; an empty value means "all defaults"."""
