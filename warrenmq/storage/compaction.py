@@ -26,7 +26,9 @@ from typing import NamedTuple
 from warrenmq.storage.live import LiveSet
 from warrenmq.storage.pending import PendingPublish
 from warrenmq.storage.records import (
-    RecordType,
+    T_DELIVERED,
+    T_PUBLISH,
+    T_PUBLISH_DELIVERED,
     decode_publish_head,
     decode_publish_tail,
     decode_queue_msg,
@@ -39,9 +41,7 @@ MAX_LIVE = 10_000
 #: ... and only once at least this many dead segments wait behind it.
 MIN_DEAD_BEHIND = 2
 
-_PUBLISH_DELIVERED = int(RecordType.PUBLISH_DELIVERED)
-_PUBLISHES = (int(RecordType.PUBLISH), _PUBLISH_DELIVERED)
-_DELIVERED = int(RecordType.DELIVERED)
+_PUBLISHES = (T_PUBLISH, T_PUBLISH_DELIVERED)
 
 
 class LiveCopy(NamedTuple):
@@ -86,7 +86,7 @@ def scan_live(
     found: dict[int, LiveCopy] = {}
     for rtype, _rstart, start, end in scan(buf, path, damaged):
         try:
-            if rtype == _DELIVERED:
+            if rtype == T_DELIVERED:
                 queue, msg_id = decode_queue_msg(buf, start, end)
                 if msg_id in found:
                     found[msg_id].delivered.add(queue)
@@ -100,7 +100,7 @@ def scan_live(
                 buf, pos, end)
         except ValueError:
             continue  # recovery already warned about it; nothing to copy
-        delivered = set(queues) if rtype == _PUBLISH_DELIVERED else set()
+        delivered = set(queues) if rtype == T_PUBLISH_DELIVERED else set()
         found[msg_id] = LiveCopy(msg_id, queues, exchange, routing_key, published, properties,
                                  buf[body_start:end], delivered)
     return list(found.values())

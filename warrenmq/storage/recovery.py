@@ -37,7 +37,12 @@ import structlog
 
 from warrenmq.storage.live import LiveSet
 from warrenmq.storage.records import (
-    RecordType,
+    T_ACK,
+    T_ACK_MANY,
+    T_DELIVERED,
+    T_FAILURES,
+    T_PUBLISH,
+    T_PUBLISH_DELIVERED,
     decode_ack_many,
     decode_drop_queue,
     decode_failures,
@@ -53,12 +58,6 @@ _U32 = struct.Struct(">I")
 _U64_U32 = struct.Struct(">QI")
 _U64_U16 = struct.Struct(">QH")
 _new_tuple = tuple.__new__
-_PUBLISH = int(RecordType.PUBLISH)
-_ACK = int(RecordType.ACK)
-_DELIVERED = int(RecordType.DELIVERED)
-_FAILURES = int(RecordType.FAILURES)
-_PUBLISH_DELIVERED = int(RecordType.PUBLISH_DELIVERED)
-_ACK_MANY = int(RecordType.ACK_MANY)
 
 
 class BodyLocation(NamedTuple):
@@ -150,7 +149,7 @@ class _Replay:
         for rtype, rstart, start, end in scan(buf, path, self.result.damaged):
             count += 1
             try:
-                if rtype == _PUBLISH or rtype == _PUBLISH_DELIVERED:
+                if rtype == T_PUBLISH or rtype == T_PUBLISH_DELIVERED:
                     msg_id, n = head(buf, start)
                     if n == 1:  # records.decode_publish_head inlined for the common case
                         (qlen,) = u16(buf, start + 10)
@@ -169,9 +168,9 @@ class _Replay:
                         elif msg_id in entries:  # duplicate id: the newer publish wins
                             self._remove(q, msg_id)
                         entries[msg_id] = pub
-                    if rtype == _PUBLISH_DELIVERED:
+                    if rtype == T_PUBLISH_DELIVERED:
                         self._delivered_everywhere(queues, msg_id)
-                elif rtype == _ACK:
+                elif rtype == T_ACK:
                     q, msg_id = decode_queue_msg(buf, start, end)
                     self._remove(q, msg_id)
                 else:
@@ -258,18 +257,18 @@ class _Replay:
     def _annotate(self, rtype: int, buf: bytes, start: int, end: int) -> int:
         """ACK_MANY, DELIVERED, FAILURES, DROP_QUEUE; returns the highest msg_id involved
         (0 for a drop)."""
-        if rtype == _DELIVERED:
+        if rtype == T_DELIVERED:
             q, msg_id = decode_queue_msg(buf, start, end)
             note = self._note(q, msg_id)
             if note is not None:
                 note[0] = 1
             return msg_id
-        if rtype == _ACK_MANY:
+        if rtype == T_ACK_MANY:
             q, msg_ids = decode_ack_many(buf, start, end)
             for msg_id in msg_ids:
                 self._remove(q, msg_id)
             return max(msg_ids)
-        if rtype == _FAILURES:
+        if rtype == T_FAILURES:
             q, msg_id, n = decode_failures(buf, start, end)
             note = self._note(q, msg_id)
             if note is not None:
