@@ -3,8 +3,9 @@
 ``Mover.move`` consumes the source queue (prefetch ``window``) and publishes each
 message to the same-named queue on the target through the default exchange, mandatory,
 on a channel in confirm mode, with the message's property bytes as they arrived (so
-headers and x-death keep their exact encoding; the redelivered flag is a delivery
-field, not a property, and does not travel). A source message is acked only after the
+headers and x-death keep their exact encoding). What the source adds at delivery does
+not travel: the redelivered flag, and the ``x-delivery-count`` header it sets on a
+redelivery from a queue with a delivery limit (the target counts afresh). A source message is acked only after the
 target confirmed it and every message delivered before it: the acks go out as one
 ``multiple`` ack per contiguous confirmed prefix. A nack or a return from the target
 halts the queue at once; nothing after the first unconfirmed message is acked, and
@@ -19,10 +20,12 @@ current queue), else a line every few seconds. Must not read definitions or talk
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections import deque
 from typing import TextIO
 
+from warrenmq.protocol.fields import table_entries
 from warrenmq.protocol.methods import method_class
 from warrenmq.tools.progress import Pacer
 from warrenmq.tools.wire import Client, Content, WireError
@@ -31,6 +34,31 @@ CONSUMER_TAG = "warrenmq-migrate"
 IDLE = 2.0  # seconds without a delivery after which a queue counts as drained
 _PENDING, _CONFIRMED, _REFUSED = 0, 1, 2
 _ACK = method_class("BasicAck")
+_U32 = struct.Struct(">I")
+DELIVERY_COUNT = b"\x10x-delivery-count"  # the header's name as a shortstr
+
+
+def without_delivery_count(raw: bytes) -> bytes:
+    """``raw`` properties minus the source's ``x-delivery-count`` header (its count of
+    deliveries there, which a quorum queue on the target would otherwise start from);
+    every other byte is kept. Content-type and content-encoding (shortstrs) come first."""
+    if DELIVERY_COUNT not in raw:
+        return raw
+    flags = int.from_bytes(raw[:2], "big")
+    offset = 2
+    for flag in (0x8000, 0x4000):
+        if flags & flag:
+            offset += 1 + raw[offset]
+    if not flags & 0x2000:
+        return raw
+    try:
+        (size,) = _U32.unpack_from(raw, offset)
+        stop = offset + 4 + size
+        body = b"".join(entry for key, entry in table_entries(raw, offset + 4, stop)
+                        if key != "x-delivery-count")
+    except (ValueError, IndexError, struct.error):  # the source checked them; keep as is
+        return raw
+    return raw[:offset] + _U32.pack(len(body)) + body + raw[stop:]
 
 
 class MoveError(Exception):
@@ -126,7 +154,8 @@ class Mover:
                 self._check()
                 self.seq += 1
                 self.inflight.append([self.seq, content.delivery_tag, _PENDING])
-                self.target.publish(queue, content.properties, content.body)
+                self.target.publish(queue, without_delivery_count(content.properties),
+                                    content.body)
                 received += 1
             idle = time.monotonic() - self.last_delivery > IDLE and not self.inflight
             if not self.cancelled and (received >= expected or idle):

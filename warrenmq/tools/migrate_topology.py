@@ -154,7 +154,8 @@ def plan(source: dict[str, Any], target: dict[str, Any], mode: str,
                 result.conflicts.append(f"{_who(section, entry)}: {difference}")
             else:
                 result.present += 1
-        result.upload[section] = kept
+        if kept:  # an absent section changes nothing (an empty one may mean "none")
+            result.upload[section] = kept
     return result
 
 

@@ -17,6 +17,7 @@ import asyncio
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import unquote, urlsplit
 
 from warrenmq.errors import AMQPError
@@ -77,6 +78,7 @@ class Content:
     properties: bytes
     body: bytes
     reply_code: int = 0
+    redelivered: bool = False
 
 
 class Client(asyncio.Protocol):
@@ -135,8 +137,7 @@ class Client(asyncio.Protocol):
         await self.call(method_class("ChannelOpen")(""))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(self.error or WireError(f"connection lost: {exc or 'closed by the peer'}"))
@@ -267,7 +268,7 @@ class Client(asyncio.Protocol):
         self._parts = []
         if isinstance(method, _DELIVER):
             self.on_delivery(Content(method.delivery_tag, method.routing_key,
-                                     self._properties, body))
+                                     self._properties, body, 0, method.redelivered))
         elif isinstance(method, _RETURN):
             self.on_return(Content(0, method.routing_key, self._properties, body,
                                    method.reply_code))
