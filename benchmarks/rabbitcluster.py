@@ -106,7 +106,7 @@ class RabbitCluster:
     def start(self) -> None:
         """Start every node (in parallel) and cluster them; raises if one fails."""
         self._prepare()
-        self.epmd = subprocess.Popen(  # noqa: S603
+        self.epmd = subprocess.Popen(
             [str(EPMD), "-port", str(self.epmd_port), "-address", "127.0.0.1"],
             env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.3)

@@ -154,7 +154,7 @@ async def test_dry_run_changes_nothing(pair: Pair) -> None:
 async def test_conflict_is_refused_and_named(pair: Pair) -> None:
     await fill(pair.source.url, "jobs", 5, {"x-max-length": 100})
     await fill(pair.target.url, "jobs", 0, {"x-max-length": 7})
-    code, out, err = await pair.run()
+    code, _, err = await pair.run()
     assert code == 2
     assert 'conflict: queue "jobs" in vhost "/"' in err and "x-max-length" in err
     assert "refusing: 1 entity on the target differ" in err

@@ -5,12 +5,12 @@ message to the same-named queue on the target through the default exchange, mand
 on a channel in confirm mode, with the message's property bytes as they arrived (so
 headers and x-death keep their exact encoding). What the source adds at delivery does
 not travel: the redelivered flag, and the ``x-delivery-count`` header it sets on a
-redelivery from a queue with a delivery limit (the target counts afresh). A source message is acked only after the
-target confirmed it and every message delivered before it: the acks go out as one
-``multiple`` ack per contiguous confirmed prefix. A nack or a return from the target
-halts the queue at once; nothing after the first unconfirmed message is acked, and
-closing the source connection gives those back to the source queue. So an interruption
-at any point loses nothing; at worst up to ``window`` messages were confirmed but not
+redelivery from a queue with a delivery limit (the target counts afresh). A source
+message is acked only after the target confirmed it and every message delivered before
+it: the acks go out as one ``multiple`` ack per contiguous confirmed prefix. A nack or
+a return from the target halts the queue at once; nothing after the first unconfirmed
+message is acked, and closing the source connection gives those back to the source
+queue. So an interruption at any point loses nothing; at worst up to ``window`` messages were confirmed but not
 yet acked and are moved again by the next run (at-least-once).
 
 ``MigrateProgress`` is the display: a bar redrawn in place on a terminal (overall and
