@@ -10,8 +10,9 @@ message is acked only after the target confirmed it and every message delivered 
 it: the acks go out as one ``multiple`` ack per contiguous confirmed prefix. A nack or
 a return from the target halts the queue at once; nothing after the first unconfirmed
 message is acked, and closing the source connection gives those back to the source
-queue. So an interruption at any point loses nothing; at worst up to ``window`` messages were confirmed but not
-yet acked and are moved again by the next run (at-least-once).
+queue. So an interruption at any point loses nothing; at worst up to ``window``
+messages were confirmed but not yet acked and are moved again by the next run
+(at-least-once).
 
 ``MigrateProgress`` is the display: a bar redrawn in place on a terminal (overall and
 current queue), else a line every few seconds. Must not read definitions or talk HTTP.
