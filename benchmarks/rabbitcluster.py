@@ -129,7 +129,9 @@ class RabbitCluster:
                 self.ctl(node, "await_startup", "--timeout", "5", timeout=30)
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{node.name} did not start; see {node.home / 'log'}")
+                logs = sorted((node.home / "log").glob("*.log"))
+                tail = logs[0].read_text(errors="replace")[-3000:] if logs else "(no log)"
+                raise RuntimeError(f"{node.name} did not start; its log ends:\n{tail}")
             time.sleep(1)
         node.pid = int((node.home / "rabbitmq.pid").read_text().strip())
 
