@@ -172,7 +172,7 @@ async def test_demo_moves_into_a_three_node_cluster(cluster: RabbitCluster,
         assert "every migrated queue is empty here" in out
         moved = sum(before.values())
         assert f"migrate: moved {moved} message(s)" in out
-        print(f"migrated {moved} messages in {seconds:.1f} s")  # noqa: T201
+        print(f"migrated {moved} messages in {seconds:.1f} s")
         assert sum((await depths(broker.url)).values()) == 0
         code, again, err = await migrate(broker, cluster, "--queue-type", "quorum")
         assert code == 0, again + err
@@ -214,6 +214,6 @@ async def test_demo_moves_into_a_three_node_cluster(cluster: RabbitCluster,
         units_counted=run.totals.units.copy(), revenue_counted=run.totals.revenue,
         poison=None, crash_injected=False)
     run.db.close()
-    print(tally.line())  # noqa: T201
+    print(tally.line())
     assert tally.problems() == []
     assert tally.lost == 0 and len(run.placed) == ORDERS
