@@ -96,12 +96,19 @@ class RabbitCluster:
         cookie.chmod(0o400)
         (self.base / "enabled_plugins").write_text("[rabbitmq_management].\n")
         for node in self.nodes:
-            (node.home / "log").mkdir(parents=True, exist_ok=True)
-            (node.home / "rabbitmq-env.conf").write_text("")
-            (node.home / "rabbitmq.conf").write_text(
-                f"management.tcp.port = {node.management_port}\n"
-                "management.tcp.ip = 127.0.0.1\n"
-                "collect_statistics_interval = 1000\n")
+            self._configure(node)
+
+    def _configure(self, node: Node) -> None:
+        (node.home / "log").mkdir(parents=True, exist_ok=True)
+        (node.home / "rabbitmq-env.conf").write_text("")
+        (node.home / "rabbitmq.conf").write_text(
+            f"management.tcp.port = {node.management_port}\n"
+            "management.tcp.ip = 127.0.0.1\n"
+            "collect_statistics_interval = 1000\n")
+
+    def _launch(self, node: Node) -> None:
+        subprocess.run([str(BIN / "rabbitmq-server"), "-detached"], env=self.env(node),
+                       check=True, timeout=60, capture_output=True)
 
     def start(self) -> None:
         """Start every node (in parallel) and cluster them; raises if one fails."""
@@ -111,10 +118,19 @@ class RabbitCluster:
             env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.3)
         for node in self.nodes:
-            subprocess.run([str(BIN / "rabbitmq-server"), "-detached"], env=self.env(node),
-                           check=True, timeout=60, capture_output=True)
+            self._launch(node)
         for node in self.nodes:
-            self.await_node(node)
+            try:
+                self.await_node(node, 90)
+            except RuntimeError:
+                # Once more on fresh ports: on a busy machine a port picked free can be
+                # taken (an outgoing connection's ephemeral port) before the node binds it.
+                self.stop_node(node)
+                node.amqp_port, node.management_port = free_port(), free_port()
+                node.dist_port = free_port()
+                self._configure(node)
+                self._launch(node)
+                self.await_node(node, 120)
         first = self.nodes[0]
         for node in self.nodes[1:]:
             self.ctl(node, "stop_app")
@@ -122,8 +138,8 @@ class RabbitCluster:
             self.ctl(node, "start_app")
         self.ctl(first, "await_online_nodes", str(len(self.nodes)))
 
-    def await_node(self, node: Node) -> None:
-        deadline = time.monotonic() + 120
+    def await_node(self, node: Node, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
         while True:
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 self.ctl(node, "await_startup", "--timeout", "5", timeout=30)
