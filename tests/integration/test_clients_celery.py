@@ -26,7 +26,6 @@ import pytest
 from tests.conftest import BrokerHandle
 
 HERE = Path(__file__).resolve().parent.parent / "clients" / "celery"
-celery = pytest.importorskip("celery", reason="pip install -e '.[test]' (celery)")
 
 
 class Workers:

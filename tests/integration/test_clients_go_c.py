@@ -70,7 +70,7 @@ async def test_go_amqp091(broker_factory: object, go_client: Path) -> None:
     assert code == 0, err
     report = json.loads(out.strip().splitlines()[-1])
     assert report == {
-        "confirmed": 10, "acked": 9, "redelivered": 1, "max_unacked": 1,
+        "confirmed": 10, "acked": 10, "redelivered": 1, "max_unacked": 2,
         "cancelled": "doomed", "blocked": report["blocked"], "unblocked": True,
         "close_code": 320, "reconnected": True, "after_reconnect": "ggggg",
         "missing_code": 404}

@@ -74,33 +74,43 @@ func publish(ch *amqp.Channel, queue string, n int, size int) int {
 	return acked
 }
 
-// consume takes n deliveries with QoS 2; the first one is nacked with requeue once.
+// next waits for one delivery (bounded).
+func next(deliveries <-chan amqp.Delivery) amqp.Delivery {
+	select {
+	case d := <-deliveries:
+		return d
+	case <-time.After(10 * time.Second):
+		must(errors.New("timed out"), "consume")
+	}
+	return amqp.Delivery{}
+}
+
+// consume acks n messages with QoS 2: it first holds two deliveries unacked and checks
+// that no third arrives, nacks the first with requeue (it comes back redelivered), then
+// acks everything.
 func consume(ch *amqp.Channel, queue string, n int, r *report) {
 	must(ch.Qos(2, 0, false), "basic.qos")
 	deliveries, err := ch.Consume(queue, "go-consumer", false, false, false, false, nil)
 	must(err, "basic.consume")
-	unacked, nacked := 0, false
+	first, second := next(deliveries), next(deliveries)
+	r.MaxUnacked = 2
+	select {
+	case d := <-deliveries:
+		r.MaxUnacked = 3 // the broker ignored the prefetch
+		must(d.Ack(false), "ack")
+		r.Acked++
+	case <-time.After(300 * time.Millisecond):
+	}
+	must(first.Nack(false, true), "nack")
+	must(second.Ack(false), "ack")
+	r.Acked++
 	for r.Acked < n {
-		select {
-		case d := <-deliveries:
-			unacked++
-			if unacked > r.MaxUnacked {
-				r.MaxUnacked = unacked
-			}
-			if d.Redelivered {
-				r.Redelivered++
-			}
-			if !nacked {
-				nacked = true
-				must(d.Nack(false, true), "nack")
-			} else {
-				must(d.Ack(false), "ack")
-				r.Acked++
-			}
-			unacked--
-		case <-time.After(10 * time.Second):
-			must(errors.New("timed out"), "consume")
+		d := next(deliveries)
+		if d.Redelivered {
+			r.Redelivered++
 		}
+		must(d.Ack(false), "ack")
+		r.Acked++
 	}
 	must(ch.Cancel("go-consumer", false), "basic.cancel")
 }
@@ -144,7 +154,7 @@ func main() {
 	q, err := ch.QueueDeclare("go.work", true, false, false, false, nil)
 	must(err, "queue.declare")
 	r.Confirmed = publish(ch, q.Name, 10, 16)
-	consume(ch, q.Name, 9, &r)
+	consume(ch, q.Name, 10, &r)
 
 	// consumer cancel notification: the queue is deleted under the consumer
 	cancels := ch.NotifyCancel(make(chan string, 1))
