@@ -13,6 +13,7 @@ queue with exit status 1 and the refused messages stay on the source; bad input 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import sys
@@ -178,6 +179,9 @@ async def test_interrupted_run_resumes_and_loses_nothing(pair: Pair) -> None:
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 130, out.decode() + err.decode()
     assert "interrupted; nothing unconfirmed was acked: run it again" in err.decode()
+    # progress on stderr (not a tty: a line every 2 s): the queue's and the overall count
+    assert re.search(r"^progress: jobs \d+/400, all \d+/400, [\d,]+ msg/s$", err.decode(),
+                     re.MULTILINE), err.decode()
     left = await depth(pair.source.url, "jobs")
     first = await depth(pair.target.url, "jobs")
     assert 0 < left < 400 and first + left >= 400

@@ -126,7 +126,8 @@ class Client(asyncio.Protocol):
         if b"PLAIN" not in start.mechanisms.split():
             raise WireError(f"{url}: the broker does not offer PLAIN authentication")
         capabilities = {"publisher_confirms": True, "consumer_cancel_notify": True,
-                        "connection.blocked": True, "basic.nack": True}
+                        "connection.blocked": True, "basic.nack": True,
+                        "authentication_failure_close": True}
         tune = await self.call(method_class("ConnectionStartOk")(
             {"product": "warrenmq migrate", "capabilities": capabilities}, "PLAIN",
             f"\0{url.user}\0{url.password}".encode(), "en_US"), channel=0)
