@@ -158,6 +158,7 @@ class Mover:
                 self.target.publish(queue, without_delivery_count(content.properties),
                                     content.body)
                 received += 1
+                self.progress.update(queue, self.moved, expected)  # redraws at most 10/s
             idle = time.monotonic() - self.last_delivery > IDLE and not self.inflight
             if not self.cancelled and (received >= expected or idle):
                 await self._cancel()
