@@ -186,9 +186,14 @@ async def test_interrupted_run_resumes_and_loses_nothing(pair: Pair) -> None:
     first = await depth(pair.target.url, "jobs")
     assert 0 < left < 400 and first + left >= 400
 
-    code, out2, err2 = await pair.run()
+    code, out2, err2 = await pair.run("--rate", "400")
     assert code == 0, out2 + err2
     assert await depth(pair.source.url, "jobs") == 0
+    # --rate holds: the rest (left >= 100 messages) took at least left / 400 s
+    moved = re.search(r"moved (\d+) message\(s\) from queue 'jobs' in vhost '/' in ([\d.]+) s",
+                      err2)
+    assert moved is not None, err2
+    assert int(moved[1]) >= left and float(moved[2]) >= 0.8 * (left - 1) / 400
     ids: list[str] = []
     connection = await aio_pika.connect(pair.target.url)
     async with connection:
