@@ -98,3 +98,15 @@ def test_without_delivery_count_keeps_every_other_byte() -> None:
     out = without_delivery_count(raw)
     assert out == b"\xa0\x00" + b"\x10application/json" + encode_table({"a": 1, "z": "zz"})
     assert without_delivery_count(b"\x00\x00") == b"\x00\x00"
+
+
+def test_a_stream_is_declared_but_its_contents_not_moved() -> None:
+    document = copy.deepcopy(OURS)
+    document["queues"].append({"vhost": "/", "name": "events", "durable": True,
+                               "auto_delete": False,
+                               "arguments": {"x-queue-type": "stream"}})
+    result = plan(document, FRESH, "auto", ["guest"])
+    assert ("/", "events") not in result.queues()
+    assert any(q["name"] == "events" for q in result.upload["queues"])
+    assert 'queue "events" in vhost "/": a stream; declared on the target, its contents' \
+           " are not moved" in result.notes

@@ -210,13 +210,15 @@ async def _depths(url: Url, queues: list[tuple[str, str]]) -> dict[tuple[str, st
 
 
 async def _not_moved(api: Http, moving: set[tuple[str, str]], err: TextIO) -> None:
-    """Queues with messages that are not in the definitions (transient, exclusive)."""
+    """Queues with messages whose messages do not move (transient, exclusive, streams)."""
     queues = await asyncio.to_thread(api.request, "GET", "/api/queues")
     for q in queues or []:
         if (q.get("vhost"), q.get("name")) not in moving and q.get("messages"):
-            why = "exclusive" if q.get("exclusive") else "not durable"
-            print(f"not moved: queue {q['name']!r} in vhost {q['vhost']!r} ({why}):"
-                  f" {q['messages']} message(s); its declarer recreates it", file=err)
+            why = ("exclusive; its declarer recreates it" if q.get("exclusive") else
+                   "not durable; its declarer recreates it" if not q.get("durable") else
+                   "a stream: consuming it does not empty it")
+            print(f"not moved: queue {q['name']!r} in vhost {q['vhost']!r}:"
+                  f" {q['messages']} message(s) ({why})", file=err)
 
 
 async def _move_all(source: Url, target: Url, queues: list[tuple[str, str]],

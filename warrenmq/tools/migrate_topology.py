@@ -35,8 +35,10 @@ class Plan:
     present: int = 0                        # entities the target already has, identical
 
     def queues(self) -> list[tuple[str, str]]:
-        """(vhost, queue) of every queue whose messages move."""
-        return [(q["vhost"], q["name"]) for q in self.document.get("queues") or []]
+        """(vhost, queue) of every queue whose messages move (not streams: consuming one
+        does not empty it, so its contents are listed as not moved instead)."""
+        return [(q["vhost"], q["name"]) for q in self.document.get("queues") or []
+                if (q.get("arguments") or {}).get("x-queue-type") != "stream"]
 
 
 def _who(section: str, entry: dict[str, Any]) -> str:
@@ -55,6 +57,9 @@ def choose_types(document: dict[str, Any], mode: str) -> list[str]:
     notes: list[str] = []
     for q in document.get("queues") or []:
         arguments = q.setdefault("arguments", {})
+        if arguments.get("x-queue-type") == "stream":
+            notes.append(f"{_who('queues', q)}: a stream; declared on the target, its"
+                         " contents are not moved")
         if "x-queue-type" in arguments:
             continue  # the application declares its type: the target must match it
         want = mode if mode != "auto" else (
