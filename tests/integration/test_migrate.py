@@ -114,6 +114,9 @@ async def test_moves_messages_with_their_property_bytes(pair: Pair) -> None:
         message = await work.get(timeout=5)
         assert message is not None
         await message.reject(requeue=False)
+        await channel.declare_queue("scratch", durable=False)  # not in the definitions
+        for _ in range(2):
+            await channel.default_exchange.publish(aio_pika.Message(b"s"), "scratch")
     before = {q: await raw_messages(pair.source.url, q, n)
               for q, n in (("jobs", 300), ("jobs.dlq", 1))}
     assert b"x-death" in before["jobs.dlq"][0].properties
@@ -122,6 +125,8 @@ async def test_moves_messages_with_their_property_bytes(pair: Pair) -> None:
     assert code == 0, out + err
     assert "topology:" in out and "moved 301 message(s)" in out
     assert "moved 300 message(s) from queue 'jobs'" in err
+    assert ("not moved: queue 'scratch' in vhost '/': 2 message(s) (not durable; its"
+            " declarer recreates it)") in err
     # The delivery limit made "jobs" a quorum queue (the default --queue-type auto).
     assert 'queue "jobs" in vhost "/": becomes a quorum queue' in err
     table = {line.split()[1]: line.split()[2:] for line in out.splitlines()
