@@ -23,6 +23,7 @@ from warrenmq.storage import StorageError
 from warrenmq.tools.definitions import add_subparser as add_definitions_parser
 from warrenmq.tools.dlq_args import add_subparser as add_dlq_parser
 from warrenmq.tools.queues import add_subparser as add_queues_parser
+from warrenmq.tools.stream_args import add_subparser as add_stream_parser
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     add_dlq_parser(sub)
     add_queues_parser(sub)
     add_definitions_parser(sub)
+    add_stream_parser(sub)  # issue 14: warrenmq stream info|replay
     return parser
 
 
@@ -68,10 +70,11 @@ def _load(path: str | None) -> BrokerConfig:
     return load_config(path) if path else BrokerConfig()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _run_tool(args: argparse.Namespace) -> int | None:
+    """The client tools' subcommands (their libraries are imported only here, so that
+    ``serve`` never loads them); None for the broker's own commands."""
     if args.command == "dlq":
-        from warrenmq.tools.dlq import run as run_dlq  # the AMQP client: not in `serve`
+        from warrenmq.tools.dlq import run as run_dlq
 
         return run_dlq(args)
     if args.command == "queues":
@@ -82,6 +85,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from warrenmq.tools.definitions import run as run_definitions
 
         return run_definitions(args)
+    if args.command == "stream":  # issue 14
+        from warrenmq.tools.stream import run as run_stream
+
+        return run_stream(args)
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    status = _run_tool(args)
+    if status is not None:
+        return status
     try:
         if args.command == "check-config":
             checked = _load(args.file)

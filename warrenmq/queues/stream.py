@@ -321,3 +321,28 @@ def stream_ticket(queues: Sequence[Queue], ticket: int) -> int:
         if isinstance(queue, StreamQueue) and queue.ticket > ticket:
             ticket = queue.ticket
     return ticket
+
+
+def stream_fields(queue: Queue) -> dict[str, Any]:
+    """The management API's view of a stream (nothing for other queues): its type,
+    message count, offsets, size, segments and committed consumer offsets."""
+    if not isinstance(queue, StreamQueue):
+        return {}
+    stream = queue.log
+    count = queue.stream_messages
+    return {
+        "type": "stream",
+        "messages": count,
+        "messages_ready": count,
+        "stream": {
+            "first_offset": stream.first_offset,
+            "last_offset": stream.committed - 1 if count else None,
+            "committed_offset": stream.committed,
+            "size_bytes": stream.size_bytes,
+            "segments": len(stream.segments),
+            "max_age_ms": queue.stream_args.max_age_ms,
+            "max_length_bytes": queue.stream_args.max_length_bytes,
+            "segment_size_bytes": queue.stream_args.segment_size,
+            "consumer_offsets": queue.tracked_offsets(),
+        },
+    }
