@@ -15,18 +15,16 @@ tracking). Pure functions: no I/O, no queue state.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from warrenmq.config.units import age_ms
 from warrenmq.errors import PreconditionFailed
 from warrenmq.storage.stream import DEFAULT_STREAM_SEGMENT_SIZE
 
 MAX_SEGMENT_SIZE = 3_000_000_000
-_AGE = re.compile(r"^([0-9]+)(Y|M|D|h|m|s)$")
-_UNIT_SECONDS = {"Y": 365 * 86400, "M": 30 * 86400, "D": 86400, "h": 3600, "m": 60, "s": 1}
 #: Classic-queue arguments RabbitMQ refuses on a stream.
 REFUSED = ("x-max-length", "x-message-ttl", "x-expires", "x-dead-letter-exchange",
            "x-dead-letter-routing-key", "x-overflow", "x-max-priority",
@@ -60,18 +58,6 @@ def is_stream(arguments: Mapping[str, Any] | None) -> bool:
     if isinstance(kind, bytes | bytearray):
         kind = bytes(kind).decode("utf-8", "replace")
     return kind == "stream"
-
-
-def age_ms(value: Any) -> int | None:
-    """An age string in ms, or None if it is not one (or not > 0)."""
-    if isinstance(value, bytes | bytearray):
-        value = bytes(value).decode("utf-8", "replace")
-    if not isinstance(value, str):
-        return None
-    match = _AGE.match(value)
-    if match is None or int(match.group(1)) == 0:
-        return None
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)] * 1000
 
 
 def _int(value: Any) -> int | None:
