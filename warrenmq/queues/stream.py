@@ -32,8 +32,6 @@ import structlog
 from warrenmq.clock import SYSTEM_CLOCK, Clock
 from warrenmq.errors import NotImplemented_, PreconditionFailed
 from warrenmq.message import Message
-from warrenmq.protocol.fields import Long
-from warrenmq.protocol.properties import rewrite_properties
 from warrenmq.queues.arguments import QueueArguments
 from warrenmq.queues.queue import DeliveryTarget, Queue
 from warrenmq.queues.ready import QueuedMessage
@@ -45,6 +43,7 @@ from warrenmq.queues.stream_args import (
     parse_consume,
     parse_stream_arguments,
 )
+from warrenmq.queues.stream_props import with_stream_offset
 from warrenmq.storage.stream import StreamLog, StreamRecord
 from warrenmq.storage.streams import StreamStore
 
@@ -53,6 +52,7 @@ log = structlog.get_logger("warrenmq.stream")
 #: Seconds between retention checks by age (size is checked after every commit).
 RETENTION_INTERVAL = 1.0
 BATCH = 256
+_FILTER_KEY = b"\x15x-stream-filter-value"
 
 
 class Cursor:
@@ -129,16 +129,15 @@ class StreamQueue(Queue):
     def enqueue(self, message: Message) -> bool:
         self.published += 1
         offset = self.log.next_offset
-        headers = message.headers()
         filter_value = b""
-        if headers:
-            value = headers.get("x-stream-filter-value")
+        if _FILTER_KEY in message.properties:  # decode the headers only when it may be there
+            headers = message.headers()
+            value = headers.get("x-stream-filter-value") if headers else None
             if isinstance(value, str):
                 filter_value = value.encode()[:MAX_FILTER_VALUE]
             elif isinstance(value, bytes | bytearray):
                 filter_value = bytes(value)[:MAX_FILTER_VALUE]
-        properties = rewrite_properties(message.properties,
-                                        set_headers={"x-stream-offset": Long(offset)})
+        properties = with_stream_offset(message.properties, offset)
         self.log.append(int(self.clock.time() * 1000), filter_value, message.route,
                         properties, message.body)
         self.ticket = self.streams.reserve_ticket()

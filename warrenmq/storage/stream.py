@@ -50,6 +50,7 @@ CHUNK_START = 0x01
 #: 2 GiB stream is still only 32 files.
 DEFAULT_STREAM_SEGMENT_SIZE = 64 * 1024 * 1024
 READ_BLOCK = 1024 * 1024
+MIN_READ = 16 * 1024
 _datasync = getattr(os, "fdatasync", os.fsync)
 
 
@@ -130,6 +131,7 @@ class StreamLog:
         self.pending_bytes = 0
         self.closed = False
         self.on_commit: Callable[[], None] | None = None  # new records became readable
+        self.record_size = 1024  # bytes per record lately: sizes the reads
 
     # ------------------------------------------------------------------ recovery
     @classmethod
@@ -254,6 +256,7 @@ class StreamLog:
         head.laid += len(data)
         self.next_offset = offset + 1
         self.pending_bytes += len(data)
+        self.record_size = (self.record_size * 15 + len(data)) // 16  # a running mean
         return offset
 
     def take(self) -> StreamBatch | None:
@@ -360,7 +363,10 @@ class StreamLog:
                 segment = self.segments[index]
                 pos = len(MAGIC)
                 continue
-            want = min(READ_BLOCK, segment.end - pos)
+            # about what ``limit`` records take (a page cache copy of a whole block
+            # for a few records is what this avoids), within one block
+            want = min(READ_BLOCK, segment.end - pos,
+                       max(MIN_READ, limit * self.record_size * 5 // 4))
             block = os.pread(segment.descriptor(), want, pos)
             at = 0
             while at + _PREFIX.size <= len(block) and len(out) < limit:
