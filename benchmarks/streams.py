@@ -80,7 +80,7 @@ async def publish(args: argparse.Namespace, queue: str) -> float:
         elapsed = time.monotonic() - started
         if conn.nacked:
             raise RuntimeError(f"{conn.nacked} publishes nacked")
-        return args.messages / elapsed
+        return float(args.messages) / elapsed
     finally:
         await conn.close()
 
