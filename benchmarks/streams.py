@@ -69,7 +69,7 @@ async def publish(args: argparse.Namespace, queue: str) -> float:
         deadline = time.monotonic() + args.limit_s
         started = time.monotonic()
         sent = 0
-        batch = 200
+        batch = min(200, args.window)  # never more unconfirmed than the window
         while sent < args.messages:
             count = min(batch, args.messages - sent)
             await conn.wait_confirmed(sent + count - args.window, deadline)
