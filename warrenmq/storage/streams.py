@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import structlog
@@ -43,6 +44,8 @@ class StreamStore:
         self.offsets: dict[str, dict[str, int]] = {}
         self._dirty: set[str] = set()
         self.tickets: MessageStore | None = None  # set by WithStreams
+        # held while a batch is written: close() waits for a commit in flight
+        self.write_lock = threading.Lock()
 
     def reserve_ticket(self) -> int:
         """The store ticket that becomes durable with the next commit (0: none yet)."""
@@ -93,7 +96,8 @@ class StreamStore:
         self.logs.pop(key, None)
         self.offsets.pop(key, None)
         self._dirty.discard(key)
-        stream.close()
+        with self.write_lock:  # not under a commit in flight (a short wait, cold path)
+            stream.close()
         shutil.rmtree(stream.directory, ignore_errors=True)
 
     @property
@@ -112,12 +116,14 @@ class StreamStore:
         return batches, offsets
 
     def close(self) -> None:
-        batches, offsets = self.take()
-        try:
-            write_streams(batches, offsets)
-        finally:
-            for stream in self.logs.values():
-                stream.close()
+        """Write what is pending (after any commit in flight), then close every file."""
+        with self.write_lock:
+            batches, offsets = self.take()
+            try:
+                write_streams(batches, offsets)
+            finally:
+                for stream in self.logs.values():
+                    stream.close()
 
 
 def write_streams(batches: list[tuple[StreamLog, StreamBatch]],
@@ -151,7 +157,8 @@ class WithStreams:
         return self.store.prepare_commit()
 
     def write_prepared(self, batch: PreparedCommit) -> int:
-        write_streams(*self._taken)
+        with self.streams.write_lock:
+            write_streams(*self._taken)
         return self.store.write_prepared(batch)
 
     def finish_commit(self, batch: PreparedCommit, ok: bool) -> None:
