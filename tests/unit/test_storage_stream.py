@@ -118,3 +118,17 @@ def test_a_segment_without_its_header_is_reset(tmp_path: Path) -> None:
     assert log.committed == 0
     fill(log, 2)
     assert read_all(log, 0) == [0, 1]
+
+
+def test_read_descriptors_are_bounded(tmp_path: Path) -> None:
+    from warrenmq.storage.stream import MAX_OPEN
+
+    log = StreamLog.open(tmp_path / "s", 500)
+    fill(log, 100)
+    assert len(log.segments) > 3 * MAX_OPEN
+    assert read_all(log, 0) == list(range(100))
+    assert sum(1 for s in log.segments if s.fd >= 0) <= MAX_OPEN + 1
+    log.close()
+    again = StreamLog.open(tmp_path / "s", 500)
+    assert sum(1 for s in again.segments if s.fd >= 0) == 1  # the newest only
+    assert read_all(again, 0) == list(range(100))

@@ -51,6 +51,7 @@ CHUNK_START = 0x01
 DEFAULT_STREAM_SEGMENT_SIZE = 64 * 1024 * 1024
 READ_BLOCK = 1024 * 1024
 MIN_READ = 16 * 1024
+MAX_OPEN = 8  # read descriptors kept open per stream, besides the newest segment's
 _datasync = getattr(os, "fdatasync", os.fsync)
 
 
@@ -147,6 +148,7 @@ class StreamLog:
             return stream
         for segment in stream.segments[:-1]:
             segment.first_ts = stream._first_timestamp(segment)
+            segment.close()  # reopened by the first read that needs it
         stream._recover_tail(stream.segments[-1])
         return stream
 
@@ -193,7 +195,7 @@ class StreamLog:
     def _scan(self, segment: Segment, pos: int) -> Iterator[tuple[int, StreamRecord, int]]:
         """Valid records from ``pos``: (position after it, record, flags); stops at the
         first short, oversized or CRC-failing record."""
-        fd = segment.descriptor()
+        fd = self._reader(segment)
         while True:
             block = os.pread(fd, READ_BLOCK, pos)
             at = 0
@@ -299,6 +301,8 @@ class StreamLog:
                 segment.first_ts = int(_FIXED.unpack_from(data, _PREFIX.size)[1])
         self.committed = max(self.committed, batch.end_offset)
         self.last_chunk = batch.chunk_start
+        if len(self.segments) > MAX_OPEN:
+            self._trim(MAX_OPEN)  # segments the writer has left behind
         if self.on_commit is not None:
             self.on_commit()
 
@@ -367,7 +371,7 @@ class StreamLog:
             # for a few records is what this avoids), within one block
             want = min(READ_BLOCK, segment.end - pos,
                        max(MIN_READ, limit * self.record_size * 5 // 4))
-            block = os.pread(segment.descriptor(), want, pos)
+            block = os.pread(self._reader(segment), want, pos)
             at = 0
             while at + _PREFIX.size <= len(block) and len(out) < limit:
                 size = _PREFIX.unpack_from(block, at)[0]
@@ -377,13 +381,27 @@ class StreamLog:
                 at += _PREFIX.size + size
             if at == 0:  # one record larger than a block
                 size = _PREFIX.unpack_from(block, 0)[0]
-                big = os.pread(segment.descriptor(), _PREFIX.size + size, pos)
+                big = os.pread(self._reader(segment), _PREFIX.size + size, pos)
                 out.append(_decode(big, _PREFIX.size, size))
                 at = len(big)
             pos += at
             if len(out) >= limit or at < want:
                 break
         return out, (segment.first, pos)
+
+    def _reader(self, segment: Segment) -> int:
+        """The segment's descriptor for a read (loop thread). At most ``MAX_OPEN`` stay
+        open per stream: older ones with nothing in flight are closed (the newest
+        segment and any with unwritten records never are: the writer uses them)."""
+        if segment.fd >= 0:
+            return segment.fd
+        self._trim(MAX_OPEN - 1)
+        return segment.descriptor()
+
+    def _trim(self, keep: int) -> None:
+        opened = [s for s in self.segments[:-1] if s.fd >= 0 and s.laid == s.end]
+        for old in opened[: max(0, len(opened) - keep)]:
+            old.close()
 
     # ------------------------------------------------------------------ retention
     def retain(self, max_bytes: int | None, max_age_ms: int | None, now_ms: int) -> int:
