@@ -318,3 +318,24 @@ async def test_pika_blocking_consumer(broker) -> None:  # type: ignore[no-untype
 
     result = await asyncio.wait_for(asyncio.to_thread(run), 30)
     assert result == [(b"k1", 1), (b"k2", 2), (b"k3", 3)]
+
+
+async def test_redeclare_compares_stream_arguments(broker) -> None:  # type: ignore[no-untyped-def]
+    await _declare(broker.url, "s", **{"x-max-age": "7D"})
+    exc = await _error(broker.url, lambda ch: ch.queue_declare(
+        "s", durable=True, arguments={**STREAM, "x-max-age": "1D"}))
+    assert "inequivalent arg 'x-max-age' for queue 's' in vhost '/': received '1D' but" \
+        " current is '7D'" in str(exc)
+    exc = await _error(broker.url, lambda ch: ch.queue_declare("s", durable=True))
+    assert "inequivalent arg 'x-queue-type'" in str(exc)
+
+
+async def test_stream_offset_on_a_classic_queue_is_406(broker) -> None:  # type: ignore[no-untyped-def]
+    async def consume(ch: aiormq.Channel) -> None:
+        await ch.queue_declare("c")
+        await ch.basic_consume("c", lambda m: None, arguments={"x-stream-offset": "first"})
+
+    exc = await _error(broker.url, consume)
+    assert isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed)
+    assert ("invalid arg 'x-stream-offset' for queue 'c' in vhost '/' of queue type"
+            " rabbit_classic_queue") in str(exc)

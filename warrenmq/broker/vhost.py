@@ -68,6 +68,10 @@ EQUIVALENCE_ARGUMENTS = (
 )
 
 
+#: Compared on redeclare of a stream as well (RabbitMQ's stream queue type does).
+STREAM_EQUIVALENCE = ("x-max-age", "x-stream-max-segment-size-bytes")
+
+
 def server_name() -> str:
     return "amq.gen-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
 
@@ -366,7 +370,8 @@ class VirtualHost:
             ("exclusive", exclusive, q.exclusive),
             ("auto_delete", auto_delete, q.auto_delete),
         ]
-        checks += [(key, args.get(key), q.arguments.get(key)) for key in EQUIVALENCE_ARGUMENTS]
+        keys = EQUIVALENCE_ARGUMENTS + (STREAM_EQUIVALENCE if is_stream(q.arguments) else ())
+        checks += [(key, args.get(key), q.arguments.get(key)) for key in keys]
         self._assert_equivalent("queue", q.name, checks)
 
     def bind_queue(

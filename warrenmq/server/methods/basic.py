@@ -10,7 +10,7 @@ import base64
 import os
 from typing import TYPE_CHECKING
 
-from warrenmq.errors import NotAllowed, NotImplemented_
+from warrenmq.errors import NotAllowed, NotImplemented_, PreconditionFailed
 from warrenmq.protocol.content import encode_get_ok
 from warrenmq.protocol.methods import Method, method_class
 from warrenmq.queues.stream import StreamQueue
@@ -54,6 +54,9 @@ def basic_consume(channel: Channel, m: Method) -> None:
     stream = queue if isinstance(queue, StreamQueue) else None
     start = None if stream is None else stream.consume_start(
         no_ack=m.no_ack, prefetch=channel.prefetch_count, arguments=m.arguments)
+    if stream is None and "x-stream-offset" in m.arguments:  # RabbitMQ: 406 too
+        raise PreconditionFailed(f"invalid arg 'x-stream-offset' for queue '{name}' in vhost"
+                                 f" '{queue.vhost}' of queue type rabbit_classic_queue")
     consumer = Consumer(
         channel,
         queue,
