@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.integration.test_config_topology import started, write_config
@@ -74,3 +76,25 @@ async def test_rabbitmq_definitions_with_a_stream(tmp_path: Path) -> None:
         assert not [n for n in notes if "events" in n]  # not "runs it as a classic queue"
     finally:
         await server.close(grace=2.0)
+
+
+def test_check_config_reports_stream_mistakes(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("queues:\n"
+                    "  - name: s\n"
+                    "    type: stream\n"
+                    "    message_ttl: 5s\n"
+                    "    max_age: 7X\n"
+                    "  - name: c\n"
+                    "    max_age: 1D\n")
+    done = subprocess.run([sys.executable, "-m", "warrenmq", "check-config", str(path)],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert f"{path}:4:18: queues[0].message_ttl: a stream queue does not take this key" \
+        " (RabbitMQ refuses it too)" in lines
+    assert any(line.startswith(f"{path}:5:14: queues[0].max_age: expected an age such as 7D")
+               for line in lines)
+    assert f"{path}:7:14: queues[1].max_age: only a stream queue (type: stream) takes" \
+        " this key" in lines
+    assert "Traceback" not in done.stderr

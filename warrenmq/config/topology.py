@@ -196,7 +196,6 @@ QUEUE_FRIENDLY = (
     Friendly("overflow", "x-overflow", _kind_choice(OVERFLOW_MODES)),
     Friendly("delivery_limit", "x-delivery-limit", _kind_int(0, None)),
     Friendly("retry_delays", "x-retry-delays", _kind_ms_list),
-    Friendly("type", "x-queue-type", _kind_choice(QUEUE_TYPES)),
     Friendly("max_age", "x-max-age", _kind_age),
     Friendly("stream_max_segment_size_bytes", "x-stream-max-segment-size-bytes",
              _kind_int(1, 3_000_000_000)),
@@ -206,7 +205,10 @@ EXCHANGE_FRIENDLY = (Friendly("alternate_exchange", "alternate-exchange", _kind_
 
 def queue_arguments(queue: QueueConfig) -> dict[str, Any]:
     """The queue's x-arguments as the broker takes them: raw ``arguments`` + friendly keys."""
-    return _arguments(queue, QUEUE_FRIENDLY)
+    out = _arguments(queue, QUEUE_FRIENDLY)
+    if queue.type is not None:
+        out["x-queue-type"] = queue.type
+    return out
 
 
 def exchange_arguments(exchange: ExchangeConfig) -> dict[str, Any]:
@@ -223,8 +225,15 @@ def _arguments(entity: Any, table: tuple[Friendly, ...]) -> dict[str, Any]:
 
 
 def split_queue_arguments(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], FreeMap]:
-    """x-arguments -> (friendly keyword values, the rest); invalid values stay in the rest."""
-    return _split(arguments, QUEUE_FRIENDLY)
+    """x-arguments -> (friendly keyword values, the rest); invalid values stay in the rest.
+    Only a stream's x-queue-type reads back as ``type`` (classic and quorum stay raw
+    arguments, as documents written before streams existed have them)."""
+    stream = arguments.get("x-queue-type") == "stream"
+    friendly, rest = _split({k: v for k, v in arguments.items()
+                             if not (stream and k == "x-queue-type")}, QUEUE_FRIENDLY)
+    if stream:
+        friendly["type"] = "stream"
+    return friendly, rest
 
 
 def split_exchange_arguments(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], FreeMap]:
@@ -359,7 +368,7 @@ _STREAM_ONLY = ("max_age", "stream_max_segment_size_bytes")
 def _stream_rules(queue: QueueConfig) -> Iterator[Finding]:
     if queue.max_age is not None and age_ms(queue.max_age) is None:
         yield ("max_age",), _kind_age(queue.max_age) or "invalid"
-    if queue.type != "stream":
+    if queue.type != "stream" and queue.arguments.get("x-queue-type") != "stream":
         for name in _STREAM_ONLY:
             if getattr(queue, name) is not None:
                 yield (name,), "only a stream queue (type: stream) takes this key"
@@ -400,7 +409,7 @@ RULES = {
              "message_ttl", "expires", "max_length", "max_length_bytes", "overflow",
              "delivery_limit", "retry_delays"),
         rule(_stream_rules, "type", "max_age", "stream_max_segment_size_bytes", "durable",
-             "auto_delete", *_NOT_ON_STREAMS),
+             "auto_delete", "arguments", *_NOT_ON_STREAMS),
     ),
     BindingConfig: (rule(_binding_rules, "source", "destination", "routing_key"),),
     PolicyConfig: (rule(_policy_rules, "pattern", "definition"),),
