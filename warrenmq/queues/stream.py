@@ -44,7 +44,7 @@ from warrenmq.queues.stream_args import (
     parse_stream_arguments,
 )
 from warrenmq.queues.stream_props import with_stream_offset
-from warrenmq.storage.stream import StreamLog, StreamRecord
+from warrenmq.storage.stream import StreamLog
 from warrenmq.storage.streams import StreamStore
 
 log = structlog.get_logger("warrenmq.stream")
@@ -52,6 +52,8 @@ log = structlog.get_logger("warrenmq.stream")
 #: Seconds between retention checks by age (size is checked after every commit).
 RETENTION_INTERVAL = 1.0
 BATCH = 256
+RECENT = 4096  # records kept decoded for the consumers that read them next
+RECENT_BYTES = 4 * 1024 * 1024  # and at most this much of their bodies
 _FILTER_KEY = b"\x15x-stream-filter-value"
 
 
@@ -68,13 +70,13 @@ class Cursor:
         self.outstanding: OrderedDict[int, bool] = OrderedDict()
         self.acked_upto = -1
 
-    def wants(self, record: StreamRecord) -> bool:
+    def wants(self, filter_value: bytes) -> bool:
         filters = self.filters
         if filters is None:
             return True
-        if not record.filter_value:
+        if not filter_value:
             return self.match_unfiltered
-        return record.filter_value in filters
+        return filter_value in filters
 
 
 class StreamDelivery(QueuedMessage):
@@ -98,6 +100,10 @@ class StreamQueue(Queue):
         self.log: StreamLog = streams.open(vhost, name, stream_args.segment_size)
         self.log.on_commit = self._committed
         self.cursors: dict[DeliveryTarget, Cursor] = {}
+        # recently read records by position: (offset, filter value, message), next position
+        self._recent: dict[tuple[int, int],
+                           tuple[tuple[int, bytes, Message], tuple[int, int]]] = {}
+        self._recent_bytes = 0
         self.ticket = 0  # the store ticket of the last append
         self._next_retention = clock.monotonic()
 
@@ -214,30 +220,58 @@ class StreamQueue(Queue):
 
     def _feed(self, cursor: Cursor) -> None:
         consumer = cursor.consumer
-        stream = self.log
         while True:
             credit = min(consumer.credit(), BATCH)
             if credit <= 0:
                 return
-            records, where = stream.read(cursor.where, credit)
+            records = self._records(cursor, credit)
             if not records:
-                cursor.where = where
                 return
-            cursor.where = where
             batch: list[QueuedMessage] = []
-            for record in records:
-                if cursor.wants(record):
-                    message = Message("", "", record.route, record.properties, record.body)
-                    batch.append(StreamDelivery(message, record.offset, cursor))
-                elif cursor.name is not None:
-                    cursor.outstanding[record.offset] = True  # skipped counts as done
+            named = cursor.name is not None
+            for offset, filter_value, message in records:
+                if cursor.filters is None or cursor.wants(filter_value):
+                    batch.append(StreamDelivery(message, offset, cursor))
+                    if named:
+                        cursor.outstanding[offset] = False
+                elif named:
+                    cursor.outstanding[offset] = True  # skipped counts as done
             if batch:
                 self.delivered += len(batch)
-                if cursor.name is not None:
-                    for qm in batch:
-                        cursor.outstanding[qm.seq] = False
                 self.unacked += consumer.deliver(self, batch)
-            self._advance(cursor)
+            if named:
+                self._advance(cursor)
+
+    def _records(self, cursor: Cursor, limit: int) -> list[tuple[int, bytes, Message]]:
+        """The next ``limit`` records at the cursor (moving it past them): from the
+        recent-records cache, where consumers reading the same part of the stream share
+        one read, one decode and one ``Message`` each, else from the log."""
+        cache = self._recent
+        where = cursor.where
+        out: list[tuple[int, bytes, Message]] = []
+        while len(out) < limit:
+            hit = cache.get(where)
+            if hit is None:
+                break
+            out.append(hit[0])
+            where = hit[1]
+        if len(out) < limit:
+            ends: list[tuple[int, int]] = []
+            records, end = self.log.read(where, limit - len(out), ends)
+            for record, after in zip(records, ends, strict=True):
+                entry = (record.offset, record.filter_value,
+                         Message("", "", record.route, record.properties, record.body))
+                cache[where] = (entry, after)
+                self._recent_bytes += len(record.body)
+                out.append(entry)
+                where = after
+            if not records:
+                where = end
+            while len(cache) > RECENT or self._recent_bytes > RECENT_BYTES:
+                oldest = cache.pop(next(iter(cache)))
+                self._recent_bytes -= len(oldest[0][2].body)
+        cursor.where = where
+        return out
 
     # ------------------------------------------------------------------ settling
     def ack(self, qms: Sequence[QueuedMessage]) -> None:
@@ -283,6 +317,7 @@ class StreamQueue(Queue):
         self.deleted = True
         consumers, self._consumers = self._consumers, []
         self.cursors.clear()
+        self._recent.clear()
         self.utilisation.consumers_left()
         self.streams.remove(self.log)
         return consumers
@@ -304,6 +339,8 @@ class StreamQueue(Queue):
             return
         if self.log.retain(args.max_length_bytes, args.max_age_ms,
                            int(self.clock.time() * 1000)):
+            self._recent.clear()
+            self._recent_bytes = 0
             self.dispatch()  # cursors in a deleted segment move to the new start
 
     def _retain_bytes(self) -> None:

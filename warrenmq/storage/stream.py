@@ -345,11 +345,12 @@ class StreamLog:
                 return
             yield item
 
-    def read(self, where: tuple[int, int], limit: int) -> tuple[list[StreamRecord],
-                                                                 tuple[int, int]]:
+    def read(self, where: tuple[int, int], limit: int,
+             ends: list[tuple[int, int]] | None = None
+             ) -> tuple[list[StreamRecord], tuple[int, int]]:
         """Up to ``limit`` committed records from ``where`` (and about one read block),
-        and the position after them. A position in a segment retention removed moves to
-        the start of the log."""
+        and the position after them (``ends``, if given, gets the position after each).
+        A position in a segment retention removed moves to the start of the log."""
         first, pos = where
         index = self._index(first)
         if not self.segments:
@@ -379,11 +380,15 @@ class StreamLog:
                     break
                 out.append(_decode(block, at + _PREFIX.size, size))
                 at += _PREFIX.size + size
+                if ends is not None:
+                    ends.append((segment.first, pos + at))
             if at == 0:  # one record larger than a block
                 size = _PREFIX.unpack_from(block, 0)[0]
                 big = os.pread(self._reader(segment), _PREFIX.size + size, pos)
                 out.append(_decode(big, _PREFIX.size, size))
                 at = len(big)
+                if ends is not None:
+                    ends.append((segment.first, pos + at))
             pos += at
             if len(out) >= limit or at < want:
                 break
