@@ -11,9 +11,11 @@ Three measurements on one fresh stream (``x-queue-type: stream``, deleted at the
    ``--prefetch``, acks with ``multiple`` every half prefetch) reads the whole stream;
 3. ``--consumers`` consumers at once, each in its own process, each reading it all.
 
-Rates are messages per second. The client is the repo's pipelining load generator
-(benchmarks/client.py); its ceiling on this machine is what ``benchmarks.run`` reports
-as ``ceiling``. Every phase is bounded by ``--limit-s``. Must not import warrenmq.
+Rates are messages per second; with ``--broker-pid`` also the broker's CPU time per
+message in each phase (for RabbitMQ, the beam.smp PID: ``benchmarks/rabbitmq.sh pid``).
+The client is the repo's pipelining load generator (benchmarks/client.py); its ceiling
+on this machine is what ``benchmarks.run`` reports as ``ceiling``. Every phase is
+bounded by ``--limit-s``. Must not import warrenmq.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pamqp import commands
 
 from benchmarks.amqpwire import AmqpUrl, MessageEncoder, basic_ack_frame, publish_payload
 from benchmarks.client import AmqpConnection
+from benchmarks.measure import broker_cpu
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit-s", type=float, default=60.0, help="bound on each phase")
     p.add_argument("--queue", help="stream name (default: bench-stream-<pid>)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--broker-pid", type=int, help="also report the broker's CPU time per"
+                   " message (utime+stime from /proc): steadier than rates on a busy host")
     args = p.parse_args(argv)
     if min(args.messages, args.body, args.consumers, args.prefetch, args.window) < 1:
         p.error("sizes must be at least 1")
@@ -174,13 +179,26 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"url_port": AmqpUrl.parse(args.url).port,
                               "messages": args.messages, "body": args.body,
                               "consumers": args.consumers, "prefetch": args.prefetch}
+    cpu = broker_cpu(args.broker_pid)
+
+    def spent(key: str, deliveries: int) -> None:
+        """Broker CPU µs per message for the phase just run (with --broker-pid)."""
+        nonlocal cpu
+        if args.broker_pid is not None:
+            now = broker_cpu(args.broker_pid)
+            result[key] = round((now - cpu) * 1e6 / deliveries, 1)
+            cpu = now
+
     try:
         result["publish_confirm_msgs_s"] = round(asyncio.run(publish(args, queue)))
+        spent("publish_broker_cpu_us_per_msg", args.messages)
         result["consume_first_msgs_s"] = round(asyncio.run(consume(
             args.url, queue, args.messages, args.prefetch, args.limit_s)))
+        spent("consume_broker_cpu_us_per_msg", args.messages)
         total, slowest = consume_many(args, queue)
         result["consumers_total_msgs_s"] = round(total)
         result["consumers_slowest_msgs_s"] = round(slowest)
+        spent("consumers_broker_cpu_us_per_delivery", args.messages * args.consumers)
     except (RuntimeError, OSError, TimeoutError) as exc:
         print(f"benchmarks.streams: {exc}", file=sys.stderr)
         return 1

@@ -52,8 +52,8 @@ log = structlog.get_logger("warrenmq.stream")
 #: Seconds between retention checks by age (size is checked after every commit).
 RETENTION_INTERVAL = 1.0
 BATCH = 256
-RECENT = 4096  # records kept decoded for the consumers that read them next
-RECENT_BYTES = 4 * 1024 * 1024  # and at most this much of their bodies
+RECENT = 16384  # records kept decoded for the consumers that read them next
+RECENT_BYTES = 8 * 1024 * 1024  # and at most this much of their bodies
 _FILTER_KEY = b"\x15x-stream-filter-value"
 
 
@@ -101,8 +101,9 @@ class StreamQueue(Queue):
         self.log.on_commit = self._committed
         self.cursors: dict[DeliveryTarget, Cursor] = {}
         # recently read records by position: (offset, filter value, message), next position
-        self._recent: dict[tuple[int, int],
-                           tuple[tuple[int, bytes, Message], tuple[int, int]]] = {}
+        self._recent: OrderedDict[tuple[int, int],
+                                  tuple[tuple[int, bytes, Message], tuple[int, int]]] = \
+            OrderedDict()
         self._recent_bytes = 0
         self.ticket = 0  # the store ticket of the last append
         self._next_retention = clock.monotonic()
@@ -268,7 +269,8 @@ class StreamQueue(Queue):
             if not records:
                 where = end
             while len(cache) > RECENT or self._recent_bytes > RECENT_BYTES:
-                oldest = cache.pop(next(iter(cache)))
+                # OrderedDict: popping the oldest of a plain dict is O(deleted slots)
+                oldest = cache.popitem(last=False)[1]
                 self._recent_bytes -= len(oldest[0][2].body)
         cursor.where = where
         return out
