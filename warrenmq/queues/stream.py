@@ -82,10 +82,8 @@ class Cursor:
 class StreamDelivery(QueuedMessage):
     """A delivered stream message: ``seq`` is its offset; ``cursor`` who got it."""
 
-    __slots__ = ("cursor",)
-
-    def __init__(self, message: Message, offset: int, cursor: Cursor) -> None:
-        super().__init__(message, offset)
+    def __init__(self, message: Message, offset: int, cursor: Cursor, queue: Queue) -> None:
+        super().__init__(message, offset, None, queue)
         self.cursor = cursor
 
 
@@ -232,7 +230,7 @@ class StreamQueue(Queue):
             named = cursor.name is not None
             for offset, filter_value, message in records:
                 if cursor.filters is None or cursor.wants(filter_value):
-                    batch.append(StreamDelivery(message, offset, cursor))
+                    batch.append(StreamDelivery(message, offset, cursor, self))
                     if named:
                         cursor.outstanding[offset] = False
                 elif named:

@@ -18,7 +18,8 @@ from warrenmq.server.consumer import Consumer
 from warrenmq.server.methods.queue import queue_name
 
 if TYPE_CHECKING:
-    from warrenmq.server.channel import Channel, Unacked
+    from warrenmq.queues.ready import QueuedMessage
+    from warrenmq.server.channel import Channel
 
 QosOk = method_class("BasicQosOk")
 ConsumeOk = method_class("BasicConsumeOk")
@@ -127,9 +128,10 @@ def basic_nack(channel: Channel, m: Method) -> None:
     channel.settle(entries, m.requeue)
 
 
-def refuse_stream_settle(entries: list[Unacked]) -> None:
+def refuse_stream_settle(entries: list[QueuedMessage]) -> None:
     """RabbitMQ 3.10: basic.nack/reject of a stream message is a 540 connection error."""
-    for queue, _, _ in entries:
+    for qm in entries:
+        queue = qm.queue
         if isinstance(queue, StreamQueue):
             raise NotImplemented_(
                 f"basic.nack and basic.reject not supported by stream queues {queue.where}")
