@@ -24,6 +24,7 @@ from warrenmq.storage import StorageError
 from warrenmq.tools.definitions import add_subparser as add_definitions_parser
 from warrenmq.tools.dlq_args import add_subparser as add_dlq_parser
 from warrenmq.tools.queues import add_subparser as add_queues_parser
+from warrenmq.tools.stream_args import add_subparser as add_stream_parser
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     from warrenmq.tools.migrate import add_subparser as add_migrate_parser
 
     add_migrate_parser(sub)  # warrenmq migrate: topology and messages into RabbitMQ
+    add_stream_parser(sub)  # issue 14: warrenmq stream info|replay
     return parser
 
 
@@ -73,7 +75,8 @@ def _load(path: str | None) -> BrokerConfig:
 
 
 def _run_tool(args: argparse.Namespace) -> int | None:
-    """The client tools (an AMQP or HTTP client, never imported by `serve`)."""
+    """The client tools' subcommands (their libraries are imported only here, so that
+    ``serve`` never loads them); None for the broker's own commands."""
     if args.command == "dlq":
         from warrenmq.tools.dlq import run as run_dlq
 
@@ -90,6 +93,10 @@ def _run_tool(args: argparse.Namespace) -> int | None:
         from warrenmq.tools.migrate import run as run_migrate
 
         return run_migrate(args)
+    if args.command == "stream":  # issue 14
+        from warrenmq.tools.stream import run as run_stream
+
+        return run_stream(args)
     return None
 
 
