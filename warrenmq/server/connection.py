@@ -198,8 +198,9 @@ class Connection(asyncio.Protocol):
 
     def _after_frames(self) -> None:
         if self._dirty:
-            for dirty in self._dirty:
-                dirty.flush_confirms()
+            if self.state == "running":  # after our connection.close: nothing but close-ok
+                for dirty in self._dirty:
+                    dirty.flush_confirms()
             self._dirty.clear()
         if self.published:
             self.published = False
@@ -503,3 +504,8 @@ class Connection(asyncio.Protocol):
 
     def release_channel(self, channel_id: int) -> None:
         self.channels.pop(channel_id, None)
+
+    def forget_channel(self, channel: Channel) -> None:
+        """Drop a channel the client closed, once the read that closed it is handled."""
+        if self.channels.get(channel.number) is channel:
+            del self.channels[channel.number]

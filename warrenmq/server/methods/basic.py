@@ -15,6 +15,7 @@ from warrenmq.protocol.content import encode_get_ok
 from warrenmq.protocol.methods import Method, method_class
 from warrenmq.server.consumer import Consumer
 from warrenmq.server.methods.queue import queue_name
+from warrenmq.server.publish_checks import check_consumer_arguments
 
 if TYPE_CHECKING:
     from warrenmq.server.channel import Channel
@@ -49,6 +50,9 @@ def basic_consume(channel: Channel, m: Method) -> None:
     tag = m.consumer_tag or _consumer_tag()
     if tag in channel.consumers:
         raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
+    if m.arguments:
+        check_consumer_arguments(m.arguments, f"queue '{name}' in vhost '{queue.vhost}'",
+                                 str(queue.arguments.get("x-queue-type", "classic")))
     queue.check_consumer(exclusive=m.exclusive)
     consumer = Consumer(
         channel,
