@@ -85,6 +85,7 @@ class VirtualHost:
         # bumped by every change to exchanges, queues or bindings (durable or not): the
         # server compares it to decide whether the durable definitions must be saved
         self.generation = 0
+        self.max_queues: int | None = None  # RabbitMQ's vhost limit; set by Broker.set_limit
         self.store: MessageStore | None = None  # attach_store() for durability
         self.msg_ids: Iterator[int] = itertools.count(1)
         self.queue_memory_limit = DEFAULT_MEMORY_LIMIT
@@ -281,6 +282,10 @@ class VirtualHost:
             return existing
         if name.startswith("amq.") and not server_named:
             raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+        if self.max_queues is not None and len(self.queues) >= self.max_queues:
+            raise PreconditionFailed(
+                f"cannot declare queue '{name}' in vhost '{self.name}': queue limit in vhost"
+                f" '{self.name}' ({self.max_queues}) is reached")
         args = parse_arguments(arguments or {}, self._where("queue", name))
         queue = Queue(
             name,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -118,12 +119,14 @@ class ManagementServer:
         add_api_routes(app, self)
         return app
 
-    async def start(self, host: str, port: int) -> int:
-        """Bind and serve; returns the bound port (port 0 picks a free one)."""
+    async def start(self, host: str, port: int,
+                    ssl_context: ssl.SSLContext | None = None) -> int:
+        """Bind and serve (HTTPS with ``ssl_context``); returns the bound port (port 0
+        picks a free one)."""
         runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port, reuse_address=True)
+            site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
             await site.start()
         except BaseException:
             await runner.cleanup()

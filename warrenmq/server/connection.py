@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from warrenmq.broker.vhost import VirtualHost
     from warrenmq.queues.queue import Queue
     from warrenmq.server.listener import Server
+    from warrenmq.server.tls import TlsContext
 
 log = structlog.get_logger("warrenmq.connection")
 
@@ -68,8 +69,9 @@ FRAMES_PER_TURN = 300
 class Connection(asyncio.Protocol):
     """One client connection. ``state`` is one of the handshake steps or running/closing."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, tls: TlsContext | None = None) -> None:
         self.server = server
+        self.tls = tls  # the listener's TLS context; None on a plain listener
         self.settings = server.settings
         self.loop = asyncio.get_running_loop()
         self.id = next(_IDS)
@@ -125,6 +127,9 @@ class Connection(asyncio.Protocol):
             high=self.settings.write_high_water, low=self.settings.write_low_water
         )
         self.server.connections.add(self)
+        if not self.server.guard.admit(self):  # too many handshakes at once
+            self.abort()
+            return
         self._timers.append(
             self.loop.call_later(self.settings.handshake_timeout, self._handshake_timeout)
         )
@@ -135,6 +140,7 @@ class Connection(asyncio.Protocol):
 
     def _lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        self.server.guard.left(self)
         if not self.closed.done():
             self.closed.set_result(None)
         for timer in self._timers:
@@ -242,7 +248,7 @@ class Connection(asyncio.Protocol):
             rest = self._header[8:]
             self._header = b""
             self.state = "start"
-            self.write(method_frame(0, handshake.start_method(self.server)))
+            self.write(method_frame(0, handshake.start_method(self)))
             return rest
         # AMQP 0-9-1 §4.2.2: answer a bad header with ours, then close the socket.
         log.warning("bad_protocol_header", header=self._header[:8])
@@ -311,6 +317,7 @@ class Connection(asyncio.Protocol):
                 class_id=method.CLASS_ID,
                 method_id=method.METHOD_ID,
             )
+        self.server.guard.check_channel_limit(self)  # user max-channels (530)
         channel = Channel(self, channel_id)
         self.channels[channel_id] = channel
         channel.opened()
