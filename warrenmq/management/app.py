@@ -111,12 +111,14 @@ class ManagementServer:
 
     def application(self) -> web.Application:
         from warrenmq.management.handlers import add_api_routes
+        from warrenmq.management.limits import add_limit_routes
 
         app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
         app.router.add_get("/", self.index)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_static("/dashboard/", DASHBOARD)
         add_api_routes(app, self)
+        add_limit_routes(app, self)  # vhost/user limits, security counters (limits.py)
         return app
 
     async def start(self, host: str, port: int,

@@ -104,4 +104,5 @@ class ConnectionGuard:
                     if c.user is not None and c.user.name == user and c.state == "running")
         if count >= limit:
             raise NotAllowed(f"number of channels opened for user '{user}' has reached the"
-                             f" maximum allowed user limit of ({limit})")
+                             f" maximum allowed user limit of ({limit})",
+                             class_id=20, method_id=10)
