@@ -180,3 +180,39 @@ async def test_repeated_failed_logins_are_delayed_and_counted(
     connection = await aio_pika.connect(handle.url)  # right password: no delay
     async with connection:
         pass
+
+
+async def test_limits_are_definitions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Exported as RabbitMQ does (user ``limits``, ``vhost-limits`` parameters), saved
+    with the durable definitions and restored at the next start; importable."""
+    from tests.conftest import make_config
+    from warrenmq.app import start
+
+    config = make_config(tmp_path, MANAGEMENT)
+    server = await start(config)
+    http = Http(server.management_port)  # type: ignore[arg-type]
+    reply = await http.request("POST", "/api/definitions", body={"users": [
+        {"name": "app", "password": "secret", "tags": [], "limits": {"max-channels": 8}}]})
+    assert reply.status in (200, 201, 204), reply.text
+    await http.request("PUT", "/api/vhost-limits/%2F/max-connections", body={"value": 7})
+    await http.request("PUT", "/api/user-limits/app/max-channels", body={"value": 9})
+    exported = await http.json("/api/definitions")
+    assert {"value": {"max-connections": 7}, "vhost": "/", "component": "vhost-limits",
+            "name": "limits"} in exported["parameters"]
+    (app,) = [u for u in exported["users"] if u["name"] == "app"]
+    assert app["limits"] == {"max-channels": 9}
+    await server.close(grace=1.0)
+
+    server = await start(config)
+    try:
+        assert server.broker.vhost_limits == {"/": {"max-connections": 7}}
+        # a user the config declares takes its limits from the config; "app" was saved
+        assert server.broker.user_limits == {"app": {"max-channels": 9}}
+        http = Http(server.management_port)  # type: ignore[arg-type]
+        exported["parameters"][0]["value"] = {"max-connections": 3, "max-queues": 4}
+        reply = await http.request("POST", "/api/definitions", body=exported)
+        assert reply.status in (200, 201, 204), reply.text
+        assert server.broker.vhost_limits == {"/": {"max-connections": 3, "max-queues": 4}}
+        assert server.broker.vhosts["/"].max_queues == 4
+    finally:
+        await server.close(grace=1.0)

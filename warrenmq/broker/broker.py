@@ -31,6 +31,7 @@ from warrenmq.broker.vhost import VirtualHost
 
 log = structlog.get_logger("warrenmq.broker")
 VHOST_LIMITS = ("max-connections", "max-queues")
+_DUMMY_HASH = base64.b64encode(bytes(36)).decode()
 USER_LIMITS = ("max-connections", "max-channels")
 
 
@@ -98,7 +99,11 @@ class Broker:
     # ----------------------------------------------------------------- authentication
     def authenticate(self, username: str, password: str, *, loopback: bool) -> User | None:
         user = self.users.get(username)
-        if user is None or not user.check_password(password):
+        if user is None:
+            # the same work as a real check, so timing does not tell which names exist
+            _check_rabbit_hash(_DUMMY_HASH, password)
+            return None
+        if not user.check_password(password):  # hmac.compare_digest: constant time
             return None
         if user.loopback_only and not loopback:
             return None
