@@ -274,6 +274,8 @@ async def run_case(port: int, case: Case, tally: Tally, prefix: bytes,
                 eof = True
                 break
             buffer += chunk
+            if case.may_stay_open:  # the quiet period counts from the last bytes seen
+                deadline = time.monotonic() + quiet
         code, close_ok = _closes(buffer)
         if code is not None:
             tally.outcomes[f"{case.kind}:{code}"] += 1
