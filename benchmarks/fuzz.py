@@ -247,52 +247,61 @@ def _closes(buffer: bytes) -> tuple[int | None, bool]:
     return None, False
 
 
+async def _answer(reader: asyncio.StreamReader, case: Case, quiet: float
+                  ) -> tuple[bytes, bool]:
+    """Bytes the broker sent until it closed, closed the socket (eof) or went quiet."""
+    buffer, eof = b"", False
+    # an input that must be answered gets time for it on a loaded machine; one that
+    # may leave the connection open is done after ``quiet`` seconds of silence
+    deadline = time.monotonic() + (quiet if case.may_stay_open else 10.0)
+    while _closes(buffer) == (None, False):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            chunk = await asyncio.wait_for(reader.read(65536), remaining)
+        except TimeoutError:
+            break
+        except ConnectionError:
+            return buffer, True
+        if not chunk:
+            return buffer, True
+        buffer += chunk
+        if case.may_stay_open:  # the quiet period counts from the last bytes seen
+            deadline = time.monotonic() + quiet
+    return buffer, eof
+
+
+def _classify(case: Case, buffer: bytes, eof: bool, tally: Tally) -> bool:
+    """Record the outcome; True when the broker sent connection.close (answer close-ok)."""
+    code, close_ok = _closes(buffer)
+    if code is not None:
+        tally.outcomes[f"{case.kind}:{code}"] += 1
+        if code == 541 or (case.allowed is not None and code not in case.allowed) or (
+                case.allowed is None and code not in CONNECTION_CODES):
+            tally.violations.append(f"{case.kind}: close {code} for {case.data.hex()}")
+        return True
+    if close_ok:
+        tally.outcomes[f"{case.kind}:close-ok"] += 1  # the input made a valid close
+    elif eof:
+        tally.outcomes[f"{case.kind}:eof"] += 1
+        tally.violations.append(f"{case.kind}: socket closed without connection.close"
+                                f" for {case.data.hex()}")
+    else:
+        tally.outcomes[f"{case.kind}:open"] += 1
+        if not case.may_stay_open:
+            tally.violations.append(f"{case.kind}: no answer for {case.data.hex()}")
+    return False
+
+
 async def run_case(port: int, case: Case, tally: Tally, prefix: bytes,
                    quiet: float) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(prefix + case.data)
-        buffer, eof = b"", False
-        # an input that must be answered gets time for it on a loaded machine; one that
-        # may leave the connection open is done after ``quiet`` seconds of silence
-        deadline = time.monotonic() + (quiet if case.may_stay_open else 10.0)
-        while True:
-            code, close_ok = _closes(buffer)
-            if code is not None or close_ok:
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                chunk = await asyncio.wait_for(reader.read(65536), remaining)
-            except TimeoutError:
-                break
-            except ConnectionError:
-                eof = True
-                break
-            if not chunk:
-                eof = True
-                break
-            buffer += chunk
-            if case.may_stay_open:  # the quiet period counts from the last bytes seen
-                deadline = time.monotonic() + quiet
-        code, close_ok = _closes(buffer)
-        if code is not None:
-            tally.outcomes[f"{case.kind}:{code}"] += 1
-            if code == 541 or (case.allowed is not None and code not in case.allowed) or (
-                    case.allowed is None and code not in CONNECTION_CODES):
-                tally.violations.append(f"{case.kind}: close {code} for {case.data.hex()}")
+        buffer, eof = await _answer(reader, case, quiet)
+        if _classify(case, buffer, eof, tally):
             writer.write(method(0, 10, 51))  # close-ok
-        elif close_ok:
-            tally.outcomes[f"{case.kind}:close-ok"] += 1  # the input made a valid close
-        elif eof:
-            tally.outcomes[f"{case.kind}:eof"] += 1
-            tally.violations.append(f"{case.kind}: socket closed without connection.close"
-                                    f" for {case.data.hex()}")
-        else:
-            tally.outcomes[f"{case.kind}:open"] += 1
-            if not case.may_stay_open:
-                tally.violations.append(f"{case.kind}: no answer for {case.data.hex()}")
     finally:
         tally.inputs += 1
         writer.close()
@@ -366,7 +375,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _wait_port(port: int, seconds: float = 20.0) -> None:
+async def wait_port(port: int, seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -386,7 +395,7 @@ class Run:
 
 
 async def drive(port: int, args: argparse.Namespace) -> Run:
-    await _wait_port(port)
+    await wait_port(port)
     stop = asyncio.Event()
     side = asyncio.create_task(bystander(f"amqp://guest:guest@127.0.0.1:{port}/", stop))
     started = time.monotonic()

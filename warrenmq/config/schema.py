@@ -151,7 +151,6 @@ class ManagementConfig:
     host: str = field(default="127.0.0.1", metadata=spec(non_empty=True))
     port: int = field(default=15672, metadata=spec(minimum=0, maximum=65535))  # 0 = ephemeral
     ssl: SslConfig | None = None  # HTTPS
-    max_request_body: int = field(default=32 * 2**20, metadata=spec(minimum=1024, unit="size"))
 
 
 @dataclass(frozen=True, slots=True)
