@@ -9,7 +9,7 @@ RabbitMQ's table grammar (the "spec differences" errata), which clients are writ
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -128,7 +128,7 @@ def _decode_value(data: bytes, offset: int, depth: int = 0) -> tuple[Any, int]:
         except (OverflowError, OSError, ValueError):
             # past year 9999: kept as a number, encoded back as a timestamp (RabbitMQ
             # accepts any 64-bit value)
-            return Timestamp(seconds), offset
+            return _make_timestamp(seconds), offset
     if tag == 0x44:  # D
         scale, offset = _fixed(_U8, data, offset)
         unscaled, offset = _fixed(_I32, data, offset)
@@ -208,6 +208,11 @@ class Timestamp(int):
     as a timestamp."""
 
 
+#: Called through an object-typed reference: compiled code would otherwise treat a
+#: ``Timestamp(...)`` as a plain machine int and drop the subclass (and its 'T' tag).
+_make_timestamp: Callable[[int], object] = Timestamp
+
+
 def _encode_int(value: int, long: bool, timestamp: bool = False) -> bytes:
     # ``long``/``timestamp`` are decided by the caller while the value is still an
     # object: compiled code holds an ``int`` argument as a plain machine int, which
@@ -234,12 +239,15 @@ def _encode_decimal(value: Decimal) -> bytes:
 
 def encode_value(value: Any) -> bytes:
     """Encode one typed field value, tag included."""
+    # the subclass tags are read while ``value`` is an object: after isinstance(int)
+    # compiled code holds a small value as a machine int and type() says int
+    kind = type(value)
     if value is None:
         return b"V"
     if isinstance(value, bool):
         return b"t" + _U8.pack(1 if value else 0)
     if isinstance(value, int):
-        return _encode_int(value, type(value) is Long, type(value) is Timestamp)
+        return _encode_int(value, kind is Long, kind is Timestamp)
     if isinstance(value, float):
         return b"d" + _F64.pack(value)
     if isinstance(value, str | bytes):

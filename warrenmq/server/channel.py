@@ -273,7 +273,7 @@ class Channel:
             return -1
         number = self.number
         header_stop = content_header_end(buf, header, end, number, limit)
-        if header_stop < 0:
+        if header_stop < 0 or buf[header + 9] or buf[header + 10]:  # weight != 0: 505 below
             return -1
         size = 0
         for i in range(header + 11, header + 19):

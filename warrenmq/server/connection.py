@@ -229,6 +229,8 @@ class Connection(asyncio.Protocol):
                 raise FrameError(
                     f"frame of {size + FRAME_OVERHEAD} bytes exceeds frame_max {reader.frame_max}"
                 )
+            if size and frame_type == FRAME_HEARTBEAT:  # §4.2.7: none; RabbitMQ: 501
+                raise FrameError(f"heartbeat frame with a payload of {size} bytes")
             stop = pos + 7 + size
             if stop >= end:
                 break
