@@ -115,7 +115,7 @@ _PARSERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 }
 
 
-QUEUE_TYPES = ("classic", "quorum", "stream")  # all held as classic queues here
+QUEUE_TYPES = ("classic", "quorum", "stream")  # quorum runs as a classic queue here
 MAX_PRIORITY = 255  # RabbitMQ's bound for x-max-priority
 
 
