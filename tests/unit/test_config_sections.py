@@ -612,7 +612,8 @@ def test_reading_a_rabbitmq_export_notes_what_it_cannot_keep():
     assert [u.name for u in cfg.users] == ["guest", "capped"]
     assert cfg.users[0] == UserConfig("guest", password_hash=HASH, tags=("administrator",),
                                       loopback_only=True)  # RabbitMQ's loopback_users default
-    assert cfg.vhosts == (VhostConfig("/"), VhostConfig("v2"))
+    assert cfg.vhosts == (VhostConfig("/"), VhostConfig("v2", max_queues=5))
+    assert cfg.users[1].max_connections == 2  # RabbitMQ's user and vhost limits are kept
     assert cfg.permissions == (PermissionConfig("guest", ".*", ".*", ".*"),)
     q1, q2 = cfg.queues
     assert (q1.message_ttl, q1.delivery_limit) == (60000, 5)
@@ -625,8 +626,6 @@ def test_reading_a_rabbitmq_export_notes_what_it_cannot_keep():
     for expected in (
         'users[1] ("old"): hashing algorithm rabbit_password_hashing_sha512 is not supported',
         'users[2] ("nopw"): has no password',
-        'users[3] ("capped"): user limits are not supported',
-        'vhosts[1] ("v2"): vhost limits are not supported',
         'permissions[1]: user "old" was not imported',
         "topic_permissions[0]",
         'parameters[0] (shovel "s1" in vhost "/")',

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from warrenmq.broker.broker import Broker, User
+from warrenmq.broker.broker import USER_LIMITS, VHOST_LIMITS, Broker, User
 from warrenmq.broker.permissions import Permission
 from warrenmq.broker.policies import EXCHANGE_KEYS, QUEUE_KEYS, Policy
 from warrenmq.broker.vhost import VirtualHost
@@ -238,6 +238,7 @@ def apply(broker: Broker, document: Mapping[str, Any], *, strict: bool) -> Appli
     for u in document.get("users", []):
         _upsert(done, _what("user", u["name"]), broker.users.get(u["name"]), _user(u),
                 broker.set_user)
+    _apply_limits(broker, document, done)
     for index, p in enumerate(document.get("permissions", [])):
         if ("permissions", index) not in plan.skip:
             current = broker.permissions.get((p["user"], p["vhost"]))
@@ -259,6 +260,28 @@ def _upsert(done: Applied, what: str, current: Any, wanted: Any, setter: Any) ->
         return
     setter(wanted)
     (done.added if current is None else done.changed).append(what)
+
+
+def _apply_limits(broker: Broker, document: Mapping[str, Any], done: Applied) -> None:
+    """RabbitMQ's vhost and user limits, where an entry gives ``limits``."""
+    for section, kind, known in (("vhosts", "vhost", VHOST_LIMITS),
+                                 ("users", "user", USER_LIMITS)):
+        for entry in document.get(section, []):
+            limits = entry.get("limits")
+            if not isinstance(limits, Mapping):
+                continue
+            table = broker.vhost_limits if kind == "vhost" else broker.user_limits
+            for limit in known:
+                value = limits.get(limit)
+                value = value if isinstance(value, int) and value >= 0 else None
+                if table.get(entry["name"], {}).get(limit) == value:
+                    continue
+                try:
+                    broker.set_limit(kind, entry["name"], limit, value)
+                except ValueError as exc:
+                    done.notes.append(f"{kind} '{entry['name']}': {exc}")
+                else:
+                    done.changed.append(f"{limit} limit of {kind} \"{entry['name']}\"")
 
 
 def _user(u: Mapping[str, Any]) -> User:

@@ -30,6 +30,9 @@ from warrenmq.broker.policies import Policy
 from warrenmq.broker.vhost import VirtualHost
 
 log = structlog.get_logger("warrenmq.broker")
+VHOST_LIMITS = ("max-connections", "max-queues")
+_DUMMY_HASH = base64.b64encode(bytes(36)).decode()
+USER_LIMITS = ("max-connections", "max-channels")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,10 @@ class Broker:
         self._grants: dict[tuple[str, str], Grant] = {}
         #: bumped by every permission change (set, clear, a user deleted)
         self.permission_generation = 0
+        #: RabbitMQ's vhost limits (max-connections, max-queues) and user limits
+        #: (max-connections, max-channels): name -> {limit: value}; see set_limit
+        self.vhost_limits: dict[str, dict[str, int]] = {}
+        self.user_limits: dict[str, dict[str, int]] = {}
         #: called with a user's name after ``delete_user`` (the server closes connections)
         self.on_user_deleted: list[Callable[[str], None]] = []
         if permissions is None:
@@ -92,7 +99,11 @@ class Broker:
     # ----------------------------------------------------------------- authentication
     def authenticate(self, username: str, password: str, *, loopback: bool) -> User | None:
         user = self.users.get(username)
-        if user is None or not user.check_password(password):
+        if user is None:
+            # the same work as a real check, so timing does not tell which names exist
+            _check_rabbit_hash(_DUMMY_HASH, password)
+            return None
+        if not user.check_password(password):  # hmac.compare_digest: constant time
             return None
         if user.loopback_only and not loopback:
             return None
@@ -150,6 +161,30 @@ class Broker:
         for callback in list(self.on_user_deleted):
             callback(name)
         return True
+
+    # ----------------------------------------------------------------- limits
+    def set_limit(self, kind: str, name: str, limit: str, value: int | None) -> None:
+        """Set (or with None clear) a vhost or user limit; a negative value clears it
+        too (RabbitMQ: -1 is "no limit"). Existing connections and queues stay."""
+        allowed = VHOST_LIMITS if kind == "vhost" else USER_LIMITS
+        if limit not in allowed:
+            raise ValueError(f"unknown {kind} limit '{limit}' (known: {', '.join(allowed)})")
+        table = self.vhost_limits if kind == "vhost" else self.user_limits
+        known = self.vhosts if kind == "vhost" else self.users
+        if name not in known:
+            raise ValueError(f"no {kind} '{name}'")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"limit '{limit}': expected an integer, got {value!r}")
+        entry = table.setdefault(name, {})
+        if value is None or value < 0:
+            entry.pop(limit, None)
+        else:
+            entry[limit] = value
+        if not entry:
+            del table[name]
+        if kind == "vhost" and limit == "max-queues":
+            self.vhosts[name].max_queues = entry.get(limit) if entry else None
+        log.info("limit_set", kind=kind, name=name, limit=limit, value=value)
 
     # ----------------------------------------------------------------- permissions
     @property

@@ -103,11 +103,18 @@ def _user(user: User) -> dict[str, Any]:
     return entry
 
 
+def _limits(table: dict[str, dict[str, int]], name: str) -> dict[str, Any]:
+    """``{"limits": {...}}`` for an entity with limits (RabbitMQ's key), else nothing."""
+    return {"limits": dict(table[name])} if table.get(name) else {}
+
+
 def _access(broker: Broker) -> dict[str, list[dict[str, Any]]]:
     """Vhosts, users, permissions and policies as document sections."""
     return {
-        "vhosts": [{"name": name} for name in broker.vhosts],
-        "users": [_user(u) for u in broker.users.values()],
+        "vhosts": [{"name": name, **_limits(broker.vhost_limits, name)}
+                   for name in broker.vhosts],
+        "users": [{**_user(u), **_limits(broker.user_limits, u.name)}
+                  for u in broker.users.values()],
         "permissions": [
             {"user": user, "vhost": vhost, "configure": p.configure, "write": p.write,
              "read": p.read}

@@ -92,6 +92,7 @@ class VirtualHost:
         # bumped by every change to exchanges, queues or bindings (durable or not): the
         # server compares it to decide whether the durable definitions must be saved
         self.generation = 0
+        self.max_queues: int | None = None  # RabbitMQ's vhost limit; set by Broker.set_limit
         self.store: MessageStore | None = None  # attach_store() for durability
         self.streams: StreamStore | None = None  # stream queues' logs (queues/stream.py)
         self.streams_in_use = False  # a stream was declared: publishes take its tickets
@@ -290,6 +291,10 @@ class VirtualHost:
             return existing
         if name.startswith("amq.") and not server_named:
             raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+        if self.max_queues is not None and len(self.queues) >= self.max_queues:
+            raise PreconditionFailed(
+                f"cannot declare queue '{name}' in vhost '{self.name}': queue limit in vhost"
+                f" '{self.name}' ({self.max_queues}) is reached")
         if is_stream(arguments):
             queue: Queue = open_stream(self, name, durable=durable, exclusive=exclusive,
                                        auto_delete=auto_delete, arguments=arguments or {})

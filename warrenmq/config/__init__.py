@@ -15,6 +15,7 @@ from warrenmq.config.loader import (
     parse_size,
 )
 from warrenmq.config.schema import (
+    AuthConfig,
     BindingConfig,
     BrokerConfig,
     ExchangeConfig,
@@ -25,6 +26,7 @@ from warrenmq.config.schema import (
     PermissionConfig,
     PolicyConfig,
     QueueConfig,
+    SslConfig,
     StorageConfig,
     UserConfig,
     VhostConfig,
@@ -33,6 +35,7 @@ from warrenmq.config.schema import (
 from warrenmq.config.spec import ConfigSource, FreeMap
 
 __all__ = [
+    "AuthConfig",
     "BindingConfig",
     "BrokerConfig",
     "ConfigError",
@@ -47,6 +50,7 @@ __all__ = [
     "PermissionConfig",
     "PolicyConfig",
     "QueueConfig",
+    "SslConfig",
     "StorageConfig",
     "UserConfig",
     "VhostConfig",

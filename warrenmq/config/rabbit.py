@@ -30,7 +30,7 @@ import yaml
 
 from warrenmq import __version__
 from warrenmq.config.checks import vhost_of
-from warrenmq.config.schema import BrokerConfig, UserConfig
+from warrenmq.config.schema import BrokerConfig, UserConfig, VhostConfig
 from warrenmq.config.spec import FreeMap, spec_of, thaw
 from warrenmq.config.topology import (
     WARREN_POLICY_KEYS,
@@ -78,13 +78,26 @@ def user_entry(user: UserConfig) -> dict[str, Any]:
         entry["hashing_algorithm"] = SHA256
     entry["tags"] = list(user.tags)
     entry["loopback_only"] = user.loopback_only
+    limits = {name: value for name, value in (("max-connections", user.max_connections),
+                                              ("max-channels", user.max_channels))
+              if value is not None}
+    if limits:
+        entry["limits"] = limits
     return entry
+
+
+def vhost_entry(vhost: VhostConfig) -> dict[str, Any]:
+    """A vhost as a definitions entry, with RabbitMQ's ``limits`` when it has any."""
+    limits = {name: value for name, value in (("max-connections", vhost.max_connections),
+                                              ("max-queues", vhost.max_queues))
+              if value is not None}
+    return {"name": vhost.name, "limits": limits} if limits else {"name": vhost.name}
 
 
 def declarations(cfg: BrokerConfig) -> dict[str, list[dict[str, Any]]]:
     """The config's declarative sections as a definitions document (see module doc)."""
     return {
-        "vhosts": [{"name": v.name} for v in cfg.vhosts],
+        "vhosts": [vhost_entry(v) for v in cfg.vhosts],
         "users": [user_entry(u) for u in cfg.users],
         "permissions": [
             {"user": p.user, "vhost": p.vhost, "configure": p.configure,
@@ -173,7 +186,7 @@ def for_rabbitmq(document: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                          " rabbitmq.conf (loopback_users), not in definitions")
         users.append({"name": u["name"], "password_hash": password_hash,
                       "hashing_algorithm": u.get("hashing_algorithm", SHA256),
-                      "tags": list(u.get("tags") or []), "limits": {}})
+                      "tags": list(u.get("tags") or []), "limits": dict(u.get("limits") or {})})
     queues = [_rabbit_queue(index, q, notes)
               for index, q in enumerate(document.get("queues") or [])]
     out: dict[str, Any] = {
@@ -187,7 +200,9 @@ def for_rabbitmq(document: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                    for v in document.get("vhosts") or []],
         "permissions": list(document.get("permissions") or []),
         "topic_permissions": [],
-        "parameters": [],
+        "parameters": [{"value": dict(v["limits"]), "vhost": v["name"],
+                        "component": "vhost-limits", "name": "limits"}
+                       for v in document.get("vhosts") or [] if v.get("limits")],
         "global_parameters": [],
         "policies": _rabbit_policies(document.get("policies") or [], notes),
         "queues": queues,

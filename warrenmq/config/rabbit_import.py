@@ -112,8 +112,7 @@ def _users(reader: _Reader, document: dict[str, Any]) -> tuple[list[UserConfig],
         tags = _tags(reader, u, path)
         if _BAD in (name, algorithm, password, password_hash, loopback, tags):
             continue
-        if u.get("limits"):
-            reader.notes.append(f'{path} ("{name}"): user limits are not supported; ignored')
+        limits = _limits(reader, u.get("limits"), ("max-connections", "max-channels"), path)
         if password is None and algorithm != SHA256:
             reader.notes.append(f'{path} ("{name}"): hashing algorithm {algorithm} is not'
                                 f" supported (only {SHA256}); user not imported")
@@ -127,8 +126,26 @@ def _users(reader: _Reader, document: dict[str, Any]) -> tuple[list[UserConfig],
         reader.positions[f"users[{len(users)}]"] = path
         users.append(UserConfig(name, password=password,
                                 password_hash=None if password is not None else password_hash,
-                                tags=tags, loopback_only=loopback))
+                                tags=tags, loopback_only=loopback,
+                                max_connections=limits.get("max-connections"),
+                                max_channels=limits.get("max-channels")))
     return users, skipped
+
+
+def _limits(reader: _Reader, value: Any, known: tuple[str, ...], path: str) -> dict[str, int]:
+    """RabbitMQ's limits map ({"max-connections": 10}); negative means no limit."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        reader.notes.append(f"{path}: limits must be an object; ignored")
+        return {}
+    out: dict[str, int] = {}
+    for key, number in value.items():
+        if key not in known or isinstance(number, bool) or not isinstance(number, int):
+            reader.notes.append(f"{path}: limit {key!r}: {number!r} is not supported; ignored")
+        elif number >= 0:
+            out[key] = number
+    return out
 
 
 def _vhosts(reader: _Reader, document: dict[str, Any]) -> list[VhostConfig]:
@@ -138,15 +155,20 @@ def _vhosts(reader: _Reader, document: dict[str, Any]) -> list[VhostConfig]:
         name = reader.get(v, "name", str, path)
         if name is _BAD:
             continue
-        if v.get("limits"):
-            reader.notes.append(f'{path} ("{name}"): vhost limits are not supported; ignored')
+        limits = _limits(reader, v.get("limits"), ("max-connections", "max-queues"), path)
+        for p in document.get("parameters") or []:  # RabbitMQ keeps them as parameters
+            if isinstance(p, dict) and p.get("component") == "vhost-limits" \
+                    and p.get("vhost") == name:
+                limits.update(_limits(reader, p.get("value"),
+                                      ("max-connections", "max-queues"), path))
         metadata = v.get("metadata") or {}
         description = metadata.get("description", "") if isinstance(metadata, dict) else ""
         if description not in ("", "Default virtual host") or (
                 isinstance(metadata, dict) and metadata.get("tags")):
             reader.notes.append(f'{path} ("{name}"): description and tags are not kept')
         reader.positions[f"vhosts[{len(vhosts)}]"] = path
-        vhosts.append(VhostConfig(name))
+        vhosts.append(VhostConfig(name, max_connections=limits.get("max-connections"),
+                                  max_queues=limits.get("max-queues")))
     return vhosts
 
 
@@ -264,6 +286,8 @@ def _report_unsupported(reader: _Reader, document: dict[str, Any]) -> None:
         reader.notes.append(f"topic_permissions[{index}] (user \"{p.get('user')}\", exchange"
                             f" \"{p.get('exchange')}\"): topic permissions are not supported")
     for index, p in reader.entries(document, "parameters"):
+        if p.get("component") == "vhost-limits":
+            continue  # read with the vhosts
         reader.notes.append(f"parameters[{index}] ({p.get('component')} \"{p.get('name')}\""
                             f" in vhost \"{p.get('vhost')}\"): runtime parameters (shovels,"
                             " federation) are not supported")

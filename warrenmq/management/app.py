@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -110,20 +111,24 @@ class ManagementServer:
 
     def application(self) -> web.Application:
         from warrenmq.management.handlers import add_api_routes
+        from warrenmq.management.limits import add_limit_routes
 
         app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
         app.router.add_get("/", self.index)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_static("/dashboard/", DASHBOARD)
         add_api_routes(app, self)
+        add_limit_routes(app, self)  # vhost/user limits, security counters (limits.py)
         return app
 
-    async def start(self, host: str, port: int) -> int:
-        """Bind and serve; returns the bound port (port 0 picks a free one)."""
+    async def start(self, host: str, port: int,
+                    ssl_context: ssl.SSLContext | None = None) -> int:
+        """Bind and serve (HTTPS with ``ssl_context``); returns the bound port (port 0
+        picks a free one)."""
         runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port, reuse_address=True)
+            site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
             await site.start()
         except BaseException:
             await runner.cleanup()

@@ -115,6 +115,32 @@ _PARSERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 }
 
 
+QUEUE_TYPES = ("classic", "quorum", "stream")  # quorum runs as a classic queue here
+MAX_PRIORITY = 255  # RabbitMQ's bound for x-max-priority
+
+
+def _queue_type(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_show(value)}")
+    if value not in QUEUE_TYPES:
+        raise ValueError(f"unsupported queue type '{value}'")
+    return value
+
+
+def _max_priority(value: Any) -> int:
+    number = _non_negative(value)
+    if number > MAX_PRIORITY:
+        raise ValueError(f"value must be at most {MAX_PRIORITY}, got {number}")
+    return number
+
+
+#: Checked at declare as RabbitMQ checks them (406), not used by the queue itself.
+_CHECKED: dict[str, Callable[[Any], Any]] = {
+    "x-queue-type": _queue_type,
+    "x-max-priority": _max_priority,
+}
+
+
 def parse_value(key: str, value: Any) -> Any:
     """One known x-argument's value as the queue uses it (``ValueError`` saying what is
     wrong); policies validate their definition keys with it."""
@@ -139,6 +165,12 @@ def parse_arguments(
             raise PreconditionFailed(f"invalid arg '{key}' for {where}: {exc}") from None
     if effective:
         return QueueArguments(**values)
+    for key, check in _CHECKED.items():
+        if key in arguments:
+            try:
+                check(arguments[key])
+            except ValueError as exc:
+                raise PreconditionFailed(f"invalid arg '{key}' for {where}: {exc}") from None
     if "dead_letter_routing_key" in values and "dead_letter_exchange" not in values:
         raise PreconditionFailed(
             f"invalid arg 'x-dead-letter-routing-key' for {where}:"

@@ -23,6 +23,7 @@ import structlog
 from warrenmq.errors import (
     AccessRefused,
     AMQPError,
+    ChannelError,
     CommandInvalid,
     NotFound,
     NotImplemented_,
@@ -46,6 +47,7 @@ from warrenmq.protocol.properties import get_property
 from warrenmq.protocol.properties import validate as validate_properties
 from warrenmq.server.logctx import bound_channel, method_name
 from warrenmq.server.methods import HANDLERS
+from warrenmq.server.publish_checks import CHECKED_BITS, check_properties
 from warrenmq.server.unacked import Unacked
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ _COLD: Final = frozenset(
 _CONTENT_HEADER: Final = struct.Struct(">HHQ")
 _PUBLISH_PREFIX: Final = b"\x00\x3c\x00\x28"
 ChannelOpenOk: Final = method_class("ChannelOpenOk")
+ChannelOpen: Final = method_class("ChannelOpen")
 ChannelClose: Final = method_class("ChannelClose")
 ChannelCloseOk: Final = method_class("ChannelCloseOk")
 BasicCancel: Final = method_class("BasicCancel")
@@ -176,10 +179,16 @@ class Channel:
 
     def _on_method_closing(self, method: Method) -> None:
         # After we sent channel.close only close-ok (or a crossing close) matters (§2.2.4).
-        if isinstance(method, ChannelCloseOk):
-            self.conn.release_channel(self.number)
-        elif isinstance(method, ChannelClose):
+        # After the client's close ("closed", until the rest of that read is handled),
+        # RabbitMQ ignores methods too, answers another close, refuses a reopen (504).
+        if isinstance(method, ChannelClose):
             self.send(ChannelCloseOk())
+        elif self.state == "closed":
+            if isinstance(method, ChannelOpen):
+                raise ChannelError(f"second 'channel.open' seen on channel {self.number}",
+                                   class_id=20, method_id=10)
+        elif isinstance(method, ChannelCloseOk):
+            self.conn.release_channel(self.number)
 
     def on_header_frame(self, payload: bytes) -> None:
         if self._publish is None or self._in_body:
@@ -190,9 +199,10 @@ class Channel:
                                   class_id=ids[0], method_id=ids[1])
         if len(payload) < 14:
             raise SyntaxError_("content header frame too short", class_id=60, method_id=40)
-        class_id, _weight, size = _CONTENT_HEADER.unpack_from(payload, 0)
-        if class_id != 60:
-            raise UnexpectedFrame(f"content header for class {class_id}, expected 60",
+        class_id, weight, size = _CONTENT_HEADER.unpack_from(payload, 0)
+        if class_id != 60 or weight != 0:  # RabbitMQ: weight must be 0, else 505
+            raise UnexpectedFrame(f"content header for class {class_id} weight {weight},"
+                                  " expected class 60 weight 0",
                                   class_id=60, method_id=40)
         properties = payload[12:]
         if properties != EMPTY_PROPERTIES:
@@ -266,7 +276,7 @@ class Channel:
             return -1
         number = self.number
         header_stop = content_header_end(buf, header, end, number, limit)
-        if header_stop < 0:
+        if header_stop < 0 or buf[header + 9] or buf[header + 10]:  # weight != 0: 505 below
             return -1
         size = 0
         for i in range(header + 11, header + 19):
@@ -329,8 +339,11 @@ class Channel:
                 f"cannot publish to internal exchange '{exchange.name}' in vhost '{vhost.name}'"
             )
         props = message.properties  # RabbitMQ checks user_id after the exchange
-        if len(props) > 1 and props[1] & _USER_ID_FLAG:
-            self._check_user_id(get_property(props, "user_id"))
+        if len(props) > 1:
+            if props[0] & CHECKED_BITS:  # expiration, delivery_mode, headers: 406s
+                check_properties(props)
+            if props[1] & _USER_ID_FLAG:
+                self._check_user_id(get_property(props, "user_id"))
         routed, rejected, ticket = vhost.publish(exchange, message)
         self.conn.published = True
         if not routed and not rejected and mandatory:
@@ -478,7 +491,7 @@ class Channel:
         self.release()
         self.send(ChannelCloseOk())
         self.state = "closed"
-        self.conn.release_channel(self.number)
+        self.conn.loop.call_soon(self.conn.forget_channel, self)
 
     def remove_consumers(self) -> None:
         vhost = self.conn.vhost

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from warrenmq.broker.vhost import VirtualHost
     from warrenmq.queues.queue import Queue
     from warrenmq.server.listener import Server
+    from warrenmq.server.tls import TlsContext
 
 log = structlog.get_logger("warrenmq.connection")
 
@@ -71,8 +72,9 @@ FRAMES_PER_TURN: Final = 300
 class Connection(asyncio.Protocol):
     """One client connection. ``state`` is one of the handshake steps or running/closing."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, tls: TlsContext | None = None) -> None:
         self.server = server
+        self.tls = tls  # the listener's TLS context; None on a plain listener
         self.settings = server.settings
         self.loop = asyncio.get_running_loop()
         self.id = next(_IDS)
@@ -129,6 +131,9 @@ class Connection(asyncio.Protocol):
             high=self.settings.write_high_water, low=self.settings.write_low_water
         )
         self.server.connections.add(self)
+        if not self.server.guard.admit(self):  # too many handshakes at once
+            self.abort()
+            return
         self._timers.append(
             self.loop.call_later(self.settings.handshake_timeout, self._handshake_timeout)
         )
@@ -139,6 +144,7 @@ class Connection(asyncio.Protocol):
 
     def _lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        self.server.guard.left(self)
         if not self.closed.done():
             self.closed.set_result(None)
         for timer in self._timers:
@@ -224,6 +230,8 @@ class Connection(asyncio.Protocol):
                 raise FrameError(
                     f"frame of {size + FRAME_OVERHEAD} bytes exceeds frame_max {reader.frame_max}"
                 )
+            if size and frame_type == FRAME_HEARTBEAT:  # §4.2.7: none; RabbitMQ: 501
+                raise FrameError(f"heartbeat frame with a payload of {size} bytes")
             stop = pos + 7 + size
             if stop >= end:
                 break
@@ -268,8 +276,9 @@ class Connection(asyncio.Protocol):
 
     def _after_frames(self) -> None:
         if self._dirty:
-            for dirty in self._dirty:
-                dirty.flush_confirms()
+            if self.state == "running":  # after our connection.close: nothing but close-ok
+                for dirty in self._dirty:
+                    dirty.flush_confirms()
             self._dirty.clear()
         if self.published:
             self.published = False
@@ -303,7 +312,7 @@ class Connection(asyncio.Protocol):
             rest = self._header[8:]
             self._header = b""
             self.state = "start"
-            self.write(method_frame(0, handshake.start_method(self.server)))
+            self.write(method_frame(0, handshake.start_method(self)))
             return rest
         # AMQP 0-9-1 §4.2.2: answer a bad header with ours, then close the socket.
         log.warning("bad_protocol_header", header=self._header[:8])
@@ -356,6 +365,7 @@ class Connection(asyncio.Protocol):
                 class_id=method.CLASS_ID,
                 method_id=method.METHOD_ID,
             )
+        self.server.guard.check_channel_limit(self)  # user max-channels (530)
         channel = Channel(self, channel_id)
         self.channels[channel_id] = channel
         channel.opened()
@@ -549,3 +559,8 @@ class Connection(asyncio.Protocol):
 
     def release_channel(self, channel_id: int) -> None:
         self.channels.pop(channel_id, None)
+
+    def forget_channel(self, channel: Channel) -> None:
+        """Drop a channel the client closed, once the read that closed it is handled."""
+        if self.channels.get(channel.number) is channel:
+            del self.channels[channel.number]

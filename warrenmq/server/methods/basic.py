@@ -16,6 +16,7 @@ from warrenmq.protocol.methods import Method, method_class
 from warrenmq.queues.stream import StreamQueue
 from warrenmq.server.consumer import Consumer
 from warrenmq.server.methods.queue import queue_name
+from warrenmq.server.publish_checks import check_consumer_arguments
 
 if TYPE_CHECKING:
     from warrenmq.queues.ready import QueuedMessage
@@ -51,6 +52,8 @@ def basic_consume(channel: Channel, m: Method) -> None:
     tag = m.consumer_tag or _consumer_tag()
     if tag in channel.consumers:
         raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
+    if m.arguments:
+        check_consumer_arguments(m.arguments, f"queue '{name}' in vhost '{queue.vhost}'")
     queue.check_consumer(exclusive=m.exclusive)
     stream = queue if isinstance(queue, StreamQueue) else None
     start = None if stream is None else stream.consume_start(
