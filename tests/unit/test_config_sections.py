@@ -426,7 +426,9 @@ def test_shipped_reference_examples_load_when_uncommented():
         elif re.match(r"^[a-z_]+: \[\]$", line):
             lines.append(line[:-3])
     cfg = load_config_text("\n".join(lines) + "\n", "uncommented.yaml")
-    assert [q.name for q in cfg.queues] == ["email", "audit"]
+    assert [q.name for q in cfg.queues] == ["email", "audit", "jobs", "ledger"]
+    assert cfg.queues[2].max_priority == 10
+    assert cfg.queues[3].single_active_consumer is True
     assert [x.name for x in cfg.exchanges] == ["orders", "events"]
     assert len(cfg.bindings) == 3 and len(cfg.policies) == 1
     assert cfg.permissions is not None and len(cfg.permissions) == 1

@@ -29,6 +29,7 @@ EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 APPLY_TO = ("queues", "exchanges", "all")
 MAX_TTL_MS = 2**32 - 1  # RabbitMQ's limit for x-message-ttl
+MAX_PRIORITY = 255  # RabbitMQ's limit for x-max-priority
 #: Exchanges every vhost has; bindings may use them without declaring them.
 STANDARD_EXCHANGES = {
     "amq.direct": "direct",
@@ -76,6 +77,9 @@ class QueueConfig:
     delivery_limit: int | None = field(default=None, metadata=spec(minimum=0))
     retry_delays: tuple[int, ...] = field(
         default=(), metadata=spec(item=_MS["spec"]))
+    max_priority: int | None = field(
+        default=None, metadata=spec(minimum=0, maximum=MAX_PRIORITY))
+    single_active_consumer: bool | None = None
     arguments: FreeMap = NO_ARGUMENTS
 
 
@@ -126,6 +130,10 @@ def _kind_int(low: int, high: int | None, unit: str = "") -> Callable[[Any], str
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
         return f"expected an integer {bound}{unit}, got {_show(value)}"
     return check
+
+
+def _kind_bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"expected a boolean, got {_show(value)}"
 
 
 def _kind_str(value: Any) -> str | None:
@@ -181,6 +189,8 @@ QUEUE_FRIENDLY = (
     Friendly("overflow", "x-overflow", _kind_choice(OVERFLOW_MODES)),
     Friendly("delivery_limit", "x-delivery-limit", _kind_int(0, None)),
     Friendly("retry_delays", "x-retry-delays", _kind_ms_list),
+    Friendly("max_priority", "x-max-priority", _kind_int(0, MAX_PRIORITY)),
+    Friendly("single_active_consumer", "x-single-active-consumer", _kind_bool),
 )
 EXCHANGE_FRIENDLY = (Friendly("alternate_exchange", "alternate-exchange", _kind_str),)
 
@@ -353,7 +363,7 @@ RULES = {
         rule(_name_rules("queue"), "name"),
         rule(_queue_arguments, "arguments", "dead_letter_exchange", "dead_letter_routing_key",
              "message_ttl", "expires", "max_length", "max_length_bytes", "overflow",
-             "delivery_limit", "retry_delays"),
+             "delivery_limit", "retry_delays", "max_priority", "single_active_consumer"),
     ),
     BindingConfig: (rule(_binding_rules, "source", "destination", "routing_key"),),
     PolicyConfig: (rule(_policy_rules, "pattern", "definition"),),

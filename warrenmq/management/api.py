@@ -91,6 +91,7 @@ def queue_json(queue: Queue, stats: Stats, node: str) -> dict[str, Any]:
         "policy": queue.policy,
         "effective_policy_definition": jsonable(queue.effective_policy_definition),
         "consumers": queue.consumer_count,
+        "single_active_consumer_tag": queue.single_active_consumer_tag,
         "consumer_utilisation": utilisation,
         "consumer_capacity": utilisation if utilisation is not None else 0.0,
         "messages": ready + unacked,
@@ -244,6 +245,7 @@ def consumers_json(conn: ConnectionView, channel: ChannelView) -> Iterator[dict[
     }
     for consumer in list(channel.consumers.values()):
         queue = consumer.queue
+        activity = queue.consumer_activity(consumer)  # up, single_active or waiting
         yield {
             "consumer_tag": consumer.tag,
             "queue": {"name": queue.name, "vhost": queue.vhost},
@@ -252,8 +254,8 @@ def consumers_json(conn: ConnectionView, channel: ChannelView) -> Iterator[dict[
             "exclusive": consumer.exclusive,
             "prefetch_count": consumer.prefetch,
             "arguments": jsonable(consumer.arguments),
-            "active": True,
-            "activity_status": "up",
+            "active": activity != "waiting",
+            "activity_status": activity,
         }
 
 

@@ -402,14 +402,20 @@ class Channel:
         self.state = "closed"
         self.conn.release_channel(self.number)
 
-    def remove_consumers(self) -> None:
+    def remove_consumers(self) -> list[Queue]:
+        """Cancel this channel's consumers; returns the queues that lost one and remain
+        (to dispatch once the unacked messages are back: a successor gets them first)."""
         vhost = self.conn.vhost
         consumers, self.consumers = self.consumers, {}
+        remaining: list[Queue] = []
         for consumer in consumers.values():
             consumer.log_cancelled("channel_closed", channel=self.number)
             queue = consumer.queue
             if queue.remove_consumer(consumer) and vhost is not None:
                 vhost.remove_queue(queue, "auto_delete")
+            elif not queue.deleted:
+                remaining.append(queue)
+        return remaining
 
     def requeue_unacked(self) -> None:
         entries = list(self.unacked.values())
@@ -422,6 +428,8 @@ class Channel:
         self._publish = None
         self._in_body = False
         self._parts = []
-        self.remove_consumers()
+        queues = self.remove_consumers()
         self.requeue_unacked()
+        for queue in queues:
+            queue.dispatch()
 

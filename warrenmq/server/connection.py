@@ -472,10 +472,14 @@ class Connection(asyncio.Protocol):
         channels, self.channels = self.channels, {}
         # Consumers first, on every channel, so requeued messages cannot be pushed to
         # another channel of this same dying connection.
+        left: list[Queue] = []
         for channel in channels.values():
-            channel.remove_consumers()
+            left += channel.remove_consumers()
         for channel in channels.values():
             channel.release()
+        for queue in left:  # after the requeues: a single active successor gets them first
+            if not queue.deleted:
+                queue.dispatch()
         queues, self.exclusive_queues = self.exclusive_queues, []
         for queue in queues:
             if self.vhost is not None:

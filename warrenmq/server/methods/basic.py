@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from warrenmq.errors import NotAllowed, NotImplemented_
 from warrenmq.protocol.content import encode_get_ok
 from warrenmq.protocol.methods import Method, method_class
+from warrenmq.queues.consumers import consumer_priority
 from warrenmq.server.consumer import Consumer
 from warrenmq.server.methods.queue import queue_name
 
@@ -49,6 +50,7 @@ def basic_consume(channel: Channel, m: Method) -> None:
     tag = m.consumer_tag or _consumer_tag()
     if tag in channel.consumers:
         raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
+    priority = consumer_priority(m.arguments, f"queue '{name}' in vhost '{queue.vhost}'")
     queue.check_consumer(exclusive=m.exclusive)
     consumer = Consumer(
         channel,
@@ -62,7 +64,7 @@ def basic_consume(channel: Channel, m: Method) -> None:
     if not m.nowait:
         channel.send(ConsumeOk(tag))
     channel.consumers[tag] = consumer
-    queue.add_consumer(consumer)
+    queue.add_consumer(consumer, priority)
     consumer.log_added()
 
 
@@ -70,8 +72,11 @@ def basic_cancel(channel: Channel, m: Method) -> None:
     consumer = channel.consumers.pop(m.consumer_tag, None)
     if consumer is not None:
         consumer.log_cancelled("basic.cancel")
-        if consumer.queue.remove_consumer(consumer):
-            channel.vhost.remove_queue(consumer.queue, "auto_delete")
+        queue = consumer.queue
+        if queue.remove_consumer(consumer):
+            channel.vhost.remove_queue(queue, "auto_delete")
+        elif not queue.deleted:
+            queue.dispatch()  # a single active consumer's successor (nothing is requeued)
     if not m.nowait:
         channel.send(CancelOk(m.consumer_tag))
 
