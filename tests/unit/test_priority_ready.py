@@ -153,3 +153,12 @@ def test_single_active_consumer_must_be_a_boolean(value: object) -> None:
     assert parse_arguments({"x-single-active-consumer": True}, WHERE).single_active_consumer
     assert not parse_arguments({"x-single-active-consumer": False},
                                WHERE).single_active_consumer
+
+
+@pytest.mark.parametrize("key", ["max-priority", "single-active-consumer"])
+def test_no_policy_sets_them(key: str) -> None:
+    """RabbitMQ 3.10.8: "[{<<"max-priority">>,5}] are not recognised policy settings"."""
+    from warrenmq.broker.policies import Policy
+
+    with pytest.raises(ValueError, match=f"policy key '{key}' is not a recognised policy"):
+        Policy("p", "/", ".*", definition={key: 5})
