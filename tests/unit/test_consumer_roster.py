@@ -142,3 +142,22 @@ def test_delete_returns_waiting_consumers_too() -> None:
         queue.add_consumer(t)
     assert queue.delete() == targets
     assert queue.consumer_count == 0
+
+
+def test_queue_priority_benchmark_runs_as_a_process() -> None:
+    """The fast slice of benchmarks/queue_priority.py: it runs, verifies every delivery
+    and prints its table."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.queue_priority", "--messages", "300",
+         "--repeat", "1"], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+        text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.splitlines()
+    assert rows[:2] == ["| case | msgs/s |", "|---|---|"]
+    assert [row.split(" | ")[0] for row in rows[2:]] == [
+        "| plain queue, one consumer", "| x-max-priority 10, one consumer",
+        "| plain queue, consumers at x-priority 1 and 0"]
