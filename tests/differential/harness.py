@@ -222,7 +222,7 @@ async def reply_of(call: Awaitable[Any]) -> Any:
     caused (aio-pika/aiormq raise ``ChannelClosed``/``ConnectionClosed`` with those)."""
     try:
         return await call
-    except Exception as exc:  # noqa: BLE001 - a scenario records whatever the client saw
+    except Exception as exc:
         return closed_reason(exc)
 
 

@@ -110,10 +110,10 @@ def queue_delete(channel: Channel, m: Method) -> None:
     count, consumers = vhost.delete_queue(
         name, owner=channel.conn, if_unused=m.if_unused, if_empty=m.if_empty
     )
+    if not m.nowait:  # RabbitMQ: delete-ok before the basic.cancel of its consumers
+        channel.send(DeleteOk(count))
     for consumer in consumers:
         consumer.cancelled_by_server()  # type: ignore[attr-defined]
-    if not m.nowait:
-        channel.send(DeleteOk(count))
 
 
 HANDLERS = {
