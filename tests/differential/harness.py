@@ -7,7 +7,8 @@ texts, frames in arrival order (``seen.frames``), message properties and headers
 ``differential(scenario, rabbit, warren)`` runs it against both, one after the other,
 and fails with both transcripts side by side where they disagree. A deliberate
 difference is declared where it is observed — ``seen.see(label, value, differs="why")``
-— and then not compared (both values are still shown in the report).
+— and then not compared (both values are still shown in the report). ``DIFF_SHOW=1 pytest
+-s`` prints RabbitMQ's transcript of each scenario.
 
 Values are normalised before comparison: server-generated names (``amq.ctag-*``,
 ``amq.gen-*``) and timestamps become placeholders; pamqp frames become
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import pprint
 import uuid
 from collections.abc import Awaitable, Callable
@@ -127,14 +129,18 @@ class Transcript:
 
     async def frames(self, label: str, client: RawClient, until: type | None = None,
                      count: int | None = None, quiet: float = 0.3,
-                     confirms: bool = False) -> list[Any]:
+                     confirms: bool = False, unordered: bool = False,
+                     record: bool = True) -> list[Any]:
         """Record the frames ``client`` reads, in order: up to and including one of type
         ``until``, or ``count`` frames, or until nothing arrives for ``quiet`` seconds.
 
         With ``confirms``, publisher confirms are taken out of the frame list and recorded
         as ``label + " confirms"``: {sequence number: "ack"/"nack"}. How a broker groups
         them (``multiple``) and where they fall between other frames is its choice
-        (RabbitMQ's differs from run to run), so only the outcome is compared."""
+        (RabbitMQ's differs from run to run), so only the outcome is compared.
+        ``unordered`` compares the frames as a multiset: for frames from different
+        RabbitMQ processes (a queue's deliveries and the channel's replies) whose order
+        is a race there. ``record=False`` only returns them."""
         got: list[Any] = []
         while count is None or len(got) < count:
             try:
@@ -152,7 +158,11 @@ class Transcript:
             got.append((channel, value))
             if until is not None and isinstance(value, until):
                 break
-        if confirms:
+        if not record:
+            return got
+        if unordered:
+            self.see(label, sorted((normalise(f) for f in got), key=repr))
+        elif confirms:
             self.see(label, [f for f in got if not _is_confirm(f)])
             self.see(label + " confirms", confirm_outcomes(got))
         else:
@@ -210,6 +220,10 @@ async def differential(scenario: Scenario, rabbit_port: int, warren_port: int
     await scenario(rabbit.target, rabbit)
     await scenario(warren.target, warren)
     problems = compare(rabbit, warren)
+    if os.environ.get("DIFF_SHOW"):  # DIFF_SHOW=1 pytest -s ...: print what RabbitMQ did
+        print(f"--- {getattr(scenario, '__name__', 'scenario')} on RabbitMQ")
+        for seen in rabbit.seen:
+            print(f"{seen.label}: {pprint.pformat(seen.value)}")
     if problems:
         raise AssertionError(
             f"{getattr(scenario, '__name__', 'scenario')}: WarrenMQ differs from RabbitMQ\n"

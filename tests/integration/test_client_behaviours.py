@@ -2,7 +2,7 @@
 depend on them: py-amqp (kombu's transport) deleting a queue it consumes from on the same
 channel, aio-pika tearing down bindings after their queue, and a client that sends
 connection.close twice (Go's amqp091 does, from two goroutines). The byte-level
-comparison with RabbitMQ 3.10.8 is tests/differential/test_protocol.py."""
+comparison with RabbitMQ 3.10.8 is tests/differential/test_diff_protocol.py."""
 
 from __future__ import annotations
 

@@ -323,7 +323,7 @@ async def _open_with_channel_max(broker: BrokerHandle, channel_max: int) -> RawC
 
 
 async def test_channels_beyond_negotiated_channel_max_are_530(broker: BrokerHandle) -> None:
-    # RabbitMQ 3.10.8 (observed, and tests/differential/test_protocol.py): channel_max
+    # RabbitMQ 3.10.8 (observed, and tests/differential/test_diff_protocol.py): channel_max
     # counts open channels; the refusal is a 530 without method ids.
     client = await _open_with_channel_max(broker, 5)
     for number in range(1, 6):
