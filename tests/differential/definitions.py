@@ -31,7 +31,8 @@ DEFINITIONS: dict[str, Any] = {
     ],
     # Topic authorisation: user "topics" may publish to amq.topic only with routing keys
     # that start with its name, and bind from it only keys starting with "pub." or the
-    # vhost's name; on exchange "tx.topic" in vhost "tv", nothing may be written.
+    # vhost's name; in vhost "tv" keys must start with the vhost's name, and the empty
+    # regexes on "empty.topic" (and on amq.direct, not a topic exchange) are checked too.
     "topic_permissions": [
         {"user": "topics", "vhost": "/", "exchange": "amq.topic",
          "write": "^{username}\\.", "read": "^(pub|{vhost})\\."},
@@ -39,7 +40,13 @@ DEFINITIONS: dict[str, Any] = {
          "write": "^{vhost}\\.", "read": ".*"},
         {"user": "topics", "vhost": "tv", "exchange": "amq.direct",
          "write": "", "read": ""},
+        {"user": "topics", "vhost": "tv", "exchange": "empty.topic",
+         "write": "", "read": ""},
     ],
-    "policies": [], "queues": [], "exchanges": [], "bindings": [],
+    "exchanges": [
+        {"name": "empty.topic", "vhost": "tv", "type": "topic", "durable": True,
+         "auto_delete": False, "internal": False, "arguments": {}},
+    ],
+    "policies": [], "queues": [], "bindings": [],
     "parameters": [], "global_parameters": [],
 }

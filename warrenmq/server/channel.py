@@ -84,6 +84,8 @@ class Channel:
         self.grant = grant
         # exchanges basic.publish may use: the grant's set, cleared in place on a change
         self.writable = grant.writable
+        # topic permissions by exchange name: the grant's dict, replaced in place
+        self.topic_rules = grant.topics.rules
         self.state = "open"
         self.active = True
         self.consumers: dict[str, Consumer] = {}
@@ -262,6 +264,9 @@ class Channel:
             raise AccessRefused(
                 f"cannot publish to internal exchange '{exchange.name}' in vhost '{vhost.name}'"
             )
+        if self.topic_rules and exchange.name in self.topic_rules:  # topic authorisation
+            self.grant.topics.check("write", exchange.name, exchange.type_name,
+                                    message.routing_key)
         props = message.properties  # RabbitMQ checks user_id after the exchange
         if len(props) > 1 and props[1] & _USER_ID_FLAG:
             self._check_user_id(get_property(props, "user_id"))

@@ -67,16 +67,19 @@ def queue_declare(channel: Channel, m: Method) -> None:
         channel.send(DeclareOk(queue.name, queue.message_count, queue.consumer_count))
 
 
-def _check_binding(channel: Channel, queue: str, exchange: str) -> None:
+def _check_binding(channel: Channel, queue: str, exchange: str, key: str) -> None:
     channel.grant.check("write", "queue", queue)
     if exchange:
         channel.grant.check("read", "exchange", exchange)
+        source = channel.vhost.exchanges.get(exchange)
+        if source is not None:  # topic authorisation: the binding key, read access
+            channel.grant.topics.check("read", exchange, source.type_name, key)
 
 
 def queue_bind(channel: Channel, m: Method) -> None:
     name = queue_name(channel, m.queue)
     key = m.routing_key if (m.queue or m.routing_key) else name
-    _check_binding(channel, name, m.exchange)
+    _check_binding(channel, name, m.exchange, key)
     channel.vhost.bind_queue(name, m.exchange, key, m.arguments, channel.conn)
     if not m.nowait:
         channel.send(BindOk())
@@ -85,7 +88,7 @@ def queue_bind(channel: Channel, m: Method) -> None:
 def queue_unbind(channel: Channel, m: Method) -> None:
     name = queue_name(channel, m.queue)
     key = m.routing_key if (m.queue or m.routing_key) else name
-    _check_binding(channel, name, m.exchange)
+    _check_binding(channel, name, m.exchange, key)
     channel.vhost.unbind_queue(name, m.exchange, key, m.arguments, channel.conn)
     channel.send(UnbindOk())
 
