@@ -165,3 +165,28 @@ async def test_management_shows_uncommitted_counts(broker_factory: Any) -> None:
         assert (item["messages_uncommitted"], item["acks_uncommitted"]) == (0, 0)
     finally:
         await connection.close()
+
+
+async def test_tx_benchmark_script_runs_small(broker: BrokerHandle) -> None:
+    """benchmarks/tx.py as a user runs it (a process), with a tiny size."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "benchmarks.tx", "--url", broker.url, "--messages", "20",
+             "--batches", "1,10"], cwd=repo, capture_output=True, text=True, timeout=60,
+            check=False)
+
+    done = await asyncio.to_thread(run)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 1")]
+    assert [row.split("|")[1:3] for row in rows] == [[" 1 ", " 20 "], [" 10 ", " 20 "]]
+    bad = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "benchmarks.tx", "--messages", "0"], cwd=repo,
+        capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "--messages must be >= 1" in bad.stderr
+    assert "bench.tx" not in broker.vhost().queues  # deleted after each run
