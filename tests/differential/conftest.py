@@ -23,6 +23,15 @@ from warrenmq.config import ListenerConfig, ManagementConfig, StorageConfig, loa
 from warrenmq.server.listener import Server
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The first differential test also waits for the node to boot (~15 s, more on a
+    loaded machine): give these tests more than the suite's 60 s."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.timeout(180))
+
+
 @pytest.fixture(scope="session")
 def rabbitmq() -> Iterator[RabbitMQNode]:
     reason = rabbitmq_available()

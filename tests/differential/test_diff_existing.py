@@ -69,3 +69,44 @@ async def ttl_dead_letter(t: Target, seen: Transcript) -> None:
 
 async def test_ttl_dead_letter_x_death(diff: Diff) -> None:
     await diff(ttl_dead_letter)
+
+
+async def dead_letter_reasons(t: Target, seen: Transcript) -> None:
+    connection = await aio_pika.connect(t.url())
+    try:
+        channel = await connection.channel()
+        dlx = await channel.declare_exchange(t.n("dlx2"), aio_pika.ExchangeType.TOPIC)
+        dead = await channel.declare_queue(t.n("dead2"))
+        await dead.bind(dlx, "#")
+        source = await channel.declare_queue(t.n("src2"), arguments={
+            "x-max-length": 1, "x-dead-letter-exchange": dlx.name,
+            "x-dead-letter-routing-key": "moved"})
+        for n in range(2):
+            await channel.default_exchange.publish(aio_pika.Message(
+                f"m{n}".encode(), expiration=60, headers={"n": n}), routing_key=source.name)
+        got = await source.get(no_ack=False)
+        await got.reject(requeue=False)
+        await channel.default_exchange.publish(aio_pika.Message(b"ttl", expiration=1),
+                                               routing_key=source.name)
+        bodies = []
+        for _ in range(60):  # bounded: 6 s
+            message = await dead.get(fail=False, no_ack=True)
+            if message is None:
+                if len(bodies) == 3:
+                    break
+                await asyncio.sleep(0.1)
+                continue
+            headers = dict(message.headers)
+            last = {k: headers.pop(k) for k in list(headers) if k.startswith("x-last-death-")}
+            seen.see(f"dead {message.body!r}", (message.routing_key, message.expiration,
+                                                headers))
+            seen.see(f"dead {message.body!r} x-last-death-*", last,
+                     differs="WarrenMQ also writes RabbitMQ 3.13's x-last-death-* headers")
+            bodies.append(message.body)
+        seen.see("order", bodies)
+    finally:
+        await connection.close()
+
+
+async def test_dead_letter_reasons_maxlen_rejected_expired(diff: Diff) -> None:
+    await diff(dead_letter_reasons)

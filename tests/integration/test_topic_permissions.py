@@ -131,3 +131,25 @@ async def test_management_api_sets_topic_permissions_live_and_saves_them(
         assert [t.write for t in saved[("app", "/")]] == ["^{username}\\."]
     finally:
         await server.close(grace=2.0)
+
+
+async def test_reload_adds_changes_and_removes_topic_permissions(tmp_path: Path) -> None:
+    from warrenmq.declarations import reload
+
+    old = config(tmp_path)
+    server = await start(old)
+    try:
+        new = dataclasses.replace(old, topic_permissions=(
+            dataclasses.replace(old.topic_permissions[0], write="^v2\\."),))
+        report = reload(server, old, new)
+        assert report["removed"] == [
+            'topic permission of user "app" for exchange "amq.topic" in vhost "dev"']
+        assert report["changed"] == [
+            'topic permission of user "app" for exchange "amq.topic" in vhost "/"']
+        assert {key: [t.write for t in records]
+                for key, records in server.broker.topic_permissions.items()} == {
+            ("app", "/"): ["^v2\\."]}
+        grant = server.broker.grant("app", "/")
+        grant.topics.check("write", "amq.topic", "topic", "v2.x")  # live: no exception
+    finally:
+        await server.close(grace=2.0)

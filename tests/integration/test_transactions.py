@@ -6,6 +6,9 @@ same steps are compared in tests/differential/test_diff_transactions.py."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -19,6 +22,8 @@ from pamqp import commands
 from tests.conftest import BrokerHandle
 from tests.mgmthttp import MANAGEMENT, Http
 from tests.rawamqp import RawClient
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def depth(broker: BrokerHandle, queue: str) -> int:
@@ -169,11 +174,7 @@ async def test_management_shows_uncommitted_counts(broker_factory: Any) -> None:
 
 async def test_tx_benchmark_script_runs_small(broker: BrokerHandle) -> None:
     """benchmarks/tx.py as a user runs it (a process), with a tiny size."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[2]
+    repo = REPO
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
