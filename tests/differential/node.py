@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 EPMD = Path("/usr/bin/epmd")
@@ -60,6 +60,7 @@ class RabbitMQNode:
         self.definitions = definitions
         self.process: subprocess.Popen[bytes] | None = None
         self.epmd: subprocess.Popen[bytes] | None = None
+        self.output: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -105,9 +106,10 @@ class RabbitMQNode:
             [str(EPMD), "-port", str(epmd_port), "-address", "127.0.0.1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         server = RABBITMQ_BIN / "rabbitmq-server"
+        self.output = (base / "log" / "stdout.txt").open("wb")
         self.process = subprocess.Popen(
             [str(server) if server.exists() else "rabbitmq-server"], env=self._env(epmd_port),
-            stdout=(base / "log" / "stdout.txt").open("wb"), stderr=subprocess.STDOUT,
+            stdout=self.output, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -136,4 +138,7 @@ class RabbitMQNode:
         _stop(self.process, 60.0)
         _stop(self.epmd, 10.0)
         self.process = self.epmd = None
+        if self.output is not None:
+            self.output.close()
+            self.output = None
         shutil.rmtree(self.base, ignore_errors=True)
