@@ -114,13 +114,13 @@ class RabbitMQNode:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"rabbitmq-server exited with {self.process.returncode};"
-                                   f" see {base / 'log'}")
+                code = self.process.returncode
+                self.stop(keep_logs=True)
+                raise RuntimeError(f"rabbitmq-server exited with {code}; see {base / 'log'}")
             if self._answers():
                 return
             time.sleep(0.25)
-        self.stop()
+        self.stop(keep_logs=True)
         raise RuntimeError(f"RabbitMQ node {self.name} did not start in {timeout:.0f} s;"
                            f" see {base / 'log'}")
 
@@ -134,11 +134,12 @@ class RabbitMQNode:
         except OSError:
             return False
 
-    def stop(self) -> None:
+    def stop(self, keep_logs: bool = False) -> None:
         _stop(self.process, 60.0)
         _stop(self.epmd, 10.0)
         self.process = self.epmd = None
         if self.output is not None:
             self.output.close()
             self.output = None
-        shutil.rmtree(self.base, ignore_errors=True)
+        if not keep_logs:
+            shutil.rmtree(self.base, ignore_errors=True)
