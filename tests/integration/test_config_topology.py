@@ -331,8 +331,14 @@ async def test_check_config_lists_every_topology_problem(tmp_path: Path) -> None
     result = await asyncio.to_thread(run_cli, "check-config", str(good))
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{good}: ok\n"
-    assert result.stderr.startswith('note: topic_permissions[0] (user "dave", exchange'
-                                    ' "amq.topic"): topic permissions are not supported')
+    assert "topic_permissions" not in result.stderr  # imported now, nothing to note
+    bad_topic = tmp_path / "bad-topic.json"
+    bad_topic.write_text(json.dumps({**RABBIT_DEFINITIONS, "topic_permissions": [
+        {"user": "dave", "vhost": "/", "exchange": "amq.topic", "write": "(", "read": 3}]}))
+    result = await asyncio.to_thread(run_cli, "check-config", str(bad_topic))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{bad_topic}: topic_permissions[0].read: expected a string, got 3"]
 
 
 async def test_priority_and_single_active_consumer_keys(tmp_path: Path) -> None:

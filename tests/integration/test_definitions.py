@@ -48,6 +48,8 @@ users:
 permissions:
   - {{user: guest, configure: ".*", write: ".*", read: ".*"}}
   - {{user: alice, vhost: prod, configure: "^alice\\\\.", write: ".*", read: ""}}
+topic_permissions:
+  - {{user: alice, vhost: prod, exchange: amq.topic, write: "^{{username}}\\\\.", read: ""}}
 policies:
   - {{name: cap, pattern: "^email$", apply_to: queues, priority: 1,
      definition: {{max-length: 1000, overflow: reject-publish}}}}
@@ -118,6 +120,9 @@ async def test_export_config_as_rabbitmq_json(tmp_path: Path) -> None:
     users = by_name(document["users"])
     assert users["alice"]["password_hash"] == HASH
     assert User("guest", password_hash=users["guest"]["password_hash"]).check_password("guest")
+    assert document["topic_permissions"] == [
+        {"user": "alice", "vhost": "prod", "exchange": "amq.topic", "write": "^{username}\\.",
+         "read": ""}]
     assert document["policies"] == [{
         "vhost": "/", "name": "cap", "pattern": "^email$", "apply-to": "queues",
         "definition": {"max-length": 1000, "overflow": "reject-publish"}, "priority": 1}]
@@ -429,6 +434,10 @@ async def test_rabbitmq_imports_our_export(tmp_path: Path) -> None:
                                               "--formatter", "json")
         assert permissions == [{"user": "alice", "configure": "^alice\\.", "write": ".*",
                                 "read": ""}]
+        topic = await asyncio.to_thread(ctl, "list_topic_permissions", "-p", "prod",
+                                        "--formatter", "json")
+        assert topic == [{"user": "alice", "exchange": "amq.topic", "write": "^{username}\\.",
+                          "read": ""}]
         users = {u["user"]: u["tags"] for u in await asyncio.to_thread(
             ctl, "list_users", "--formatter", "json")}
         assert users == {"guest": ["administrator"], "alice": ["monitoring"]}

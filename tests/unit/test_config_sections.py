@@ -30,6 +30,7 @@ from warrenmq.config import (
     FreeMap,
     PermissionConfig,
     PolicyConfig,
+    TopicPermissionConfig,
     UserConfig,
     VhostConfig,
     load_config,
@@ -616,6 +617,8 @@ def test_reading_a_rabbitmq_export_notes_what_it_cannot_keep():
                                       loopback_only=True)  # RabbitMQ's loopback_users default
     assert cfg.vhosts == (VhostConfig("/"), VhostConfig("v2"))
     assert cfg.permissions == (PermissionConfig("guest", ".*", ".*", ".*"),)
+    assert cfg.topic_permissions == (
+        TopicPermissionConfig("guest", "amq.topic", "^x", ".*"),)
     q1, q2 = cfg.queues
     assert (q1.message_ttl, q1.delivery_limit) == (60000, 5)
     assert q1.arguments == FreeMap({"x-queue-type": "quorum"})  # clients redeclare with it
@@ -630,7 +633,6 @@ def test_reading_a_rabbitmq_export_notes_what_it_cannot_keep():
         'users[3] ("capped"): user limits are not supported',
         'vhosts[1] ("v2"): vhost limits are not supported',
         'permissions[1]: user "old" was not imported',
-        "topic_permissions[0]",
         'parameters[0] (shovel "s1" in vhost "/")',
         'global_parameters[0] ("cluster_name")',
         'queues[0] ("q1"): a quorum queue in RabbitMQ; WarrenMQ runs it as a classic queue',

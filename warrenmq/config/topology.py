@@ -118,6 +118,19 @@ class PermissionConfig:
     vhost: str | None = field(default=None, metadata=spec(non_empty=True))
 
 
+@dataclass(frozen=True, slots=True)
+class TopicPermissionConfig:
+    """RabbitMQ's topic authorisation: on topic exchange ``exchange`` of ``vhost``, the
+    routing keys ``user`` may publish with (``write``) and the binding keys it may bind
+    with (``read``); regexes in which ``{username}`` and ``{vhost}`` are substituted."""
+
+    user: str = field(metadata=spec(non_empty=True))
+    exchange: str
+    write: str = ".*"
+    read: str = ".*"
+    vhost: str | None = field(default=None, metadata=spec(non_empty=True))
+
+
 # ----------------------------------------------------------------- argument kinds
 
 
@@ -345,6 +358,14 @@ def _permission_rules(permission: PermissionConfig) -> Iterator[Finding]:
             yield (name,), problem
 
 
+def _topic_permission_rules(permission: TopicPermissionConfig) -> Iterator[Finding]:
+    for name in ("write", "read"):
+        problem = regex_problem(getattr(permission, name).replace("{username}", "u")
+                                .replace("{vhost}", "v"))
+        if problem:
+            yield (name,), problem
+
+
 def _binding_rules(binding: BindingConfig) -> Iterator[Finding]:
     if binding.source == "":
         yield ("source",), "the default exchange cannot be bound"
@@ -368,4 +389,5 @@ RULES = {
     BindingConfig: (rule(_binding_rules, "source", "destination", "routing_key"),),
     PolicyConfig: (rule(_policy_rules, "pattern", "definition"),),
     PermissionConfig: (rule(_permission_rules, "configure", "write", "read"),),
+    TopicPermissionConfig: (rule(_topic_permission_rules, "write", "read"),),
 }

@@ -230,7 +230,9 @@ def channel_json(conn: ConnectionView, channel: ChannelView, node: str) -> dict[
         "prefetch_count": channel.prefetch_count,
         "global_prefetch_count": channel.global_prefetch,
         "confirm": channel.confirm,
-        "transactional": False,
+        "transactional": channel.tx is not None,
+        "messages_uncommitted": channel.tx.messages_uncommitted if channel.tx else 0,
+        "acks_uncommitted": channel.tx.acks_uncommitted if channel.tx else 0,
     }
 
 

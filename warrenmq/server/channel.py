@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from warrenmq.queues.ready import QueuedMessage
     from warrenmq.server.connection import Connection
     from warrenmq.server.consumer import Consumer
+    from warrenmq.server.transaction import Transaction
 
 log = structlog.get_logger("warrenmq.channel")
 
@@ -83,6 +84,8 @@ class Channel:
         self.grant = grant
         # exchanges basic.publish may use: the grant's set, cleared in place on a change
         self.writable = grant.writable
+        # topic permissions by exchange name: the grant's dict, replaced in place
+        self.topic_rules = grant.topics.rules
         self.state = "open"
         self.active = True
         self.consumers: dict[str, Consumer] = {}
@@ -97,6 +100,7 @@ class Channel:
         self.nacks: list[int] = []  # publish sequence numbers to nack, ascending
         self.unsynced: deque[tuple[int, int]] = deque()  # (publish seq, store ticket)
         self.last_queue = ""
+        self.tx: Transaction | None = None  # set by tx.select (server/transaction.py)
         # basic.publish awaiting its content: (exchange, routing key, flag bits, route)
         self._publish: tuple[str, str, int, bytes] | None = None
         self._properties = b""
@@ -163,8 +167,6 @@ class Channel:
             self.close_with(exc)
 
     def _unhandled(self, method: Method) -> None:
-        if method.CLASS_ID == 90:
-            raise NotImplemented_("transactions (tx.*) are not supported")
         raise CommandInvalid(f"unexpected method {method.NAME} from a client")
 
     def _on_method_closing(self, method: Method) -> None:
@@ -262,9 +264,15 @@ class Channel:
             raise AccessRefused(
                 f"cannot publish to internal exchange '{exchange.name}' in vhost '{vhost.name}'"
             )
+        if self.topic_rules and exchange.name in self.topic_rules:  # topic authorisation
+            self.grant.topics.check("write", exchange.name, exchange.type_name,
+                                    message.routing_key)
         props = message.properties  # RabbitMQ checks user_id after the exchange
         if len(props) > 1 and props[1] & _USER_ID_FLAG:
             self._check_user_id(get_property(props, "user_id"))
+        if self.tx is not None:  # checked now, routed at tx.commit
+            self.tx.hold_publish(exchange, message, mandatory)
+            return
         routed, rejected, ticket = vhost.publish(exchange, message)
         self.conn.published = True
         if not routed and not rejected and mandatory:
@@ -428,6 +436,8 @@ class Channel:
         self._publish = None
         self._in_body = False
         self._parts = []
+        if self.tx is not None:  # an uncommitted transaction is discarded
+            self.tx.discard(self)
         queues = self.remove_consumers()
         self.requeue_unacked()
         for queue in queues:
