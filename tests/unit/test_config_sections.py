@@ -431,6 +431,7 @@ def test_shipped_reference_examples_load_when_uncommented():
     assert [x.name for x in cfg.exchanges] == ["orders", "events"]
     assert len(cfg.bindings) == 3 and len(cfg.policies) == 1
     assert cfg.permissions is not None and len(cfg.permissions) == 1
+    assert [t.write for t in cfg.topic_permissions] == ["^{username}\\."]
     assert load_config(SHIPPED) == BrokerConfig()
 
 
