@@ -87,7 +87,8 @@ def basic_get(channel: Channel, m: Method) -> None:
     tag = channel.next_tag
     channel.next_tag = tag + 1
     if not m.no_ack:
-        channel.unacked[tag] = (queue, qm, None)
+        qm.consumer = None
+        channel.unacked.add(tag, qm)
         queue.track_unacked()
     msg = qm.message
     conn = channel.conn
