@@ -317,14 +317,16 @@ class Channel:
             raise AccessRefused(
                 f"cannot publish to internal exchange '{exchange.name}' in vhost '{vhost.name}'"
             )
-        if self.topic_rules and exchange.name in self.topic_rules:  # topic authorisation
+        topic_rules = self.topic_rules
+        if topic_rules and exchange.name in topic_rules:  # topic authorisation
             self.grant.topics.check("write", exchange.name, exchange.type_name,
                                     message.routing_key)
         props = message.properties  # RabbitMQ checks user_id after the exchange
         if len(props) > 1 and props[1] & _USER_ID_FLAG:
             self._check_user_id(get_property(props, "user_id"))
-        if self.tx is not None:  # checked now, routed at tx.commit
-            self.tx.hold_publish(exchange, message, mandatory)
+        tx = self.tx
+        if tx is not None:  # checked now, routed at tx.commit
+            tx.hold_publish(exchange, message, mandatory)
             return
         routed, rejected, ticket = vhost.publish(exchange, message)
         self.conn.published = True
@@ -494,8 +496,9 @@ class Channel:
         self._publish = None
         self._in_body = False
         self._parts = []
-        if self.tx is not None:  # an uncommitted transaction is discarded
-            self.tx.discard(self)
+        tx = self.tx
+        if tx is not None:  # an uncommitted transaction is discarded
+            tx.discard(self)
         self.remove_consumers()
         self.requeue_unacked()
 
