@@ -445,6 +445,9 @@ users:
 permissions:
   - {{user: alice, vhost: prod, configure: "^a", write: ".*", read: ""}}
   - {{user: guest, configure: ".*", write: ".*", read: ".*"}}
+topic_permissions:
+  - {{user: alice, vhost: prod, exchange: amq.topic, write: '^{{username}}\\.', read: ""}}
+  - {{user: guest, exchange: events, read: '^order\\.'}}
 policies:
   - {{name: p1, pattern: "^q", apply_to: queues, priority: 2,
      definition: {{message-ttl: 1000, max-length: 3, ha-mode: all}}}}
@@ -473,7 +476,8 @@ bindings:
   - {{source: hx, destination: hq, vhost: prod, arguments: {{x-match: any, k: v, n: 3}}}}
   - {{source: amq.topic, destination: events, destination_type: exchange, routing_key: "a.*"}}
 """
-DECLARATIVE = ("vhosts", "users", "permissions", "policies", "exchanges", "queues", "bindings")
+DECLARATIVE = ("vhosts", "users", "permissions", "topic_permissions", "policies", "exchanges",
+               "queues", "bindings")
 
 
 def declarative(cfg: BrokerConfig) -> dict[str, object]:
