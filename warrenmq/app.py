@@ -17,6 +17,7 @@ from typing import cast
 
 import structlog
 
+import warrenmq
 from warrenmq.broker.broker import Broker, User
 from warrenmq.broker.definitions import restore as restore_definitions
 from warrenmq.broker.permissions import Permission
@@ -207,7 +208,8 @@ async def serve(config: BrokerConfig, load: Callable[[], BrokerConfig] | None = 
         current = [config]
         loop.add_signal_handler(signal.SIGHUP, _reload, server, current, load)
     log.info("broker_started", ports=server.ports, data_dir=config.storage.data_dir,
-             management_port=server.management_port)
+             management_port=server.management_port, hot_path=warrenmq.HOT_PATH,
+             hot_path_reason=warrenmq.HOT_PATH_REASON)
     try:
         await stop.wait()
     finally:

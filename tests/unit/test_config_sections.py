@@ -433,6 +433,7 @@ def test_shipped_reference_examples_load_when_uncommented():
     assert [x.name for x in cfg.exchanges] == ["orders", "events"]
     assert len(cfg.bindings) == 3 and len(cfg.policies) == 1
     assert cfg.permissions is not None and len(cfg.permissions) == 1
+    assert [t.write for t in cfg.topic_permissions] == ["^{username}\\."]
     assert load_config(SHIPPED) == BrokerConfig()
 
 
@@ -446,6 +447,9 @@ users:
 permissions:
   - {{user: alice, vhost: prod, configure: "^a", write: ".*", read: ""}}
   - {{user: guest, configure: ".*", write: ".*", read: ".*"}}
+topic_permissions:
+  - {{user: alice, vhost: prod, exchange: amq.topic, write: '^{{username}}\\.', read: ""}}
+  - {{user: guest, exchange: events, read: '^order\\.'}}
 policies:
   - {{name: p1, pattern: "^q", apply_to: queues, priority: 2,
      definition: {{message-ttl: 1000, max-length: 3, ha-mode: all}}}}
@@ -474,7 +478,8 @@ bindings:
   - {{source: hx, destination: hq, vhost: prod, arguments: {{x-match: any, k: v, n: 3}}}}
   - {{source: amq.topic, destination: events, destination_type: exchange, routing_key: "a.*"}}
 """
-DECLARATIVE = ("vhosts", "users", "permissions", "policies", "exchanges", "queues", "bindings")
+DECLARATIVE = ("vhosts", "users", "permissions", "topic_permissions", "policies", "exchanges",
+               "queues", "bindings")
 
 
 def declarative(cfg: BrokerConfig) -> dict[str, object]:

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 _U8 = struct.Struct(">B")
 _I8 = struct.Struct(">b")
 _U16 = struct.Struct(">H")
@@ -168,6 +170,7 @@ def encode_longstr(value: str | bytes) -> bytes:
     return _U32.pack(len(raw)) + raw
 
 
+@mypyc_attr(native_class=False)
 class Long(int):
     """An integer always encoded as a signed 64-bit 'l' (RabbitMQ's x-death ``count``)."""
 

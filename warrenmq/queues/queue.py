@@ -208,7 +208,7 @@ class Queue:
             expires_at = self._deadline(message)
         if self._rejects and self._full(message.size):
             return self._refuse(message)
-        qm = QueuedMessage(message, next(self._seq), expires_at)
+        qm = QueuedMessage(message, next(self._seq), expires_at, self)
         consumers = self._consumers
         if consumers and not self._ready and not self._dispatching:
             # Fast path: nothing is waiting, so hand it straight to the next consumer
@@ -262,7 +262,7 @@ class Queue:
         for message, redelivered, failures, published in recovered:
             expires_at = self._deadline(message, published) \
                 if self._has_ttl or message.properties[0] & 0x01 else None
-            qm = QueuedMessage(message, next(self._seq), expires_at)
+            qm = QueuedMessage(message, next(self._seq), expires_at, self)
             qm.redelivered = redelivered
             qm.failures = failures
             if failures and counts:

@@ -84,8 +84,8 @@ class Consumer:
         ctag = self.tag_bytes
         limit = conn.frame_max - 8
         out = conn.out
-        unacked = None if self.no_ack else channel.unacked
-        tag = channel.next_tag
+        acks = not self.no_ack
+        first = tag = channel.next_tag
         size = 0
         for qm in qms:
             message = qm.message
@@ -100,14 +100,15 @@ class Consumer:
                                        qm.properties, body, conn.frame_max)
                 out.extend(parts)
                 size += sum(map(len, parts))
-            if unacked is not None:
-                unacked[tag] = (queue, qm, self)
+            if acks:
+                qm.consumer = self
             tag += 1
         channel.next_tag = tag
         conn.wrote(size)
-        if unacked is None:
+        if not acks:
             queue.auto_acked(qms)
             return 0
+        channel.unacked.extend(first, qms)
         count = len(qms)
         self.unacked += count
         channel.consumer_unacked += count

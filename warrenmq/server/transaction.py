@@ -30,7 +30,8 @@ from warrenmq.protocol.methods import Method, method_class
 if TYPE_CHECKING:
     from warrenmq.exchange.base import Exchange
     from warrenmq.message import Message
-    from warrenmq.server.channel import Channel, Unacked
+    from warrenmq.queues.ready import QueuedMessage
+    from warrenmq.server.channel import Channel
 
 log = structlog.get_logger("warrenmq.channel")
 
@@ -46,7 +47,7 @@ class Transaction:
         self.publishes: list[tuple[Exchange, Message, bool]] = []
         # ((delivery tag, delivery) pairs, requeue): requeue None acks them, True/False
         # nacks or rejects them with that requeue flag
-        self.settles: list[tuple[list[tuple[int, Unacked]], bool | None]] = []
+        self.settles: list[tuple[list[tuple[int, QueuedMessage]], bool | None]] = []
         self.acks_uncommitted = 0
         # store tickets of commits whose commit-ok waits for an fsync (0: nothing stored)
         self.committing: deque[int] = deque()
@@ -62,12 +63,9 @@ class Transaction:
                     requeue: bool | None) -> None:
         """Take what an ack/nack/reject names out of the unacked map now (an unknown tag
         is a 406 now, as RabbitMQ's collect_acks), and hold it until the commit."""
-        if multiple:
-            tags: list[int] = []
-            for tag in channel.unacked:  # ascending, as take_unacked walks it
-                if delivery_tag and tag > delivery_tag:
-                    break
-                tags.append(tag)
+        if multiple:  # the tags take_unacked will take, in the same (ascending) order
+            tags = [tag for tag, _ in channel.unacked.items()
+                    if not delivery_tag or tag <= delivery_tag]
         else:
             tags = [delivery_tag]
         entries = channel.take_unacked(delivery_tag, multiple)
@@ -131,11 +129,7 @@ class Transaction:
         self.acks_uncommitted = 0
         if not settles:
             return
-        held = [pair for pairs, _ in settles for pair in pairs]
-        unacked = channel.unacked
-        merged = sorted([*unacked.items(), *held], key=lambda item: item[0])
-        unacked.clear()
-        unacked.update(merged)
+        channel.unacked.restore([pair for pairs, _ in settles for pair in pairs])
 
 
 # ------------------------------------------------------------------ tx.* handlers

@@ -92,7 +92,8 @@ def basic_get(channel: Channel, m: Method) -> None:
     tag = channel.next_tag
     channel.next_tag = tag + 1
     if not m.no_ack:
-        channel.unacked[tag] = (queue, qm, None)
+        qm.consumer = None
+        channel.unacked.add(tag, qm)
         queue.track_unacked()
     msg = qm.message
     conn = channel.conn
@@ -104,22 +105,25 @@ def basic_get(channel: Channel, m: Method) -> None:
 
 
 def basic_ack(channel: Channel, m: Method) -> None:
-    if channel.tx is not None:  # held until tx.commit (server/transaction.py)
-        channel.tx.hold_settle(channel, m.delivery_tag, m.multiple, None)
+    tx = channel.tx
+    if tx is not None:  # held until tx.commit (server/transaction.py)
+        tx.hold_settle(channel, m.delivery_tag, m.multiple, None)
         return
     channel.settle(channel.take_unacked(m.delivery_tag, m.multiple), None)
 
 
 def basic_reject(channel: Channel, m: Method) -> None:
-    if channel.tx is not None:
-        channel.tx.hold_settle(channel, m.delivery_tag, False, m.requeue)
+    tx = channel.tx
+    if tx is not None:
+        tx.hold_settle(channel, m.delivery_tag, False, m.requeue)
         return
     channel.settle(channel.take_unacked(m.delivery_tag, False), m.requeue)
 
 
 def basic_nack(channel: Channel, m: Method) -> None:
-    if channel.tx is not None:
-        channel.tx.hold_settle(channel, m.delivery_tag, m.multiple, m.requeue)
+    tx = channel.tx
+    if tx is not None:
+        tx.hold_settle(channel, m.delivery_tag, m.multiple, m.requeue)
         return
     channel.settle(channel.take_unacked(m.delivery_tag, m.multiple), m.requeue)
 
