@@ -15,11 +15,11 @@ import time
 from warrenmq.message import Message
 from warrenmq.protocol.properties import encode_properties
 from warrenmq.queues.arguments import QueueArguments
-from warrenmq.queues.queue import Queue
+from warrenmq.queues.queue import DeliveryTarget, Queue
 from warrenmq.queues.ready import QueuedMessage
 
 
-class Sink:
+class Sink(DeliveryTarget):
     """A DeliveryTarget that takes everything once switched on and acks nothing."""
 
     def __init__(self, tag: str) -> None:

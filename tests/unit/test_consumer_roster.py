@@ -9,13 +9,13 @@ from warrenmq.errors import AccessRefused, PreconditionFailed
 from warrenmq.message import Message
 from warrenmq.queues.arguments import QueueArguments
 from warrenmq.queues.consumers import consumer_priority
-from warrenmq.queues.queue import Queue
+from warrenmq.queues.queue import DeliveryTarget, Queue
 from warrenmq.queues.ready import QueuedMessage
 
 ROUTE = b"\x00\x01q"
 
 
-class Target:
+class Target(DeliveryTarget):
     def __init__(self, tag: str, prefetch: int = 0) -> None:
         self.tag = tag
         self.exclusive = False

@@ -64,6 +64,9 @@ class PriorityReadyList(ReadyList):
     def __len__(self) -> int:
         return self._live
 
+    def size(self) -> int:
+        return self._live
+
     def __iter__(self) -> Iterator[QueuedMessage]:
         """Live messages, in no particular order."""
         for level in self._levels:
@@ -100,7 +103,7 @@ class PriorityReadyList(ReadyList):
         """The next message of the highest non-empty level; the list must not be empty."""
         levels = self._levels
         top = self._top
-        while not len(levels[top]):
+        while levels[top].size() == 0:
             top -= 1
         self._top = top
         qm = levels[top].pop()
@@ -110,7 +113,7 @@ class PriorityReadyList(ReadyList):
     def evict(self) -> QueuedMessage:
         """The oldest message of the lowest non-empty level (max-length's victim)."""
         for level in self._levels:
-            if len(level):
+            if level.size():
                 qm = level.pop()
                 self._removed(qm)
                 return qm
@@ -129,7 +132,7 @@ class PriorityReadyList(ReadyList):
         if self._live > limit:
             return None
         level = self._levels[self._top]
-        if len(level) != self._live:
+        if level.size() != self._live:
             return None
         taken = level.take_all(limit)
         if taken is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import structlog
 
@@ -57,15 +57,15 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("warrenmq.connection")
 
-ConnectionClose = method_class("ConnectionClose")
-ConnectionCloseOk = method_class("ConnectionCloseOk")
-ChannelOpenIndex = method_class("ChannelOpen").INDEX
-ConnectionBlocked = method_class("ConnectionBlocked")
-ConnectionUnblocked = method_class("ConnectionUnblocked")
-_IDS = itertools.count(1)  # connection ids, unique in the process
+ConnectionClose: Final = method_class("ConnectionClose")
+ConnectionCloseOk: Final = method_class("ConnectionCloseOk")
+ChannelOpenIndex: Final = method_class("ChannelOpen").INDEX
+ConnectionBlocked: Final = method_class("ConnectionBlocked")
+ConnectionUnblocked: Final = method_class("ConnectionUnblocked")
+_IDS: Final = itertools.count(1)  # connection ids, unique in the process
 #: A big read is handled in slices of this many frames (about 100 publishes), checking
 #: between slices whether a store commit has landed (see _on_frames_in_slices).
-FRAMES_PER_TURN = 300
+FRAMES_PER_TURN: Final = 300
 
 
 class Connection(asyncio.Protocol):
