@@ -27,6 +27,7 @@ import structlog
 
 from warrenmq.broker.permissions import FULL_ACCESS, Grant, Permission
 from warrenmq.broker.policies import Policy
+from warrenmq.broker.topic_permissions import TopicPermission
 from warrenmq.broker.vhost import VirtualHost
 
 log = structlog.get_logger("warrenmq.broker")
@@ -74,6 +75,7 @@ class Broker:
         vhosts: list[str] | None = None,
         users: list[User] | None = None,
         permissions: Mapping[tuple[str, str], Permission] | None = None,
+        topic_permissions: Mapping[tuple[str, str], list[TopicPermission]] | None = None,
     ) -> None:
         self.vhosts: dict[str, VirtualHost] = {
             name: VirtualHost(name) for name in (vhosts if vhosts is not None else ["/"])
@@ -95,6 +97,11 @@ class Broker:
             permissions = {(u, v): FULL_ACCESS for u in self.users for v in self.vhosts}
         for (user, vhost), permission in permissions.items():
             self.set_permission(user, vhost, permission)
+        #: (user, vhost) -> exchange -> TopicPermission (topic_permissions.py)
+        self._topic_permissions: dict[tuple[str, str], dict[str, TopicPermission]] = {}
+        for (user, vhost), records in (topic_permissions or {}).items():
+            for record in records:
+                self.set_topic_permission(user, vhost, record)
 
     # ----------------------------------------------------------------- authentication
     def authenticate(self, username: str, password: str, *, loopback: bool) -> User | None:
@@ -123,6 +130,7 @@ class Broker:
         grant = self._grants.get(key)
         if grant is None:
             grant = self._grants[key] = Grant(user, vhost, self._permissions.get(key))
+            grant.topics.replace(list(self._topic_permissions.get(key, {}).values()))
         return grant
 
     # ----------------------------------------------------------------- vhosts and users
@@ -154,6 +162,8 @@ class Broker:
             return False
         for key in [key for key in self._permissions if key[0] == name]:
             self.clear_permission(*key)
+        for key in [key for key in self._topic_permissions if key[0] == name]:
+            self.clear_topic_permission(*key)
         for key in [key for key in self._grants if key[0] == name]:
             self._grants.pop(key).update(None)
         self.permission_generation += 1
@@ -216,6 +226,45 @@ class Broker:
             grant.update(None)
         self.permission_generation += 1
         return True
+
+    # ----------------------------------------------------------------- topic permissions
+    @property
+    def topic_permissions(self) -> Mapping[tuple[str, str], list[TopicPermission]]:
+        """(user, vhost) -> its topic permissions, one per exchange (a copy)."""
+        return {key: list(records.values())
+                for key, records in self._topic_permissions.items() if records}
+
+    def set_topic_permission(self, user: str, vhost: str, record: TopicPermission) -> None:
+        """Add or replace ``user``'s topic permission for ``record.exchange`` in ``vhost``;
+        open connections are checked against it from their next publish or bind."""
+        if user not in self.users:
+            raise ValueError(f"cannot set topic permissions: no user '{user}'")
+        if vhost not in self.vhosts:
+            raise ValueError(f"cannot set topic permissions: no vhost '{vhost}'")
+        if not isinstance(record, TopicPermission):
+            raise ValueError(f"expected a TopicPermission, got {record!r}")
+        self._topic_permissions.setdefault((user, vhost), {})[record.exchange] = record
+        self._topics_changed(user, vhost)
+
+    def clear_topic_permission(self, user: str, vhost: str, exchange: str | None = None
+                               ) -> bool:
+        """Remove ``user``'s topic permission for ``exchange`` in ``vhost`` (None: all of
+        them there). False if there was none."""
+        records = self._topic_permissions.get((user, vhost))
+        if not records:
+            return False
+        if exchange is None:
+            records.clear()
+        elif records.pop(exchange, None) is None:
+            return False
+        self._topics_changed(user, vhost)
+        return True
+
+    def _topics_changed(self, user: str, vhost: str) -> None:
+        grant = self._grants.get((user, vhost))
+        if grant is not None:
+            grant.topics.replace(list(self._topic_permissions.get((user, vhost), {}).values()))
+        self.permission_generation += 1
 
     # ----------------------------------------------------------------- policies
     @property

@@ -120,6 +120,11 @@ def _access(broker: Broker) -> dict[str, list[dict[str, Any]]]:
              "read": p.read}
             for (user, vhost), p in broker.permissions.items()
         ],
+        "topic_permissions": [
+            {"user": user, "vhost": vhost, "exchange": t.exchange, "write": t.write,
+             "read": t.read}
+            for (user, vhost), records in broker.topic_permissions.items() for t in records
+        ],
         "policies": [
             {"vhost": p.vhost, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
              "definition": _to_json(dict(p.definition)), "priority": p.priority}
@@ -215,7 +220,7 @@ def import_definitions(broker: Broker, document: Any) -> list[str]:
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
     wanted = declarations(config)
-    for section in ("vhosts", "users", "permissions"):
+    for section in ("vhosts", "users", "permissions", "topic_permissions"):
         if section not in document:  # absent: nothing to change (not "the defaults")
             wanted[section] = []
     applied = apply(broker, wanted, strict=False)

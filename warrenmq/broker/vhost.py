@@ -253,11 +253,11 @@ class VirtualHost:
     def unbind_exchange(
         self, destination: str, source: str, binding_key: str, arguments: Mapping[str, Any]
     ) -> None:
-        src = self._bindable_source(source)
-        if destination == "":
+        if source == "" or destination == "":
             raise AccessRefused("operation not permitted on the default exchange")
-        dst = self.exchange(destination)
-        if src.unbind(dst, binding_key, arguments):
+        # RabbitMQ 3.10: unbinding from or to an exchange that does not exist is unbind-ok
+        src, dst = self.exchanges.get(source), self.exchanges.get(destination)
+        if src is not None and dst is not None and src.unbind(dst, binding_key, arguments):
             self.generation += 1
             self._maybe_auto_delete_exchange(src)
 
@@ -393,8 +393,13 @@ class VirtualHost:
         self, queue: str, exchange: str, binding_key: str, arguments: Mapping[str, Any],
         owner: object | None,
     ) -> None:
-        q = self.queue(queue, owner)
-        x = self._bindable_source(exchange)
+        if exchange == "":
+            raise AccessRefused("operation not permitted on the default exchange")
+        # RabbitMQ 3.10: a queue, exchange or binding that does not exist is unbind-ok
+        q, x = self.queues.get(queue), self.exchanges.get(exchange)
+        if q is None or x is None:
+            return
+        self.check_exclusive(q, owner)
         if x.unbind(q, binding_key, arguments):
             self.generation += 1
             self._maybe_auto_delete_exchange(x)

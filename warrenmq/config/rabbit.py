@@ -45,9 +45,10 @@ RABBIT_FORMAT_VERSION = "3.10.8"
 SHA256 = "rabbit_password_hashing_sha256"
 #: RabbitMQ's loopback_users default: guest may only log in from localhost.
 LOOPBACK_DEFAULT_USER = "guest"
-SECTIONS = ("vhosts", "users", "permissions", "policies", "exchanges", "queues", "bindings")
+SECTIONS = ("vhosts", "users", "permissions", "topic_permissions", "policies", "exchanges",
+            "queues", "bindings")
 #: Top-level keys RabbitMQ writes that hold nothing WarrenMQ applies.
-RABBIT_EMPTY_SECTIONS = ("topic_permissions", "parameters", "global_parameters")
+RABBIT_EMPTY_SECTIONS = ("parameters", "global_parameters")
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -104,6 +105,11 @@ def declarations(cfg: BrokerConfig) -> dict[str, list[dict[str, Any]]]:
              "write": p.write, "read": p.read}
             for p in effective_permissions(cfg)
         ],
+        "topic_permissions": [
+            {"user": p.user, "vhost": vhost_of(cfg, p), "exchange": p.exchange,
+             "write": p.write, "read": p.read}
+            for p in cfg.topic_permissions
+        ],
         "policies": [
             {"vhost": vhost_of(cfg, p), "name": p.name, "pattern": p.pattern,
              "apply-to": p.apply_to, "definition": p.definition.to_plain(),
@@ -136,6 +142,8 @@ def entity_key(section: str, entry: dict[str, Any]) -> tuple[Any, ...]:
         return (entry.get("name"),)
     if section == "permissions":
         return (entry.get("user"), entry.get("vhost"))
+    if section == "topic_permissions":
+        return (entry.get("user"), entry.get("vhost"), entry.get("exchange"))
     if section == "bindings":
         return (entry.get("vhost"), entry.get("source"), entry.get("destination"),
                 entry.get("destination_type"), entry.get("routing_key"),
@@ -199,7 +207,7 @@ def for_rabbitmq(document: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                     "metadata": {"description": "", "tags": []}}
                    for v in document.get("vhosts") or []],
         "permissions": list(document.get("permissions") or []),
-        "topic_permissions": [],
+        "topic_permissions": list(document.get("topic_permissions") or []),
         "parameters": [{"value": dict(v["limits"]), "vhost": v["name"],
                         "component": "vhost-limits", "name": "limits"}
                        for v in document.get("vhosts") or [] if v.get("limits")],
@@ -247,8 +255,8 @@ def _rabbit_queue(index: int, q: dict[str, Any], notes: list[str]) -> dict[str, 
 
 # ------------------------------------------------------------------------ our YAML
 
-_YAML_SECTIONS = ("vhosts", "users", "permissions", "policies", "exchanges", "queues",
-                  "bindings")
+_YAML_SECTIONS = ("vhosts", "users", "permissions", "topic_permissions", "policies",
+                  "exchanges", "queues", "bindings")
 
 
 def yaml_text(cfg: BrokerConfig) -> tuple[str, list[str]]:

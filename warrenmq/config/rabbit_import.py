@@ -4,7 +4,7 @@ Owns reading the document ``rabbitmqctl export_definitions`` (or WarrenMQ) write
 checking every entry's shape and types, turning x-arguments into the friendly spellings
 (``x-message-ttl: 30000`` -> ``message_ttl``), and noting -- never silently dropping --
 what WarrenMQ cannot express: users hashed with another algorithm or without a password,
-exchange types it lacks, user/vhost limits, topic permissions, parameters (shovels,
+exchange types it lacks, user/vhost limits, parameters (shovels,
 federation), global parameters. Problems are reported as ``FILE: queues[5].key: ...``
 with the document's own key paths (RabbitMQ writes one line, so lines would not help).
 Must not import the broker or apply anything.
@@ -29,6 +29,7 @@ from warrenmq.config.topology import (
     PermissionConfig,
     PolicyConfig,
     QueueConfig,
+    TopicPermissionConfig,
     split_exchange_arguments,
     split_queue_arguments,
 )
@@ -210,6 +211,18 @@ class _Builder:
             return None
         return PermissionConfig(user, configure, write, read, vhost=vhost)
 
+    def topic_permission(self, p: dict[str, Any], path: str, skipped: set[str]) -> Any:
+        user, exchange, write, read = (self.reader.get(p, key, str, path)
+                                       for key in ("user", "exchange", "write", "read"))
+        vhost = self.vhost(p, path)
+        if _BAD in (user, exchange, write, read, vhost):
+            return _BAD
+        if user in skipped:
+            self.reader.notes.append(f'{path}: user "{user}" was not imported; nor is'
+                                     " its topic permission")
+            return None
+        return TopicPermissionConfig(user, exchange, write, read, vhost=vhost)
+
     def policy(self, p: dict[str, Any], path: str) -> Any:
         name = self.reader.get(p, "name", str, path)
         pattern = self.reader.get(p, "pattern", str, path)
@@ -282,9 +295,6 @@ def _report_unsupported(reader: _Reader, document: dict[str, Any]) -> None:
     for key in document:
         if key not in _KNOWN_TOP:
             reader.notes.append(f"{key}: not a definitions key; ignored")
-    for index, p in reader.entries(document, "topic_permissions"):
-        reader.notes.append(f"topic_permissions[{index}] (user \"{p.get('user')}\", exchange"
-                            f" \"{p.get('exchange')}\"): topic permissions are not supported")
     for index, p in reader.entries(document, "parameters"):
         if p.get("component") == "vhost-limits":
             continue  # read with the vhosts
@@ -318,6 +328,9 @@ def config_from_document(document: Any, filename: str = "<definitions>") -> Brok
     has_permissions = "permissions" in document
     permissions = build.section(document, "permissions",
                                 lambda p, path: build.permission(p, path, skipped))
+    topic_permissions = build.section(
+        document, "topic_permissions",
+        lambda p, path: build.topic_permission(p, path, skipped))
     if "users" not in document:
         users = list(BrokerConfig().users)
         reader.notes.append("users: none given; the default guest user (loopback only) serves")
@@ -332,6 +345,7 @@ def config_from_document(document: Any, filename: str = "<definitions>") -> Brok
     cfg = BrokerConfig(
         users=tuple(users), vhosts=tuple(vhosts), default_vhost=default_vhost,
         permissions=tuple(permissions) if has_permissions else None,
+        topic_permissions=tuple(topic_permissions),
         policies=tuple(policies), exchanges=tuple(exchanges), queues=tuple(queues),
         bindings=tuple(bindings), source=ConfigSource(filename, reader.positions, reader.notes),
     )

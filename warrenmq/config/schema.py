@@ -46,6 +46,7 @@ from warrenmq.config.topology import (
     PermissionConfig,
     PolicyConfig,
     QueueConfig,
+    TopicPermissionConfig,
 )
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "Spec",
     "SslConfig",
     "StorageConfig",
+    "TopicPermissionConfig",
     "UserConfig",
     "VhostConfig",
     "format_path",
@@ -229,6 +231,9 @@ class BrokerConfig:
     # vhost -- for the embedded default, guest on "/" as in RabbitMQ. Once given, only the
     # listed permissions apply (a user without one cannot open that vhost).
     permissions: tuple[PermissionConfig, ...] | None = None
+    # RabbitMQ's topic authorisation (routing/binding keys on topic exchanges); an
+    # exchange without an entry is not restricted.
+    topic_permissions: tuple[TopicPermissionConfig, ...] = ()
     policies: tuple[PolicyConfig, ...] = ()
     exchanges: tuple[ExchangeConfig, ...] = ()
     queues: tuple[QueueConfig, ...] = ()
@@ -328,6 +333,8 @@ RULES: dict[type, tuple[Rule, ...]] = {
         rule(checks.binding_references, "default_vhost", "exchanges", "queues", "bindings",
              tolerates=("bindings", "exchanges", "queues")),
         rule(checks.permission_users, "users", "permissions", tolerates=("permissions",)),
+        rule(checks.topic_permission_users, "users", "topic_permissions",
+             tolerates=("topic_permissions",)),
     ),
     **TOPOLOGY_RULES,
 }

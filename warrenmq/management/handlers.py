@@ -26,6 +26,7 @@ from warrenmq.management.edge import ConnectionView
 from warrenmq.management.messages import get_messages, parse_request
 from warrenmq.management.replay import Replay, dead_letter_queues
 from warrenmq.management.stats import broker_totals
+from warrenmq.management.topic_permissions import add_topic_permission_routes
 from warrenmq.queues.queue import Queue
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ def add_api_routes(app: web.Application, mgmt: ManagementServer) -> None:
     r.add_get("/api/definitions", h.export_definitions)
     r.add_post("/api/definitions", h.import_definitions)
     r.add_get("/api/warrenmq/dead-letter-queues", h.dead_letter_queues)
+    add_topic_permission_routes(app, mgmt)
 
 
 # --------------------------------------------------------------------------- listing

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from warrenmq.queues.ready import QueuedMessage
     from warrenmq.server.connection import Connection
     from warrenmq.server.consumer import Consumer
+    from warrenmq.server.transaction import Transaction
 
 log = structlog.get_logger("warrenmq.channel")
 
@@ -89,6 +90,8 @@ class Channel:
         self.grant = grant
         # exchanges basic.publish may use: the grant's set, cleared in place on a change
         self.writable = grant.writable
+        # topic permissions by exchange name: the grant's dict, replaced in place
+        self.topic_rules = grant.topics.rules
         self.state = "open"
         self.max_message_size = conn.settings.max_message_size  # fixed for the process
         self.active = True
@@ -104,6 +107,7 @@ class Channel:
         self.nacks: list[int] = []  # publish sequence numbers to nack, ascending
         self.unsynced: deque[tuple[int, int]] = deque()  # (publish seq, store ticket)
         self.last_queue = ""
+        self.tx: Transaction | None = None  # set by tx.select (server/transaction.py)
         # the last publish's route bytes and their decoded (exchange, routing key)
         self._route = b""
         self._names = ("", "")
@@ -173,8 +177,6 @@ class Channel:
             self.close_with(exc)
 
     def _unhandled(self, method: Method) -> None:
-        if method.CLASS_ID == 90:
-            raise NotImplemented_("transactions (tx.*) are not supported")
         raise CommandInvalid(f"unexpected method {method.NAME} from a client")
 
     def _on_method_closing(self, method: Method) -> None:
@@ -338,12 +340,20 @@ class Channel:
             raise AccessRefused(
                 f"cannot publish to internal exchange '{exchange.name}' in vhost '{vhost.name}'"
             )
+        topic_rules = self.topic_rules
+        if topic_rules and exchange.name in topic_rules:  # topic authorisation
+            self.grant.topics.check("write", exchange.name, exchange.type_name,
+                                    message.routing_key)
         props = message.properties  # RabbitMQ checks user_id after the exchange
         if len(props) > 1:
             if props[0] & CHECKED_BITS:  # expiration, delivery_mode, headers: 406s
                 check_properties(props)
             if props[1] & _USER_ID_FLAG:
                 self._check_user_id(get_property(props, "user_id"))
+        tx = self.tx
+        if tx is not None:  # checked now, routed at tx.commit
+            tx.hold_publish(exchange, message, mandatory)
+            return
         routed, rejected, ticket = vhost.publish(exchange, message)
         self.conn.published = True
         if not routed and not rejected and mandatory:
@@ -351,12 +361,16 @@ class Channel:
                 self.number, 312, "NO_ROUTE", message.route, message.properties, message.body,
                 self.conn.frame_max))
         if self.confirm:
-            self.publish_seq += 1
-            if rejected:
-                self.nacks.append(self.publish_seq)
-            elif ticket:
-                self.unsynced.append((self.publish_seq, ticket))
-            self.conn.mark_dirty(self)
+            self._count_publish(rejected, ticket)
+
+    def _count_publish(self, rejected: bool, ticket: int) -> None:
+        """A publish in confirm mode: a nack to send, or an ack once ``ticket`` is synced."""
+        self.publish_seq += 1
+        if rejected:
+            self.nacks.append(self.publish_seq)
+        elif ticket:
+            self.unsynced.append((self.publish_seq, ticket))
+        self.conn.mark_dirty(self)
 
     def _check_user_id(self, claimed: str) -> None:
         """RabbitMQ's check_user_id_header: user_id must be the authenticated user."""
@@ -493,14 +507,20 @@ class Channel:
         self.state = "closed"
         self.conn.loop.call_soon(self.conn.forget_channel, self)
 
-    def remove_consumers(self) -> None:
+    def remove_consumers(self) -> list[Queue]:
+        """Cancel this channel's consumers; returns the queues that lost one and remain
+        (to dispatch once the unacked messages are back: a successor gets them first)."""
         vhost = self.conn.vhost
         consumers, self.consumers = self.consumers, {}
+        remaining: list[Queue] = []
         for consumer in consumers.values():
             consumer.log_cancelled("channel_closed", channel=self.number)
             queue = consumer.queue
             if queue.remove_consumer(consumer) and vhost is not None:
                 vhost.remove_queue(queue, "auto_delete")
+            elif not queue.deleted:
+                remaining.append(queue)
+        return remaining
 
     def requeue_unacked(self) -> None:
         entries = self.unacked.take_all()
@@ -512,6 +532,11 @@ class Channel:
         self._publish = None
         self._in_body = False
         self._parts = []
-        self.remove_consumers()
+        tx = self.tx
+        if tx is not None:  # an uncommitted transaction is discarded
+            tx.discard(self)
+        queues = self.remove_consumers()
         self.requeue_unacked()
+        for queue in queues:
+            queue.dispatch()
 

@@ -136,6 +136,8 @@ class Server:
             for channel in list(conn.channels.values()):
                 if channel.unsynced:
                     channel.flush_confirms()
+                elif channel.tx is not None and channel.tx.committing:
+                    channel.tx.release_commits(channel)
         self._unblock_if_clear()
 
     @property
