@@ -7,8 +7,8 @@ it the answer is ``{"items", "page", "page_size", "page_count", "item_count",
 "filtered_count", "total_count"}``, ``page_size`` is 1..500 (default 100), and ``name``
 filters by a case-insensitive substring, or a case-insensitive regular expression with
 ``use_regex=true``. Bad parameters are 400s with RabbitMQ's error names. Without
-``page`` the whole list comes back as a JSON array, sorted by vhost and name unless told
-otherwise. Owns nothing; pure functions over lists of dicts.
+``page`` the whole list comes back as a JSON array, sorted by vhost and name (then
+user, for permissions) unless told otherwise. Owns nothing; pure functions over lists of dicts.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def arrange(query: Mapping[str, str], items: Iterable[dict[str, Any]]) -> Any:
         out.sort(key=lambda item: _sort_key(dig(item, sort)),
                  reverse=query.get("sort_reverse") == "true")
     else:  # RabbitMQ's default order: by vhost, then name
-        out.sort(key=lambda item: (str(item.get("vhost", "")), str(item.get("name", ""))),
+        out.sort(key=lambda item: (str(item.get("vhost", "")), str(item.get("name", "")),
+                                   str(item.get("user", ""))),
                  reverse=query.get("sort_reverse") == "true")
     columns = [c for c in (query.get("columns") or "").split(",") if c]
     if "page" not in query:
