@@ -11,8 +11,9 @@ $(BIN)/warrenmq: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $(BIN)/warrenmq
 
+# Options go in ARGS, e.g. make run ARGS="--no-management" or ARGS="--port 5673 --config config/broker.yaml".
 run: $(BIN)/warrenmq
-	$(BIN)/warrenmq serve
+	$(BIN)/warrenmq serve $(ARGS)
 
 test: $(BIN)/warrenmq
 	$(BIN)/python -m pytest -q

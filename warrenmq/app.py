@@ -28,6 +28,13 @@ from warrenmq.message import Message
 from warrenmq.protocol.fields import encode_shortstr
 from warrenmq.server.listener import Server
 from warrenmq.server.settings import ServerSettings
+from warrenmq.startup import (
+    amqp_listener_error,
+    banner,
+    data_dir_error,
+    facts,
+    management_listener_error,
+)
 from warrenmq.storage import (
     MESSAGES_DIR,
     DataDirLock,
@@ -36,6 +43,7 @@ from warrenmq.storage import (
     MessageStore,
     RecoveredMessage,
     Recovery,
+    StorageError,
 )
 
 log = structlog.get_logger("warrenmq")
@@ -154,7 +162,13 @@ async def start(config: BrokerConfig) -> Server:
     """Recover the data directory, build the broker and start every listener."""
     broker = build_broker(config)
     storage = config.storage
-    durability = Durability(Path(storage.data_dir), storage.fsync, storage.queue_memory_limit)
+    try:
+        durability = Durability(Path(storage.data_dir), storage.fsync,
+                                storage.queue_memory_limit)
+    except StorageError:
+        raise  # another broker holds it, or the store is unreadable: says so itself
+    except OSError as exc:
+        raise data_dir_error(storage.data_dir, exc) from exc
     try:
         durability.restore(broker)
         # the config's topology, users, permissions and policies, before any listener;
@@ -175,7 +189,10 @@ async def start(config: BrokerConfig) -> Server:
     server.on_close.append(durability.close)
     try:
         for listener in config.listeners:
-            await server.listen(listener.host, listener.port)
+            try:
+                await server.listen(listener.host, listener.port)
+            except OSError as exc:
+                raise amqp_listener_error(listener.host, listener.port, exc) from exc
         if config.management.enabled:
             await start_management(server, config)
     except BaseException:
@@ -189,8 +206,11 @@ async def start_management(server: Server, config: BrokerConfig) -> None:
     from warrenmq.management.app import ManagementServer  # aiohttp: only when enabled
 
     management = ManagementServer(server, data_dir=Path(config.storage.data_dir))
-    server.management_port = await management.start(config.management.host,
-                                                     config.management.port)
+    host, port = config.management.host, config.management.port
+    try:
+        server.management_port = await management.start(host, port)
+    except OSError as exc:
+        raise management_listener_error(host, port, exc) from exc
     server.before_close.append(management.close)
 
 
@@ -206,13 +226,23 @@ async def serve(config: BrokerConfig, load: Callable[[], BrokerConfig] | None = 
     if load is not None:
         current = [config]
         loop.add_signal_handler(signal.SIGHUP, _reload, server, current, load)
-    log.info("broker_started", ports=server.ports, data_dir=config.storage.data_dir,
-             management_port=server.management_port)
+    else:  # SIGHUP's default action would kill the broker
+        loop.add_signal_handler(signal.SIGHUP, _nothing_to_reload)
+    found = facts(server, config)
+    if sys.stdout.isatty():
+        sys.stdout.write(banner(found))
+        sys.stdout.flush()
+    log.info("broker_started", **found)
     try:
         await stop.wait()
     finally:
         log.info("broker_stopping")
         await server.close()
+
+
+def _nothing_to_reload() -> None:
+    log.warning("config_reload_skipped",
+                reason="the broker was started without --config: there is no file to re-read")
 
 
 def _reload(server: Server, current: list[BrokerConfig], load: Callable[[], BrokerConfig]

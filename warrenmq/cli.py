@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
 from warrenmq import __version__
 from warrenmq.config import BrokerConfig, ConfigError, ListenerConfig, load_config
 from warrenmq.logging import configure_logging
+from warrenmq.startup import StartupError
 from warrenmq.storage import StorageError
 from warrenmq.tools.definitions import add_subparser as add_definitions_parser
 from warrenmq.tools.dlq_args import add_subparser as add_dlq_parser
@@ -33,16 +35,34 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="YAML config file, or RabbitMQ definitions JSON"
                        " (*.json); default: embedded defaults")
     serve.add_argument("--host", help="listen address (replaces the configured listeners)")
-    serve.add_argument("--port", type=int, help="listen port (replaces the configured listeners)")
+    serve.add_argument("--port", type=port_number, metavar="PORT",
+                       help="AMQP listen port, 1..65535 or 0 for any free one (replaces the"
+                       " configured listeners)")
     serve.add_argument("--data-dir", help="data directory")
-    serve.add_argument("--management-port", type=int,
-                       help="management HTTP port (enables the listener; 0 = ephemeral)")
+    management = serve.add_mutually_exclusive_group()
+    management.add_argument("--management-port", type=port_number, metavar="PORT",
+                            help="management HTTP port (enables the listener; 0 = any free"
+                            " one)")
+    management.add_argument("--no-management", action="store_true",
+                            help="no management HTTP listener (API, /metrics, dashboard)")
     check = sub.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("file")
     add_dlq_parser(sub)
     add_queues_parser(sub)
     add_definitions_parser(sub)
     return parser
+
+
+def port_number(text: str) -> int:
+    """A TCP port from the command line: 1..65535, or 0 for one the system picks."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{port} is not a TCP port: give 1..65535, or 0 for any free port")
+    return port
 
 
 def _with_overrides(config: BrokerConfig, args: argparse.Namespace) -> BrokerConfig:
@@ -61,6 +81,9 @@ def _with_overrides(config: BrokerConfig, args: argparse.Namespace) -> BrokerCon
         management = dataclasses.replace(config.management, enabled=True,
                                          port=args.management_port)
         config = dataclasses.replace(config, management=management)
+    if args.no_management:
+        config = dataclasses.replace(
+            config, management=dataclasses.replace(config.management, enabled=False))
     return config
 
 
@@ -68,20 +91,28 @@ def _load(path: str | None) -> BrokerConfig:
     return load_config(path) if path else BrokerConfig()
 
 
+def _tool(command: str) -> Callable[[argparse.Namespace], int] | None:
+    """The client-side and offline tools: imported only when asked for, so that
+    ``serve`` never loads the AMQP client library."""
+    module = _TOOLS.get(command)
+    if module is None:
+        return None
+    run: Callable[[argparse.Namespace], int] = importlib.import_module(module).run
+    return run
+
+
+_TOOLS = {
+    "dlq": "warrenmq.tools.dlq",
+    "queues": "warrenmq.tools.queues",
+    "definitions": "warrenmq.tools.definitions",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "dlq":
-        from warrenmq.tools.dlq import run as run_dlq  # the AMQP client: not in `serve`
-
-        return run_dlq(args)
-    if args.command == "queues":
-        from warrenmq.tools.queues import run as run_queues
-
-        return run_queues(args)
-    if args.command == "definitions":
-        from warrenmq.tools.definitions import run as run_definitions
-
-        return run_definitions(args)
+    tool = _tool(args.command)
+    if tool is not None:
+        return tool(args)
     try:
         if args.command == "check-config":
             checked = _load(args.file)
@@ -109,8 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorageError as exc:  # another broker holds the data dir, or it is unreadable
         print(f"warrenmq: {exc}", file=sys.stderr)  # noqa: T201
         return 2
-    except OSError as exc:  # a listener (AMQP or management) could not bind its address
-        print(f"warrenmq: cannot listen: {exc}", file=sys.stderr)  # noqa: T201
+    except StartupError as exc:  # data dir or a listener: names which, why and the fix
+        print(f"warrenmq: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    except OSError as exc:
+        print(f"warrenmq: cannot start: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     return 0
 

@@ -27,7 +27,7 @@ from warrenmq.management.edge import ConnectionView
 from warrenmq.management.health import add_health_routes
 from warrenmq.management.listing import arrange
 from warrenmq.management.messages import get_messages, parse_request
-from warrenmq.management.replay import Replay, dead_letter_queues
+from warrenmq.management.replay import Replay, ReplayOptions, dead_letter_queues
 from warrenmq.management.stats import broker_totals
 from warrenmq.management.topology import add_topology_routes
 from warrenmq.queues.queue import Queue
@@ -215,15 +215,18 @@ class Handlers:
         return web.json_response(out)
 
     async def replay(self, request: web.Request) -> web.Response:
-        """WarrenMQ's own: ``warrenmq dlq replay QUEUE`` for the dashboard's button."""
+        """WarrenMQ's own: ``warrenmq dlq replay QUEUE`` for the dashboard (see replay.py:
+        body {"dry_run", "target": "queue"|"exchange", "from_queue", "reason",
+        "message_id", "older_than" (seconds), "count"})."""
         p = self.mgmt.principal(request)
         body = _object(await read_json(request))
-        limit = body.get("count")
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise bad_request("count must be a non-negative integer")
+        try:
+            options = ReplayOptions.parse(body)
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
         vhost, queue = self._queue(request, p, write=True)
         self._check(p, vhost, "read", "queue", queue.name)
-        result = await Replay(vhost, queue, limit, writable=lambda x: self._writable(
+        result = await Replay(vhost, queue, options=options, writable=lambda x: self._writable(
             p, vhost, x)).run()
         self.server.kick_commit()
         return web.json_response(result.json())
