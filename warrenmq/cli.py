@@ -24,6 +24,7 @@ from warrenmq.startup import StartupError
 from warrenmq.storage import StorageError
 from warrenmq.tools.definitions import add_subparser as add_definitions_parser
 from warrenmq.tools.dlq_args import add_subparser as add_dlq_parser
+from warrenmq.tools.offline import add_subparsers as add_offline_parsers
 from warrenmq.tools.queues import add_subparser as add_queues_parser
 
 
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     add_dlq_parser(sub)
     add_queues_parser(sub)
     add_definitions_parser(sub)
+    add_offline_parsers(sub)
     return parser
 
 
@@ -105,6 +107,8 @@ _TOOLS = {
     "dlq": "warrenmq.tools.dlq",
     "queues": "warrenmq.tools.queues",
     "definitions": "warrenmq.tools.definitions",
+    "data": "warrenmq.tools.offline",
+    "hash-password": "warrenmq.tools.offline",
 }
 
 
