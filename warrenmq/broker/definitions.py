@@ -103,6 +103,12 @@ def _user(user: User) -> dict[str, Any]:
     return entry
 
 
+def user_document(user: User) -> dict[str, Any]:
+    """A user as RabbitMQ's definitions and management API show it (a plain password
+    as a salted hash, stable between calls)."""
+    return _user(user)
+
+
 def _access(broker: Broker) -> dict[str, list[dict[str, Any]]]:
     """Vhosts, users, permissions and policies as document sections."""
     return {

@@ -99,6 +99,7 @@ class ManagementServer:
         self.server = server
         self.broker = server.broker
         self.stats = Stats(server.broker)
+        self.data_dir = data_dir
         self.registry = registry_for(BrokerCollector(server, self.stats, data_dir))
         self.port: int | None = None
         self._runner: web.AppRunner | None = None

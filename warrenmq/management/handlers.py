@@ -20,12 +20,16 @@ from aiohttp import web
 from warrenmq.broker import definitions
 from warrenmq.broker.vhost import VirtualHost
 from warrenmq.management import api
+from warrenmq.management.admin import add_admin_routes, persist, vhost_json
 from warrenmq.management.app import read_json
 from warrenmq.management.auth import Principal, bad_request, not_authorised, not_found
 from warrenmq.management.edge import ConnectionView
+from warrenmq.management.health import add_health_routes
+from warrenmq.management.listing import arrange
 from warrenmq.management.messages import get_messages, parse_request
 from warrenmq.management.replay import Replay, ReplayOptions, dead_letter_queues
 from warrenmq.management.stats import broker_totals
+from warrenmq.management.topology import add_topology_routes
 from warrenmq.queues.queue import Queue
 
 if TYPE_CHECKING:
@@ -64,54 +68,15 @@ def add_api_routes(app: web.Application, mgmt: ManagementServer) -> None:
     r.add_get("/api/definitions", h.export_definitions)
     r.add_post("/api/definitions", h.import_definitions)
     r.add_get("/api/warrenmq/dead-letter-queues", h.dead_letter_queues)
+    add_admin_routes(app, mgmt)
+    add_health_routes(app, mgmt, mgmt.data_dir)
+    add_topology_routes(app, mgmt)
 
 
 # --------------------------------------------------------------------------- listing
-def _dig(item: dict[str, Any], path: str) -> Any:
-    value: Any = item
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    if isinstance(value, bool | int | float):
-        return (0, value)
-    if isinstance(value, str):
-        return (1, value)
-    return (2, "")
-
-
-def _pick(item: dict[str, Any], columns: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for column in columns:
-        value = _dig(item, column)
-        if value is None and column.split(".")[0] not in item:
-            continue
-        target = out
-        parts = column.split(".")
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-        target[parts[-1]] = value
-    return out
-
-
 def listing(request: web.Request, items: Iterable[dict[str, Any]]) -> web.Response:
-    """A JSON list with RabbitMQ's ``sort``, ``sort_reverse`` and ``columns``; sorted by
-    vhost and name when not told otherwise, as RabbitMQ does."""
-    out = list(items)
-    sort = request.query.get("sort")
-    if sort:
-        out.sort(key=lambda item: _sort_key(_dig(item, sort)),
-                 reverse=request.query.get("sort_reverse") == "true")
-    else:  # RabbitMQ's default order: by vhost, then name
-        out.sort(key=lambda item: (str(item.get("vhost", "")), str(item.get("name", ""))))
-    columns = request.query.get("columns")
-    if columns:
-        out = [_pick(item, [c for c in columns.split(",") if c]) for item in out]
-    return web.json_response(out)
+    """A list answer with RabbitMQ's sort, columns and (opt-in) pagination."""
+    return web.json_response(arrange(request.query, items))
 
 
 def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
@@ -171,8 +136,7 @@ class Handlers:
             access, kind, name)  # type: ignore[arg-type]
 
     def _changed(self) -> None:
-        self.server.definitions_changed()
-        self.server.kick_commit()
+        persist(self.server)
 
     # ----------------------------------------------------------------- overview
     async def overview(self, request: web.Request) -> web.Response:
@@ -188,14 +152,7 @@ class Handlers:
 
     async def vhosts(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
-        out = []
-        for vhost in p.visible_vhosts():
-            ready = sum(q.message_count for q in vhost.queues.values())
-            unacked = sum(q.unacked for q in vhost.queues.values())
-            out.append({"name": vhost.name, "messages": ready + unacked,
-                        "messages_ready": ready, "messages_unacknowledged": unacked,
-                        "tracing": False})
-        return listing(request, out)
+        return listing(request, (vhost_json(v.name, self.server) for v in p.visible_vhosts()))
 
     # ----------------------------------------------------------------- queues
     async def queues(self, request: web.Request) -> web.Response:
