@@ -228,3 +228,27 @@ async def test_check_config_reports_everything_in_one_round(tmp_path: Path) -> N
     assert f"{bad}:17:18: bindings[1].destination: no queue \"nosuchq\" is declared in" \
         " vhost \"/\"" in lines
     assert sum("durable" in line for line in lines) == 2
+
+
+async def test_recovery_of_a_large_store_logs_progress(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    body = b"y" * (1 << 20)
+    async with BrokerProcess(data, management=False) as broker:
+        connection = await aiormq.connect(broker.amqp_url)
+        try:
+            channel = await connection.channel()  # publisher confirms on
+            await channel.queue_declare("big", durable=True)
+            for _ in range(70):  # > 64 MiB: two segments
+                await channel.basic_publish(body, routing_key="big",
+                                            properties=aiormq.spec.Basic.Properties(
+                                                delivery_mode=2))
+        finally:
+            await connection.close()
+        assert await broker.stop() == 0
+    async with BrokerProcess(data, management=False) as again:
+        assert await again.stop() == 0
+    progress = [e for e in events(again.log) if e["event"] == "storage_recovery_progress"]
+    assert progress, again.log
+    assert progress[-1]["segments_done"] == progress[-1]["segments"] >= 2
+    recovered = [e for e in events(again.log) if e["event"] == "messages_recovered"]
+    assert recovered[0]["messages"] == 70
