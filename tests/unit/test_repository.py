@@ -43,4 +43,4 @@ def test_docs_cover_the_operator_cli() -> None:
                     "WARRENMQ_URL", "warrenmq data delete-queue", "warrenmq hash-password",
                     "--no-management", 'make run ARGS="'):
         assert command in readme, command
-    assert "warrenmq/tools/" in (REPO / "ARCHITECTURE.md").read_text()
+    assert "| tools | `tools/` |" in (REPO / "ARCHITECTURE.md").read_text()

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import gc
 import itertools
-import time
 import struct
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
