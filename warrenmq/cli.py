@@ -1,7 +1,9 @@
-"""Command line: ``warrenmq serve [--config FILE] [--host H] [--port N] [--data-dir D]``,
-``warrenmq check-config FILE``, ``warrenmq dlq inspect|replay QUEUE`` (warrenmq.tools.dlq),
-``warrenmq queues [--url U] [--watch]`` (warrenmq.tools.queues, over the HTTP API) and
-``warrenmq definitions export|import`` (warrenmq.tools.definitions).
+"""Command line: ``warrenmq serve [--config FILE] [--host H] [--port N] [--data-dir D]
+[--management-port N | --no-management]``, ``warrenmq check-config FILE``, and the tools
+in ``warrenmq.tools``: ``dlq inspect|replay`` (AMQP), ``queues`` and ``list|purge|delete|
+declare|add|set|close|publish|get|status|ping`` (the management HTTP API),
+``definitions export|import``, ``data delete-queue|delete-exchange`` and
+``hash-password`` (offline).
 
 The composition root: arguments → config → logging → uvloop → broker → listeners.
 A bad config file exits with status 2 and every problem as file:line:column: key path;
@@ -22,8 +24,10 @@ from warrenmq.config import BrokerConfig, ConfigError, ListenerConfig, load_conf
 from warrenmq.logging import configure_logging
 from warrenmq.startup import StartupError
 from warrenmq.storage import StorageError
+from warrenmq.tools.admin_args import add_subparsers as add_admin_parsers
 from warrenmq.tools.definitions import add_subparser as add_definitions_parser
 from warrenmq.tools.dlq_args import add_subparser as add_dlq_parser
+from warrenmq.tools.offline import add_subparsers as add_offline_parsers
 from warrenmq.tools.queues import add_subparser as add_queues_parser
 
 
@@ -50,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     add_dlq_parser(sub)
     add_queues_parser(sub)
     add_definitions_parser(sub)
+    add_offline_parsers(sub)
+    add_admin_parsers(sub)
     return parser
 
 
@@ -105,6 +111,10 @@ _TOOLS = {
     "dlq": "warrenmq.tools.dlq",
     "queues": "warrenmq.tools.queues",
     "definitions": "warrenmq.tools.definitions",
+    "data": "warrenmq.tools.offline",
+    "hash-password": "warrenmq.tools.offline",
+    **dict.fromkeys(("list", "purge", "delete", "declare", "add", "set", "close", "publish",
+                     "get", "status", "ping"), "warrenmq.tools.admin"),
 }
 
 

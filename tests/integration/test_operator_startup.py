@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import pty
+import shutil
 import signal
 import socket
 import subprocess
@@ -228,3 +229,70 @@ async def test_check_config_reports_everything_in_one_round(tmp_path: Path) -> N
     assert f"{bad}:17:18: bindings[1].destination: no queue \"nosuchq\" is declared in" \
         " vhost \"/\"" in lines
     assert sum("durable" in line for line in lines) == 2
+
+
+async def test_recovery_of_a_large_store_logs_progress(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    body = b"y" * (1 << 20)
+    async with BrokerProcess(data, management=False) as broker:
+        connection = await aiormq.connect(broker.amqp_url)
+        try:
+            channel = await connection.channel()  # publisher confirms on
+            await channel.queue_declare("big", durable=True)
+            for _ in range(70):  # > 64 MiB: two segments
+                await channel.basic_publish(body, routing_key="big",
+                                            properties=aiormq.spec.Basic.Properties(
+                                                delivery_mode=2))
+        finally:
+            await connection.close()
+        assert await broker.stop() == 0
+    async with BrokerProcess(data, management=False) as again:
+        assert await again.stop() == 0
+    progress = [e for e in events(again.log) if e["event"] == "storage_recovery_progress"]
+    assert progress, again.log
+    assert progress[-1]["segments_done"] == progress[-1]["segments"] >= 2
+    recovered = [e for e in events(again.log) if e["event"] == "messages_recovered"]
+    assert recovered[0]["messages"] == 70
+
+
+@pytest.mark.skipif(shutil.which("make") is None or not (REPO / ".venv/bin/warrenmq").exists(),
+                    reason="needs make and the checkout's .venv")
+async def test_make_run_passes_args(tmp_path: Path) -> None:
+    log = tmp_path / "make.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            "make", "--no-print-directory", "run",
+            f"ARGS=--no-management --port 0 --data-dir {tmp_path / 'data'}",
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        started: list[dict[str, object]] = []
+        while not started and loop.time() < deadline and proc.returncode is None:
+            await asyncio.sleep(0.1)
+            started = [e for e in events(log.read_text(errors="replace"))
+                       if e.get("event") == "broker_started"]
+        assert started, log.read_text(errors="replace")
+        assert started[0]["management_url"] is None
+        assert started[0]["data_dir"] == str((tmp_path / "data").resolve())
+    finally:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+
+
+async def test_heartbeat_takes_the_same_durations_as_ttls(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("limits:\n  heartbeat: 30000ms\nqueues:\n  - name: q\n"
+                    "    message_ttl: 1d\n    expires: 2h\n")
+    result = await arun_cli("check-config", str(good))
+    assert (result.returncode, result.stdout.strip()) == (0, f"{good}: ok"), result.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("limits:\n  heartbeat: 1500ms\n")
+    result = await arun_cli("check-config", str(bad))
+    assert result.returncode == 2
+    assert "limits.heartbeat" in result.stderr and "whole number of seconds" in result.stderr
