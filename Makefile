@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test demo lint bench clean
+.PHONY: run test demo lint bench clean screenshots
 
 $(BIN)/warrenmq: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(BIN)/warrenmq
 # ARGS, e.g. make demo ARGS="--orders 1000" or ARGS="--url amqp://guest:guest@host:5672/".
 demo: $(BIN)/warrenmq
 	$(BIN)/python examples/orders/demo.py $(ARGS)
+
+# The dashboard's tabs as PNGs in docs/dashboard/ (headless Chromium, a broker with traffic).
+screenshots: $(BIN)/warrenmq
+	$(BIN)/python -m tests.screenshots --out docs/dashboard $(ARGS)
 
 lint: $(BIN)/warrenmq
 	$(BIN)/ruff check warrenmq tests benchmarks examples

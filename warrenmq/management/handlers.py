@@ -142,9 +142,11 @@ class Handlers:
     async def overview(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
         self.mgmt.stats.refresh()
-        return web.json_response(api.overview_json(
-            self.server, self.mgmt.stats, self.mgmt.port, broker_totals(self.broker),
-            p.visible_vhosts()))
+        out = api.overview_json(self.server, self.mgmt.stats, self.mgmt.port,
+                                broker_totals(self.broker), p.visible_vhosts())
+        if p.monitor:  # the history is broker-wide: only for those who see every vhost
+            self.mgmt.history.decorate_overview(out, request.query)
+        return web.json_response(out)
 
     async def whoami(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
@@ -167,7 +169,13 @@ class Handlers:
         p = self.mgmt.principal(request)
         _, queue = self._queue(request, p)
         self.mgmt.stats.refresh()
-        return web.json_response(api.queue_json(queue, self.mgmt.stats, self.node))
+        out = api.queue_json(queue, self.mgmt.stats, self.node)
+        out["consumer_details"] = [
+            item for c in list(self.server.connections) if c.vhost is not None
+            for ch in list(c.channels.values()) for item in api.consumers_json(c, ch)
+            if item["queue"] == {"name": queue.name, "vhost": queue.vhost}]
+        self.mgmt.history.decorate_queue(out, queue, request.query)
+        return web.json_response(out)
 
     async def declare_queue(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
