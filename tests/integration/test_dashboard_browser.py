@@ -231,3 +231,36 @@ async def test_dead_letter_replay_confirms_count_and_targets(broker_factory: Any
         await page.wait_for(cell("dlqs", "orders.dlq", "ready"), "1")
         await no_script_errors(page)
     assert (queues["orders"].message_count, queues["orders.dlq"].message_count) == (3, 1)
+
+
+async def test_queue_list_pages_sorts_and_filters(broker_factory: Any, tmp_path: Path) -> None:
+    broker: BrokerHandle = await broker_factory(top=MANAGEMENT)
+    vhost = broker.vhost()
+    for i in range(130):
+        vhost.declare_queue(f"q{i:03d}", owner=None)
+    await publish(broker.url, "q077", 9)
+    rows = ("[...document.querySelectorAll('#queues tbody tr')]"
+            ".map(r => r.dataset.name)")
+    async with browser(tmp_path) as page:
+        await open_dashboard(page, broker, "queues")
+        await page.wait_for("document.querySelector('#queues-pager .count') &&"
+                            " document.querySelector('#queues-pager .count').textContent",
+                            "130 of 130")
+        assert len(await page.evaluate(rows)) == 100  # one page, never all 130
+        await page.evaluate("document.querySelector('#queues-pager button:last-child')"
+                            ".click()")
+        await page.wait_for(f"{rows}[0]", "q100")
+        # sort by ready, deepest first: two clicks on the header
+        await page.evaluate("document.querySelector('#queues th[data-key=\"ready\"]').click()")
+        await page.wait_for(f"{rows}[0]", "q000")  # back to page 1, ascending
+        await page.evaluate("document.querySelector('#queues th[data-key=\"ready\"]').click()")
+        await page.wait_for(f"{rows}[0]", "q077")
+        # filter by name (a substring, then a regex)
+        await page.evaluate("""(() => { const f = document.getElementById('queues-filter');
+            f.value = 'q12'; f.dispatchEvent(new Event('input')); })()""")
+        await page.wait_for(f"{rows}.length", 10)
+        await page.evaluate("""(() => { const f = document.getElementById('queues-filter');
+            f.value = '^q00[12]$'; f.dispatchEvent(new Event('input'));
+            document.getElementById('queues-regex').click(); })()""")
+        await page.wait_for(f"{rows}.length", 2)
+        await no_script_errors(page)

@@ -90,6 +90,7 @@ function pagedView({ id, path, columns, sortFields = {}, defaultSort = "name", e
       const onSort = (key) => {
         state.reverse = state.sort === key ? !state.reverse : false;
         state.sort = key;
+        state.page = 1;
         this.refresh(c);
       };
       fill(c.querySelector(`#${id}-list`), dataTable({ id, columns, rows: data.items, sort: { key: state.sort, reverse: state.reverse }, onSort, rowName: (r) => r.name }));
