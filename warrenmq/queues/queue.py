@@ -43,7 +43,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from warrenmq.clock import SYSTEM_CLOCK, Clock
 from warrenmq.errors import AccessRefused
@@ -57,10 +57,10 @@ from warrenmq.queues.utilisation import Utilisation
 
 #: Bytes of persistent bodies a durable queue keeps in memory before paging the rest out
 #: (the config's storage.queue_memory_limit overrides it).
-DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024
+DEFAULT_MEMORY_LIMIT: Final = 64 * 1024 * 1024
 
 #: The queue's message counters, as attribute names (summed by statistics).
-COUNTERS = ("published", "delivered", "gets", "acked", "redelivered", "dead_lettered")
+COUNTERS: Final = ("published", "delivered", "gets", "acked", "redelivered", "dead_lettered")
 
 
 class DeliveryTarget(Protocol):
@@ -207,7 +207,7 @@ class Queue:
             else:
                 self._forget(message)
             return False
-        qm = QueuedMessage(message, next(self._seq), expires_at)
+        qm = QueuedMessage(message, next(self._seq), expires_at, self)
         consumers = self._consumers
         if consumers and not self._ready and not self._dispatching:
             # Fast path: nothing is waiting, so hand it straight to the next consumer
@@ -251,7 +251,7 @@ class Queue:
         for message, redelivered, failures, published in recovered:
             expires_at = self._deadline(message, published) \
                 if self._has_ttl or message.properties[0] & 0x01 else None
-            qm = QueuedMessage(message, next(self._seq), expires_at)
+            qm = QueuedMessage(message, next(self._seq), expires_at, self)
             qm.redelivered = redelivered
             qm.failures = failures
             if failures and counts:
