@@ -53,64 +53,45 @@ _CACHE_LIMIT: Final = 256
 class DeliverEncoder:
     """basic.deliver + header + one body frame for one consumer, as one ``bytes``.
 
-    Per message only the delivery tag and redelivered flag are packed; the method frame's
-    head (frame head, 60.60, the consumer tag) is cached by route length, the content
-    header's head by property length and body size, the body frame's head by body
-    size. The caches hold a few entries in practice (a publisher's sizes repeat) and are
-    cleared past ``_CACHE_LIMIT``."""
+    Per message only the delivery tag and redelivered flag are packed; everything else
+    but the route, properties and body depends on the consumer and three lengths (route,
+    properties, body) and is cached under one int key: the method frame's head (frame
+    head, 60.60, the consumer tag) and the content header's and body frame's heads. The
+    cache holds a few entries in practice (a publisher's sizes repeat) and is cleared
+    past ``_CACHE_LIMIT``."""
 
     def __init__(self, channel: int, consumer_tag: bytes) -> None:
         self.channel = channel
         self.consumer_tag = consumer_tag
-        self._method_heads: dict[int, bytes] = {}
-        self._content_heads: dict[int, bytes] = {}
-        self._body_heads: dict[int, bytes] = {}
+        self._heads: dict[int, tuple[bytes, bytes, bytes]] = {}
 
     def frames(self, delivery_tag: int, redelivered: bool, route: bytes, properties: bytes,
                body: bytes) -> bytes:
         """The frames of one delivery; ``body`` must fit one frame (may be empty)."""
-        route_length = len(route)
-        method_head = self._method_heads.get(route_length)
-        if method_head is None:
-            method_head = self._method_head(route_length)
         size = len(body)
-        key = (len(properties) << 32) | size
-        content_head = self._content_heads.get(key)
-        if content_head is None:
-            content_head = self._content_head(len(properties), size)
-        if size == 0:
-            return b"".join((method_head, _TAG_BITS.pack(delivery_tag, redelivered), route,
-                             content_head, properties, b"\xce"))
-        body_head = self._body_heads.get(size)
-        if body_head is None:
-            body_head = self._body_head(size)
+        # route <= 512 bytes, properties < 2**22 (within a frame): distinct keys
+        key = (size << 32) | (len(properties) << 10) | len(route)
+        heads = self._heads.get(key)
+        if heads is None:
+            heads = self._make_heads(key, len(route), len(properties), size)
+        method_head, content_head, body_head = heads
         return b"".join((method_head, _TAG_BITS.pack(delivery_tag, redelivered), route,
                          content_head, properties, body_head, body, b"\xce"))
 
-    def _method_head(self, route_length: int) -> bytes:
-        heads = self._method_heads
-        if len(heads) >= _CACHE_LIMIT:
-            heads.clear()
-        size = 4 + len(self.consumer_tag) + 9 + route_length
-        head = _DELIVER_HEAD.pack(1, self.channel, size, 60, 60) + self.consumer_tag
-        heads[route_length] = head
-        return head
-
-    def _content_head(self, properties_length: int, size: int) -> bytes:
-        heads = self._content_heads
-        if len(heads) >= _CACHE_LIMIT:
-            heads.clear()
-        head = b"\xce" + _CONTENT_HEAD.pack(2, self.channel, properties_length + 12, 60, 0, size)
-        heads[(properties_length << 32) | size] = head
-        return head
-
-    def _body_head(self, size: int) -> bytes:
-        heads = self._body_heads
-        if len(heads) >= _CACHE_LIMIT:
-            heads.clear()
-        head = b"\xce" + _BODY_HEAD.pack(3, self.channel, size)
-        heads[size] = head
-        return head
+    def _make_heads(self, key: int, route_length: int, properties_length: int,
+                    size: int) -> tuple[bytes, bytes, bytes]:
+        if len(self._heads) >= _CACHE_LIMIT:
+            self._heads.clear()
+        channel = self.channel
+        method_size = 4 + len(self.consumer_tag) + 9 + route_length
+        heads = (
+            _DELIVER_HEAD.pack(1, channel, method_size, 60, 60) + self.consumer_tag,
+            b"\xce" + _CONTENT_HEAD.pack(2, channel, properties_length + 12, 60, 0, size),
+            # no body frame for an empty body: the header frame's end comes next
+            b"\xce" + _BODY_HEAD.pack(3, channel, size) if size else b"",
+        )
+        self._heads[key] = heads
+        return heads
 
 
 def encode_get_ok(

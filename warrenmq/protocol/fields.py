@@ -175,8 +175,10 @@ class Long(int):
     """An integer always encoded as a signed 64-bit 'l' (RabbitMQ's x-death ``count``)."""
 
 
-def _encode_int(value: int) -> bytes:
-    if -(2**31) <= value < 2**31 and type(value) is not Long:
+def _encode_int(value: int, long: bool) -> bytes:
+    # ``long`` is decided by the caller while the value is still an object: compiled
+    # code holds an ``int`` argument as a plain machine int, which drops the subclass
+    if -(2**31) <= value < 2**31 and not long:
         return b"I" + _I32.pack(value)
     if -(2**63) <= value < 2**63:
         return b"l" + _I64.pack(value)
@@ -201,7 +203,7 @@ def encode_value(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"t" + _U8.pack(1 if value else 0)
     if isinstance(value, int):
-        return _encode_int(value)
+        return _encode_int(value, type(value) is Long)
     if isinstance(value, float):
         return b"d" + _F64.pack(value)
     if isinstance(value, str | bytes):

@@ -87,6 +87,7 @@ class Channel:
         # exchanges basic.publish may use: the grant's set, cleared in place on a change
         self.writable = grant.writable
         self.state = "open"
+        self.max_message_size = conn.settings.max_message_size  # fixed for the process
         self.active = True
         self.consumers: dict[str, Consumer] = {}
         self.unacked = Unacked()
@@ -268,7 +269,7 @@ class Channel:
         for i in range(header + 11, header + 19):
             size = (size << 8) | buf[i]
         # more than one body frame, or too big: the frame-by-frame path says what is wrong
-        if size > limit or size > self.conn.settings.max_message_size:
+        if size > limit or size > self.max_message_size:
             return -1
         following = body_frame_end(buf, header_stop + 1, end, number, size)
         if following < 0:

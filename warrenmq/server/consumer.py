@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 
 from warrenmq.protocol.content import DeliverEncoder, encode_deliver, shortstr
+from warrenmq.queues.queue import DeliveryTarget
 
 if TYPE_CHECKING:
     from warrenmq.queues.queue import Queue
@@ -30,7 +31,7 @@ log = structlog.get_logger("warrenmq.consumer")
 BATCH: Final = 256
 
 
-class Consumer:
+class Consumer(DeliveryTarget):
     __slots__ = (
         "arguments",
         "channel",
