@@ -34,7 +34,7 @@ from warrenmq.tools.queues import add_subparser as add_queues_parser
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="warrenmq", description="WarrenMQ AMQP 0-9-1 broker")
     parser.add_argument("--version", action="version", version=f"warrenmq {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the broker")
     serve.add_argument("--config", help="YAML config file, or RabbitMQ definitions JSON"
                        " (*.json); default: embedded defaults")

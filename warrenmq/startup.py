@@ -13,19 +13,15 @@ bound ports; must not start or stop anything.
 from __future__ import annotations
 
 import errno
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import warrenmq
 from warrenmq import __version__
 from warrenmq.config import BrokerConfig
 
 if TYPE_CHECKING:
     from warrenmq.server.listener import Server
-
-#: Modules the lead compiles with mypyc; one compiled is enough to call the path compiled.
-_COMPILED_PROBES = ("warrenmq.queues.queue", "warrenmq.server.channel", "warrenmq.message")
-
 
 class StartupError(Exception):
     """The broker could not start: ``str()`` is the whole message (what, why, the fix)."""
@@ -78,16 +74,9 @@ def management_listener_error(host: str, port: int, exc: OSError) -> StartupErro
                         f" {_reason(exc)}. {fix}")
 
 
-def hot_path() -> str:
-    """``compiled`` when the hot-path modules are mypyc extensions, else ``pure``."""
-    for name in _COMPILED_PROBES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if not str(getattr(module, "__file__", "")).endswith(".py"):
-            return "compiled"
-    return "pure"
+def hot_path() -> tuple[str, str]:
+    """``("compiled" | "pure", why)``: what ``warrenmq.hotpath`` selected at import."""
+    return str(warrenmq.HOT_PATH), str(warrenmq.HOT_PATH_REASON)
 
 
 def _url_host(host: str) -> str:
@@ -118,7 +107,8 @@ def facts(server: Server, config: BrokerConfig) -> dict[str, Any]:
         "login": login,
         "data_dir": str(Path(config.storage.data_dir).resolve()),
         "config_file": source,
-        "hot_path": hot_path(),
+        "hot_path": hot_path()[0],
+        "hot_path_reason": hot_path()[1],
     }
 
 
@@ -130,7 +120,8 @@ def banner(found: dict[str, Any]) -> str:
         ("login", found["login"]),
         ("data dir", found["data_dir"]),
         ("config", found["config_file"] or "none (built-in defaults; SIGHUP reloads nothing)"),
-        ("hot path", found["hot_path"]),
+        ("hot path", f"{found['hot_path']} ({found['hot_path_reason']})"
+         if found["hot_path_reason"] else found["hot_path"]),
     ]
     width = max(len(label) for label, _ in rows)
     lines = [f"WarrenMQ {found['version']} is running (Ctrl-C or SIGTERM stops it)"]

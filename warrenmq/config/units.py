@@ -47,7 +47,7 @@ def parse_duration(text: str) -> int:
 
     The same units as every other duration (ms, s, m, h, d: what TTLs accept), for
     settings counted in whole seconds (heartbeat) and the tools' ``--older-than``."""
-    ms = parse_duration_ms(text)
+    ms = _parse_units(text, DURATION_MS_UNITS, "60s")
     if ms % 1000:
         raise ValueError(f'"{text.strip()}" is not a whole number of seconds')
     return ms // 1000

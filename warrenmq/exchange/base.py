@@ -14,7 +14,6 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import singledispatch
 from typing import Any, ClassVar, TypeAlias, TypedDict
 
 Destination: TypeAlias = Hashable
@@ -23,73 +22,45 @@ CanonicalArguments: TypeAlias = tuple[tuple[str, Hashable], ...]
 BindingIdentity: TypeAlias = tuple[Destination, str, CanonicalArguments]
 
 
-@singledispatch
 def canonical_value(value: object) -> Hashable:
     """A hashable form of a decoded field-table value, equal only for equal typed values.
 
     Type tags keep ``True``, ``1`` and ``1.0`` apart (RabbitMQ stores typed values).
-    A ``str`` and ``bytes`` holding the same UTF-8 text are the same longstr.
+    A ``str`` and ``bytes`` holding the same UTF-8 text are the same longstr. (A plain
+    chain of type tests, bool before int, rather than ``functools.singledispatch``, which
+    mypyc cannot register compiled functions with.)
     """
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        try:
+            return ("str", raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return ("bytes", raw)
+    if isinstance(value, list | tuple):
+        return ("array", tuple(canonical_value(item) for item in value))
+    if isinstance(value, Mapping):
+        return ("table", canonical_arguments(value))
+    return _canonical_scalar(value)
+
+
+def _canonical_scalar(value: object) -> Hashable:
+    if value is None:
+        return ("void",)
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int):
+        return ("int", int(value))
+    if isinstance(value, float):
+        return ("float", value.hex())
+    if isinstance(value, Decimal):
+        return ("decimal", value.as_tuple())
+    if isinstance(value, str):
+        return ("str", value)
+    if isinstance(value, datetime):
+        return ("timestamp", value)
     if isinstance(value, Hashable):
         return ("other", type(value).__qualname__, value)
     return ("other", type(value).__qualname__, repr(value))
-
-
-@canonical_value.register
-def _canonical_none(value: None) -> Hashable:
-    return ("void",)
-
-
-@canonical_value.register
-def _canonical_bool(value: bool) -> Hashable:
-    return ("bool", value)
-
-
-@canonical_value.register
-def _canonical_int(value: int) -> Hashable:
-    return ("int", value)
-
-
-@canonical_value.register
-def _canonical_float(value: float) -> Hashable:
-    return ("float", value.hex())
-
-
-@canonical_value.register
-def _canonical_decimal(value: Decimal) -> Hashable:
-    return ("decimal", value.as_tuple())
-
-
-@canonical_value.register
-def _canonical_str(value: str) -> Hashable:
-    return ("str", value)
-
-
-@canonical_value.register(bytes)
-@canonical_value.register(bytearray)
-@canonical_value.register(memoryview)
-def _canonical_bytes(value: bytes | bytearray | memoryview) -> Hashable:
-    raw = bytes(value)
-    try:
-        return ("str", raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        return ("bytes", raw)
-
-
-@canonical_value.register
-def _canonical_datetime(value: datetime) -> Hashable:
-    return ("timestamp", value)
-
-
-@canonical_value.register(list)
-@canonical_value.register(tuple)
-def _canonical_array(value: list[Any] | tuple[Any, ...]) -> Hashable:
-    return ("array", tuple(canonical_value(item) for item in value))
-
-
-@canonical_value.register(Mapping)
-def _canonical_table(value: Mapping[str, Any]) -> Hashable:
-    return ("table", canonical_arguments(value))
 
 
 def canonical_arguments(arguments: Mapping[str, Any] | None) -> CanonicalArguments:
@@ -168,6 +139,12 @@ class Exchange(ABC):
         self.effective_arguments: dict[str, Any] = self.arguments
         self._bindings: dict[BindingIdentity, Binding] = {}
         self._by_destination: dict[Destination, dict[BindingIdentity, None]] = {}
+        self._init_index()
+
+    @abstractmethod
+    def _init_index(self) -> None:
+        """Create the subclass's routing index (called once, from ``__init__``; the
+        subclasses take the same keyword options and need no ``__init__`` of their own)."""
 
     def __repr__(self) -> str:
         return (

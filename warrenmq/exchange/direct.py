@@ -8,13 +8,12 @@ routing (they only distinguish bindings), and nothing here touches queues or I/O
 from __future__ import annotations
 
 from collections import Counter
-from typing import ClassVar, Unpack
+from typing import ClassVar
 
 from warrenmq.exchange.base import (
     Binding,
     Destination,
     Exchange,
-    ExchangeOptions,
     HeadersGetter,
     add_reference,
     drop_reference,
@@ -24,8 +23,7 @@ from warrenmq.exchange.base import (
 class DirectExchange(Exchange):
     type_name: ClassVar[str] = "direct"
 
-    def __init__(self, name: str, **options: Unpack[ExchangeOptions]) -> None:
-        super().__init__(name, **options)
+    def _init_index(self) -> None:
         self._routes: dict[str, Counter[Destination]] = {}
 
     def route(self, routing_key: str, headers: HeadersGetter) -> set[Destination]:

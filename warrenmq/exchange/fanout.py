@@ -7,13 +7,12 @@ It never inspects keys, arguments or headers, and touches no queues or I/O.
 from __future__ import annotations
 
 from collections import Counter
-from typing import ClassVar, Unpack
+from typing import ClassVar
 
 from warrenmq.exchange.base import (
     Binding,
     Destination,
     Exchange,
-    ExchangeOptions,
     HeadersGetter,
     add_reference,
     drop_reference,
@@ -23,8 +22,7 @@ from warrenmq.exchange.base import (
 class FanoutExchange(Exchange):
     type_name: ClassVar[str] = "fanout"
 
-    def __init__(self, name: str, **options: Unpack[ExchangeOptions]) -> None:
-        super().__init__(name, **options)
+    def _init_index(self) -> None:
         self._destinations: Counter[Destination] = Counter()
 
     def route(self, routing_key: str, headers: HeadersGetter) -> set[Destination]:

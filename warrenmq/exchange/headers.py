@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Unpack
+from typing import Any, ClassVar, Final
 
 from warrenmq.errors import PreconditionFailed
 from warrenmq.exchange.base import (
@@ -34,13 +34,12 @@ from warrenmq.exchange.base import (
     BindingIdentity,
     Destination,
     Exchange,
-    ExchangeOptions,
     HeadersGetter,
     canonical_value,
 )
 
-X_MATCH = "x-match"
-_MODES = ("all", "any", "all-with-x", "any-with-x")
+X_MATCH: Final = "x-match"
+_MODES: Final = ("all", "any", "all-with-x", "any-with-x")
 
 #: A header table as compared: header name -> comparable form of its value.
 _Table = dict[str, Hashable]
@@ -100,8 +99,7 @@ def _field_matches(table: _Table, key: str, expected: Hashable | None) -> bool:
 class HeadersExchange(Exchange):
     type_name: ClassVar[str] = "headers"
 
-    def __init__(self, name: str, **options: Unpack[ExchangeOptions]) -> None:
-        super().__init__(name, **options)
+    def _init_index(self) -> None:
         self._matchers: dict[BindingIdentity, _Matcher] = {}
 
     def validate_binding(self, binding_key: str, arguments: Mapping[str, Any]) -> None:

@@ -49,20 +49,19 @@ memory bounded without any bookkeeping on the hot path.  Cached results are froz
 from __future__ import annotations
 
 from collections import Counter
-from typing import ClassVar, Unpack
+from typing import ClassVar, Final
 
 from warrenmq.exchange.base import (
     Binding,
     Destination,
     Exchange,
-    ExchangeOptions,
     HeadersGetter,
     add_reference,
     drop_reference,
 )
 
-STAR = "*"
-HASH = "#"
+STAR: Final = "*"
+HASH: Final = "#"
 
 
 def split_topic_key(key: str) -> list[str]:
@@ -143,8 +142,7 @@ class TopicExchange(Exchange):
     type_name: ClassVar[str] = "topic"
     CACHE_SIZE: ClassVar[int] = 4096
 
-    def __init__(self, name: str, **options: Unpack[ExchangeOptions]) -> None:
-        super().__init__(name, **options)
+    def _init_index(self) -> None:
         self._root = _Node()
         self._cache: dict[str, frozenset[Destination]] = {}
 

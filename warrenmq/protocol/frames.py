@@ -10,23 +10,24 @@ frame: the slice, then ``bytes()`` of it).
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from warrenmq.errors import FrameError
 
-PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+PROTOCOL_HEADER: Final = b"AMQP\x00\x00\x09\x01"
 
-FRAME_METHOD = 1
-FRAME_HEADER = 2
-FRAME_BODY = 3
-FRAME_HEARTBEAT = 8
-FRAME_END = 0xCE
-FRAME_END_BYTE = b"\xce"
-FRAME_OVERHEAD = 8  # type(1) + channel(2) + size(4) + frame-end(1)
+FRAME_METHOD: Final = 1
+FRAME_HEADER: Final = 2
+FRAME_BODY: Final = 3
+FRAME_HEARTBEAT: Final = 8
+FRAME_END: Final = 0xCE
+FRAME_END_BYTE: Final = b"\xce"
+FRAME_OVERHEAD: Final = 8  # type(1) + channel(2) + size(4) + frame-end(1)
 
-_FRAME_HEAD = struct.Struct(">BHI")
-_KNOWN_TYPES = frozenset({FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT})
+_FRAME_HEAD: Final = struct.Struct(">BHI")
+_KNOWN_TYPES: Final = frozenset({FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT})
 
-HEARTBEAT = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+HEARTBEAT: Final = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 
 Frame = tuple[int, int, bytes]  # (frame type, channel, payload)
 
@@ -47,6 +48,15 @@ class FrameReader:
     @property
     def buffered(self) -> int:
         return len(self._tail)
+
+    def take(self, data: bytes) -> bytes:
+        """The unfinished tail and ``data`` as one buffer, for a caller that walks the
+        frames itself (the connection) and hands back what it did not use to ``keep``."""
+        tail = self._tail
+        return tail + data if tail else data
+
+    def keep(self, tail: bytes) -> None:
+        self._tail = tail
 
     def feed(self, data: bytes) -> list[Frame]:
         buf = self._tail + data if self._tail else bytes(data)
@@ -72,6 +82,33 @@ class FrameReader:
             pos = stop + 1
         self._tail = buf[pos:] if pos < end else b""
         return frames
+
+
+def content_header_end(buf: bytes, pos: int, end: int, channel: int, limit: int) -> int:
+    """The offset of the frame-end byte of a complete class-60 content header frame for
+    ``channel`` at ``buf[pos]`` (payload within ``limit``), or -1 if there is none."""
+    size = (buf[pos + 3] << 24) | (buf[pos + 4] << 16) | (buf[pos + 5] << 8) | buf[pos + 6]
+    stop = pos + 7 + size
+    if buf[pos] != FRAME_HEADER or (buf[pos + 1] << 8 | buf[pos + 2]) != channel \
+            or size < 14 or size > limit or stop >= end or buf[stop] != FRAME_END \
+            or buf[pos + 7] != 0 or buf[pos + 8] != 60:
+        return -1
+    return stop
+
+
+def body_frame_end(buf: bytes, pos: int, end: int, channel: int, size: int) -> int:
+    """The offset after a complete body frame of exactly ``size`` bytes for ``channel`` at
+    ``buf[pos]``, or -1 if there is none (the publish fast path's check). An empty body
+    has no body frame: ``pos`` itself."""
+    if size == 0:
+        return pos
+    if end - pos < 8 or buf[pos] != FRAME_BODY or (buf[pos + 1] << 8 | buf[pos + 2]) != channel:
+        return -1
+    length = (buf[pos + 3] << 24) | (buf[pos + 4] << 16) | (buf[pos + 5] << 8) | buf[pos + 6]
+    following = pos + 8 + length
+    if length != size or following > end or buf[following - 1] != FRAME_END:
+        return -1
+    return following
 
 
 def encode_frame(frame_type: int, channel: int, payload: bytes) -> bytes:

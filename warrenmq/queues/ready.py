@@ -19,30 +19,49 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final
 
 from warrenmq.clock import COARSE
 from warrenmq.message import Message
 
-READY, OUT, DEAD, DELAYED = 0, 1, 2, 3  # QueuedMessage.state
+if TYPE_CHECKING:
+    from warrenmq.queues.queue import DeliveryTarget, Queue
+
+# QueuedMessage.state
+READY: Final = 0
+OUT: Final = 1
+DEAD: Final = 2
+DELAYED: Final = 3
 
 
 class QueuedMessage:
-    """One queue's hold on a message: its position and delivery history in this queue."""
+    """One queue's hold on a message: its position and delivery history in this queue.
+
+    While delivered and unsettled it is also the channel's unacked entry: it names its
+    queue and the consumer it went to (None for basic.get), so a delivery allocates
+    nothing more."""
 
     __slots__ = (
+        "consumer",
         "delivery_count",
         "enqueued_at",
         "expires_at",
         "failures",
         "message",
         "properties",
+        "queue",
         "redelivered",
         "seq",
         "state",
     )
 
-    def __init__(self, message: Message, seq: int, expires_at: float | None = None) -> None:
+    def __init__(
+        self, message: Message, seq: int, expires_at: float | None = None,
+        queue: Queue | None = None,
+    ) -> None:
         self.message = message
+        self.queue = queue
+        self.consumer: DeliveryTarget | None = None
         self.seq = seq
         self.redelivered = False
         self.delivery_count = 0
@@ -69,6 +88,10 @@ class ReadyList:
         self.resident = 0
 
     def __len__(self) -> int:
+        return len(self._fresh) + len(self._returned) - self._tombstones
+
+    def size(self) -> int:
+        """``len()``, as a method compiled code calls directly."""
         return len(self._fresh) + len(self._returned) - self._tombstones
 
     def __iter__(self) -> Iterator[QueuedMessage]:

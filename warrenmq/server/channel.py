@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections import OrderedDict, deque
-from typing import TYPE_CHECKING
+from collections import deque
+from typing import TYPE_CHECKING, Final, cast
 
 import structlog
 
@@ -33,6 +33,7 @@ from warrenmq.errors import (
 from warrenmq.message import Message
 from warrenmq.protocol.content import encode_confirm, encode_return
 from warrenmq.protocol.fields import FieldError
+from warrenmq.protocol.frames import body_frame_end, content_header_end
 from warrenmq.protocol.methods import (
     BY_INDEX,
     Method,
@@ -45,6 +46,7 @@ from warrenmq.protocol.properties import get_property
 from warrenmq.protocol.properties import validate as validate_properties
 from warrenmq.server.logctx import bound_channel, method_name
 from warrenmq.server.methods import HANDLERS
+from warrenmq.server.unacked import Unacked
 
 if TYPE_CHECKING:
     from warrenmq.broker.vhost import VirtualHost
@@ -57,21 +59,22 @@ log = structlog.get_logger("warrenmq.channel")
 
 #: Methods handled with ``channel`` bound in the logging context: all but the per-message
 #: basic.* ones (get, ack, nack, reject; publish never reaches the handlers).
-_COLD = frozenset(index for index, cls in BY_INDEX.items() if cls.CLASS_ID != 60) | frozenset(
+_COLD: Final = frozenset(
+    index for index, cls in BY_INDEX.items() if cls.CLASS_ID != 60
+) | frozenset(
     method_class(name).INDEX
     for name in ("BasicQos", "BasicConsume", "BasicCancel", "BasicRecover", "BasicRecoverAsync")
 )
 
-_CONTENT_HEADER = struct.Struct(">HHQ")
-_PUBLISH_PREFIX = b"\x00\x3c\x00\x28"
-ChannelOpenOk = method_class("ChannelOpenOk")
-ChannelClose = method_class("ChannelClose")
-ChannelCloseOk = method_class("ChannelCloseOk")
-BasicCancel = method_class("BasicCancel")
-EMPTY_PROPERTIES = b"\x00\x00"
-_USER_ID_FLAG = 0x10  # low byte of the property flags: bit 4 is user_id
+_CONTENT_HEADER: Final = struct.Struct(">HHQ")
+_PUBLISH_PREFIX: Final = b"\x00\x3c\x00\x28"
+ChannelOpenOk: Final = method_class("ChannelOpenOk")
+ChannelClose: Final = method_class("ChannelClose")
+ChannelCloseOk: Final = method_class("ChannelCloseOk")
+BasicCancel: Final = method_class("BasicCancel")
+EMPTY_PROPERTIES: Final = b"\x00\x00"
+_USER_ID_FLAG: Final = 0x10  # low byte of the property flags: bit 4 is user_id
 
-Unacked = tuple["Queue", "QueuedMessage", "Consumer | None"]
 
 
 class Channel:
@@ -84,9 +87,10 @@ class Channel:
         # exchanges basic.publish may use: the grant's set, cleared in place on a change
         self.writable = grant.writable
         self.state = "open"
+        self.max_message_size = conn.settings.max_message_size  # fixed for the process
         self.active = True
         self.consumers: dict[str, Consumer] = {}
-        self.unacked: OrderedDict[int, Unacked] = OrderedDict()
+        self.unacked = Unacked()
         self.next_tag = 1
         self.prefetch_count = 0
         self.global_prefetch = 0
@@ -234,6 +238,55 @@ class Channel:
         else:
             self._parts.append(payload)
 
+    def publish_from(self, buf: bytes, start: int, stop: int, end: int, limit: int) -> int:
+        """basic.publish with its content all in ``buf``: the publish fast path.
+
+        ``buf[start:stop]`` is a basic.publish method payload. When the content header
+        and one body frame for it follow, complete and well formed (or a header saying
+        the body is empty), the message is taken straight from ``buf`` — exchange,
+        routing key, properties and body each sliced once — and routed; the offset
+        after its last frame is returned. Anything else (a multi-frame body, content
+        not read yet, a malformed or unusual frame) returns -1 and the frames take the
+        frame-by-frame path, which gives every error its exact reply."""
+        if self._publish is not None or self.state != "open":
+            return -1
+        ex_start = start + 7  # class, method (4), ticket (2), exchange length (1)
+        ex_end = ex_start + buf[start + 6]
+        if ex_end >= stop:
+            return -1
+        rk_end = ex_end + 1 + buf[ex_end]
+        if rk_end + 1 != stop:
+            return -1
+        bits = buf[rk_end]
+        header = stop + 1  # the content header frame
+        if bits & 2 or end - header < 27:
+            return -1
+        number = self.number
+        header_stop = content_header_end(buf, header, end, number, limit)
+        if header_stop < 0:
+            return -1
+        size = 0
+        for i in range(header + 11, header + 19):
+            size = (size << 8) | buf[i]
+        # more than one body frame, or too big: the frame-by-frame path says what is wrong
+        if size > limit or size > self.max_message_size:
+            return -1
+        following = body_frame_end(buf, header_stop + 1, end, number, size)
+        if following < 0:
+            return -1
+        body = buf[following - 1 - size : following - 1]  # b"" when there is no body frame
+        properties = buf[header + 19 : header_stop]
+        try:
+            if properties != EMPTY_PROPERTIES:
+                validate_properties(properties)
+            exchange = buf[ex_start:ex_end].decode()
+            routing_key = buf[ex_end + 1 : rk_end].decode()
+        except (FieldError, UnicodeDecodeError):
+            return -1
+        message = Message(exchange, routing_key, buf[start + 6 : rk_end], properties, body)
+        self._publish_message(message, bits & 1 == 1)
+        return following
+
     # ----------------------------------------------------------------- publishing
     def _complete(self, body: bytes) -> None:
         publish = self._publish
@@ -241,9 +294,12 @@ class Channel:
         self._publish = None
         self._in_body = False
         exchange, routing_key, bits, route = publish
-        message = Message(exchange, routing_key, route, self._properties, body)
+        self._publish_message(Message(exchange, routing_key, route, self._properties, body),
+                              bool(bits & 1))
+
+    def _publish_message(self, message: Message, mandatory: bool) -> None:
         try:
-            self._route_message(message, bool(bits & 1))
+            self._route_message(message, mandatory)
         except AMQPError as exc:
             exc.class_id, exc.method_id = 60, 40
             if not exc.is_channel_error:
@@ -334,14 +390,21 @@ class Channel:
             self.send(BasicCancel(consumer.tag, True))
 
     # ----------------------------------------------------------------- settling
-    def settle(self, entries: list[Unacked], requeue: bool | None) -> None:
+    def settle(self, entries: list[QueuedMessage], requeue: bool | None) -> None:
         """Ack (requeue None), requeue (True) or discard (False) unacked entries."""
-        touched: dict[Queue, list[QueuedMessage]] = {}
-        for queue, qm, consumer in entries:
-            if consumer is not None:
-                consumer.unacked -= 1
-                self.consumer_unacked -= 1
-            touched.setdefault(queue, []).append(qm)
+        touched: dict[Queue, list[QueuedMessage]]
+        first = entries[0] if entries else None
+        if first is not None and first.queue is entries[-1].queue \
+                and first.consumer is entries[-1].consumer and self._one_source(entries):
+            # the common case, one consumer of one queue: no grouping per message
+            queue = first.queue
+            assert queue is not None
+            touched = {queue: entries}
+            if first.consumer is not None:
+                cast("Consumer", first.consumer).unacked -= len(entries)
+                self.consumer_unacked -= len(entries)
+        else:
+            touched = self._group(entries)
         for queue, qms in touched.items():
             if requeue is None:
                 queue.ack(qms)
@@ -359,23 +422,28 @@ class Channel:
         for queue in dispatch:
             queue.dispatch()
 
-    def take_unacked(self, delivery_tag: int, multiple: bool) -> list[Unacked]:
+    @staticmethod
+    def _one_source(entries: list[QueuedMessage]) -> bool:
+        queue, consumer = entries[0].queue, entries[0].consumer
+        for qm in entries:
+            if qm.queue is not queue or qm.consumer is not consumer:
+                return False
+        return True
+
+    def _group(self, entries: list[QueuedMessage]) -> dict[Queue, list[QueuedMessage]]:
+        touched: dict[Queue, list[QueuedMessage]] = {}
+        for qm in entries:
+            if qm.consumer is not None:
+                cast("Consumer", qm.consumer).unacked -= 1
+                self.consumer_unacked -= 1
+            queue = qm.queue
+            assert queue is not None
+            touched.setdefault(queue, []).append(qm)
+        return touched
+
+    def take_unacked(self, delivery_tag: int, multiple: bool) -> list[QueuedMessage]:
         """Remove and return the entries an ack/nack/reject names (406 if unknown)."""
-        unacked = self.unacked
-        if multiple:
-            if delivery_tag != 0 and delivery_tag not in unacked:
-                raise PreconditionFailed(f"unknown delivery tag {delivery_tag}")
-            taken: list[Unacked] = []
-            while unacked:
-                tag = next(iter(unacked))
-                if delivery_tag and tag > delivery_tag:
-                    break
-                taken.append(unacked.popitem(last=False)[1])
-            return taken
-        entry = unacked.pop(delivery_tag, None)
-        if entry is None:
-            raise PreconditionFailed(f"unknown delivery tag {delivery_tag}")
-        return [entry]
+        return self.unacked.take(delivery_tag, multiple)
 
     # ----------------------------------------------------------------- closing
     def close_with(self, exc: AMQPError) -> None:
@@ -412,8 +480,7 @@ class Channel:
                 vhost.remove_queue(queue, "auto_delete")
 
     def requeue_unacked(self) -> None:
-        entries = list(self.unacked.values())
-        self.unacked.clear()
+        entries = self.unacked.take_all()
         if entries:
             self.settle(entries, requeue=True)
 

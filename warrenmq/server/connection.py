@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import structlog
 
@@ -27,15 +27,18 @@ from warrenmq.clock import COARSE
 from warrenmq.errors import (
     AMQPError,
     ChannelError,
+    FrameError,
     InternalError,
     NotAllowed,
     UnexpectedFrame,
 )
 from warrenmq.protocol.frames import (
     FRAME_BODY,
+    FRAME_END,
     FRAME_HEADER,
     FRAME_HEARTBEAT,
     FRAME_METHOD,
+    FRAME_OVERHEAD,
     PROTOCOL_HEADER,
     FrameReader,
 )
@@ -54,15 +57,15 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("warrenmq.connection")
 
-ConnectionClose = method_class("ConnectionClose")
-ConnectionCloseOk = method_class("ConnectionCloseOk")
-ChannelOpenIndex = method_class("ChannelOpen").INDEX
-ConnectionBlocked = method_class("ConnectionBlocked")
-ConnectionUnblocked = method_class("ConnectionUnblocked")
-_IDS = itertools.count(1)  # connection ids, unique in the process
+ConnectionClose: Final = method_class("ConnectionClose")
+ConnectionCloseOk: Final = method_class("ConnectionCloseOk")
+ChannelOpenIndex: Final = method_class("ChannelOpen").INDEX
+ConnectionBlocked: Final = method_class("ConnectionBlocked")
+ConnectionUnblocked: Final = method_class("ConnectionUnblocked")
+_IDS: Final = itertools.count(1)  # connection ids, unique in the process
 #: A big read is handled in slices of this many frames (about 100 publishes), checking
 #: between slices whether a store commit has landed (see _on_frames_in_slices).
-FRAMES_PER_TURN = 300
+FRAMES_PER_TURN: Final = 300
 
 
 class Connection(asyncio.Protocol):
@@ -80,8 +83,8 @@ class Connection(asyncio.Protocol):
         self.closed_by: str | None = None  # "client" or "server"; None: the socket went
         self.grant: Grant | None = None  # permissions in the vhost, from connection.open
         self.reader = FrameReader(self.settings.frame_max)
-        self._backlog: list[tuple[int, int, bytes]] = []  # frames read, for later turns
-        self.turns_deferred = 0  # big reads split across turns (_on_frames_in_slices)
+        self._backlog = b""  # the rest of a big read, for the next turn (_read)
+        self.turns_deferred = 0  # big reads split across turns
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.loopback = False
@@ -180,21 +183,87 @@ class Connection(asyncio.Protocol):
             return
         self._handle(data)
 
-    def _handle(self, data: bytes | list[tuple[int, int, bytes]]) -> None:
-        """Bytes read, or frames kept from a read: errors translated once, confirms and
-        the commit kicked after."""
+    def _handle(self, data: bytes) -> None:
+        """Bytes read (or kept from a read): errors translated once, confirms and the
+        commit kicked after."""
         try:
-            frames = self.reader.feed(data) if isinstance(data, bytes) else data
-            if len(frames) > FRAMES_PER_TURN:
-                self._on_frames_in_slices(frames)
-            else:
-                self._on_frames(frames)
+            self._read(data)
         except AMQPError as exc:
             self.close_with(exc)
         except Exception as exc:
             log.exception("connection_internal_error")
             self.close_with(InternalError(f"internal error: {type(exc).__name__}"))
         self._after_frames()
+
+    def _read(self, data: bytes) -> None:
+        """Walk the complete frames in the buffer, in one pass over one ``bytes``.
+
+        The frame header is read by indexing (no struct call, no tuple per frame). A
+        basic.publish whose content header and single body frame are already in the
+        buffer is taken whole by ``Channel.publish_from`` (exchange, routing key,
+        properties and body each sliced once, no payload copies in between); anything
+        else goes frame by frame to ``_on_frame_payload``. Every ``FRAMES_PER_TURN``
+        frames, if the store's writer finished a commit meanwhile, the rest waits for
+        the next loop turn (reading paused) so that commit's publisher confirms go out
+        first."""
+        reader = self.reader
+        buf = reader.take(data)
+        end = len(buf)
+        pos = 0
+        limit = reader.frame_max - FRAME_OVERHEAD
+        channels = self.channels
+        handled = 0
+        while end - pos >= 7:
+            frame_type = buf[pos]
+            if (frame_type > FRAME_BODY and frame_type != FRAME_HEARTBEAT) or frame_type == 0:
+                raise FrameError(f"unknown frame type {frame_type}")
+            size = (buf[pos + 3] << 24) | (buf[pos + 4] << 16) | (buf[pos + 5] << 8) \
+                | buf[pos + 6]
+            if size > limit:
+                raise FrameError(
+                    f"frame of {size + FRAME_OVERHEAD} bytes exceeds frame_max {reader.frame_max}"
+                )
+            stop = pos + 7 + size
+            if stop >= end:
+                break
+            if buf[stop] != FRAME_END:
+                raise FrameError(f"frame end byte is 0x{buf[stop]:02x}, expected 0xce")
+            channel_id = (buf[pos + 1] << 8) | buf[pos + 2]
+            following = -1
+            if frame_type == FRAME_METHOD and size > 10 and buf[pos + 10] == 40 \
+                    and buf[pos + 8] == 60 and buf[pos + 7] == 0 and buf[pos + 9] == 0:
+                channel = channels.get(channel_id) if self.state == "running" else None
+                if channel is not None:
+                    following = channel.publish_from(buf, pos + 7, stop, end, limit)
+            if following < 0:
+                self._on_frame_payload(frame_type, channel_id, buf[pos + 7 : stop])
+                following = stop + 1
+                handled += 1
+            else:
+                handled += 3  # method, header, body
+            pos = following
+            if handled >= FRAMES_PER_TURN:
+                handled = 0
+                if self.server.commit_landed and pos < end and self.state == "running":
+                    self._defer(buf[pos:])
+                    reader.keep(b"")
+                    return
+            channels = self.channels  # a close may have replaced the map
+        reader.keep(buf[pos:] if pos < end else b"")
+
+    def _on_frame_payload(self, frame_type: int, channel_id: int, payload: bytes) -> None:
+        """One frame, outside the publish fast path: to its channel, or to ``_on_frame``."""
+        channel = self.channels.get(channel_id) if channel_id else None
+        if channel is None or self.state != "running":
+            self._on_frame(frame_type, channel_id, payload)
+        elif frame_type == FRAME_BODY:
+            channel.on_body_frame(payload)
+        elif frame_type == FRAME_HEADER:
+            channel.on_header_frame(payload)
+        elif frame_type == FRAME_METHOD:
+            channel.on_method_frame(payload)
+        else:
+            self._on_frame(frame_type, channel_id, payload)
 
     def _after_frames(self) -> None:
         if self._dirty:
@@ -207,29 +276,21 @@ class Connection(asyncio.Protocol):
                 self._block()
         self.server.kick_commit()
 
-    def _on_frames_in_slices(self, frames: list[tuple[int, int, bytes]]) -> None:
-        """A big read, a slice at a time: when the store's writer has finished a commit
-        meanwhile, the rest waits for the next turn of the loop (reading paused), so that
-        commit's publisher confirms go out now instead of after the whole read."""
-        server = self.server
-        for start in range(0, len(frames), FRAMES_PER_TURN):
-            end = start + FRAMES_PER_TURN
-            self._on_frames(frames[start:end])
-            if server.commit_landed and end < len(frames) and self.state == "running":
-                self._backlog = frames[end:]
-                self.turns_deferred += 1
-                assert self.transport is not None
-                self.transport.pause_reading()
-                self.loop.call_soon(self.context.run, self._next_turn)
-                return
+    def _defer(self, rest: bytes) -> None:
+        """Keep the rest of a big read for the next loop turn, reading paused."""
+        self._backlog = rest
+        self.turns_deferred += 1
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.loop.call_soon(self.context.run, self._next_turn)
 
     def _next_turn(self) -> None:
-        frames, self._backlog = self._backlog, []
+        rest, self._backlog = self._backlog, b""
         if self.state == "closed":
             return
         if not self.blocked and self.transport is not None:
             self.transport.resume_reading()
-        self._handle(frames)
+        self._handle(rest)
 
     # ----------------------------------------------------------------- reading
     def _read_protocol_header(self, data: bytes) -> bytes:
@@ -250,22 +311,6 @@ class Connection(asyncio.Protocol):
         self.transport.write(PROTOCOL_HEADER)
         self.transport.close()
         return b""
-
-    def _on_frames(self, frames: list[tuple[int, int, bytes]]) -> None:
-        """Hand each frame to its channel; the common case without any other checks."""
-        channels = self.channels
-        for frame_type, channel_id, payload in frames:
-            channel = channels.get(channel_id) if channel_id else None
-            if channel is None or self.state != "running":
-                self._on_frame(frame_type, channel_id, payload)
-            elif frame_type == FRAME_BODY:
-                channel.on_body_frame(payload)
-            elif frame_type == FRAME_HEADER:
-                channel.on_header_frame(payload)
-            elif frame_type == FRAME_METHOD:
-                channel.on_method_frame(payload)
-            else:
-                self._on_frame(frame_type, channel_id, payload)
 
     def _on_frame(self, frame_type: int, channel_id: int, payload: bytes) -> None:
         if self.state == "closing":

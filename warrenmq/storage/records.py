@@ -31,19 +31,19 @@ import struct
 import zlib
 from collections.abc import Sequence
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-MAGIC = b"WMQr"
-HEADER = struct.Struct(">4sBII")
-HEADER_SIZE = HEADER.size  # 13
-_TYPE_LEN = struct.Struct(">BI")
-_CRC = struct.Struct(">I")
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
-_U64_U16 = struct.Struct(">QH")
-_U64_U32 = struct.Struct(">QI")
-MAX_PAYLOAD = 0xFFFF_FFFF
+MAGIC: Final = b"WMQr"
+HEADER: Final = struct.Struct(">4sBII")
+HEADER_SIZE: Final = HEADER.size  # 13
+_TYPE_LEN: Final = struct.Struct(">BI")
+_CRC: Final = struct.Struct(">I")
+_U16: Final = struct.Struct(">H")
+_U32: Final = struct.Struct(">I")
+_U64: Final = struct.Struct(">Q")
+_U64_U16: Final = struct.Struct(">QH")
+_U64_U32: Final = struct.Struct(">QI")
+MAX_PAYLOAD: Final = 0xFFFF_FFFF
 
 
 class RecordType(IntEnum):
@@ -56,16 +56,16 @@ class RecordType(IntEnum):
     ACK_MANY = 7  # ACKs of several messages of one queue (a multiple ack)
 
 
-RECORD_TYPES = frozenset(int(t) for t in RecordType)
+RECORD_TYPES: Final = frozenset(int(t) for t in RecordType)
 # The types as plain ints, for the encoders and the scanners' loops (recovery,
 # compaction): an IntEnum member compares several times slower than an int.
-T_PUBLISH = int(RecordType.PUBLISH)
-T_ACK = int(RecordType.ACK)
-T_DELIVERED = int(RecordType.DELIVERED)
-T_FAILURES = int(RecordType.FAILURES)
-T_DROP_QUEUE = int(RecordType.DROP_QUEUE)
-T_PUBLISH_DELIVERED = int(RecordType.PUBLISH_DELIVERED)
-T_ACK_MANY = int(RecordType.ACK_MANY)
+T_PUBLISH: Final = int(RecordType.PUBLISH)
+T_ACK: Final = int(RecordType.ACK)
+T_DELIVERED: Final = int(RecordType.DELIVERED)
+T_FAILURES: Final = int(RecordType.FAILURES)
+T_DROP_QUEUE: Final = int(RecordType.DROP_QUEUE)
+T_PUBLISH_DELIVERED: Final = int(RecordType.PUBLISH_DELIVERED)
+T_ACK_MANY: Final = int(RecordType.ACK_MANY)
 
 
 class PublishRecord(NamedTuple):

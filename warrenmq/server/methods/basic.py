@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from warrenmq.errors import NotAllowed, NotImplemented_
 from warrenmq.protocol.content import encode_get_ok
@@ -87,7 +87,8 @@ def basic_get(channel: Channel, m: Method) -> None:
     tag = channel.next_tag
     channel.next_tag = tag + 1
     if not m.no_ack:
-        channel.unacked[tag] = (queue, qm, None)
+        qm.consumer = None
+        channel.unacked.add(tag, qm)
         queue.track_unacked()
     msg = qm.message
     conn = channel.conn
@@ -126,7 +127,7 @@ def basic_recover_async(channel: Channel, m: Method) -> None:
     _recover(channel, m)
 
 
-HANDLERS = {
+HANDLERS: Final = {
     method_class("BasicQos").INDEX: basic_qos,
     method_class("BasicConsume").INDEX: basic_consume,
     method_class("BasicCancel").INDEX: basic_cancel,
