@@ -2,18 +2,23 @@
 # Private RabbitMQ node for side-by-side benchmarks (never the system service).
 #
 #   benchmarks/rabbitmq.sh start PORT   # start node warrenbench<PORT>@localhost on 127.0.0.1:PORT
+#   benchmarks/rabbitmq.sh start PORT MGMT_PORT  # the same with the management plugin on
+#                                       # 127.0.0.1:MGMT_PORT (the rabbitmqadmin comparison)
 #   benchmarks/rabbitmq.sh pid PORT     # print the beam.smp PID (for --broker-pid)
 #   benchmarks/rabbitmq.sh stop PORT    # stop that node by name, and its epmd if we started it
 #   benchmarks/rabbitmq.sh version PORT # print the running node's RabbitMQ and Erlang versions
 #
 # Everything (mnesia, logs, cookie, pid file) lives under /tmp/warrenbench-rabbitmq-PORT.
-# Binds AMQP and Erlang distribution to 127.0.0.1 only; the management plugin is off.
+# Binds AMQP, Erlang distribution (and management) to 127.0.0.1 only; the management plugin
+# is off unless MGMT_PORT is given.
 # This script must not touch the Debian rabbitmq-server service or any other node.
 set -euo pipefail
 
 cmd="${1:-}"
 port="${2:-5673}"
+mgmt_port="${3:-}"
 [[ "$port" =~ ^[0-9]+$ ]] || { echo "PORT must be a number" >&2; exit 2; }
+[[ -z "$mgmt_port" || "$mgmt_port" =~ ^[0-9]+$ ]] || { echo "MGMT_PORT must be a number" >&2; exit 2; }
 
 base="/tmp/warrenbench-rabbitmq-${port}"
 node="warrenbench${port}@localhost"
@@ -57,6 +62,11 @@ start)
     cat > "$base/rabbitmq.conf" <<EOF
 loopback_users.guest = true
 EOF
+    if [[ -n "$mgmt_port" ]]; then
+        echo "[rabbitmq_management]." > "$RABBITMQ_ENABLED_PLUGINS_FILE"
+        printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' "$mgmt_port" \
+            >> "$base/rabbitmq.conf"
+    fi
     "$bin/rabbitmq-server" -detached
     ok=0
     for _ in $(seq 1 60); do

@@ -17,7 +17,6 @@ from typing import cast
 
 import structlog
 
-import warrenmq
 from warrenmq.broker.broker import Broker, User
 from warrenmq.broker.definitions import restore as restore_definitions
 from warrenmq.broker.permissions import Permission
@@ -30,6 +29,13 @@ from warrenmq.protocol.fields import encode_shortstr
 from warrenmq.server.listener import Server
 from warrenmq.server.settings import ServerSettings
 from warrenmq.server.tls import TlsContext, TlsOptions
+from warrenmq.startup import (
+    amqp_listener_error,
+    banner,
+    data_dir_error,
+    facts,
+    management_listener_error,
+)
 from warrenmq.storage import (
     MESSAGES_DIR,
     DataDirLock,
@@ -38,6 +44,7 @@ from warrenmq.storage import (
     MessageStore,
     RecoveredMessage,
     Recovery,
+    StorageError,
 )
 from warrenmq.storage.streams import STREAMS_DIR, StreamStore, WithStreams
 
@@ -190,7 +197,13 @@ async def start(config: BrokerConfig) -> Server:
     """Recover the data directory, build the broker and start every listener."""
     broker = build_broker(config)
     storage = config.storage
-    durability = Durability(Path(storage.data_dir), storage.fsync, storage.queue_memory_limit)
+    try:
+        durability = Durability(Path(storage.data_dir), storage.fsync,
+                                storage.queue_memory_limit)
+    except StorageError:
+        raise  # another broker holds it, or the store is unreadable: says so itself
+    except OSError as exc:
+        raise data_dir_error(storage.data_dir, exc) from exc
     try:
         durability.restore(broker)
         # the config's topology, users, permissions and policies, before any listener;
@@ -212,7 +225,10 @@ async def start(config: BrokerConfig) -> Server:
     server.on_close.append(durability.close)
     try:
         for listener in config.listeners:
-            await server.listen(listener.host, listener.port, tls_options(listener.ssl))
+            try:
+                await server.listen(listener.host, listener.port, tls_options(listener.ssl))
+            except OSError as exc:
+                raise amqp_listener_error(listener.host, listener.port, exc) from exc
         if config.management.enabled:
             await start_management(server, config)
     except BaseException:
@@ -232,8 +248,11 @@ async def start_management(server: Server, config: BrokerConfig) -> None:
         where = f"{config.management.host}:{config.management.port}"
         server.tls_contexts.append(TlsContext(tls, where))
         context = server.tls_contexts[-1].context
-    server.management_port = await management.start(config.management.host,
-                                                     config.management.port, context)
+    host, port = config.management.host, config.management.port
+    try:
+        server.management_port = await management.start(host, port, context)
+    except OSError as exc:
+        raise management_listener_error(host, port, exc) from exc
     server.before_close.append(management.close)
 
 
@@ -249,14 +268,23 @@ async def serve(config: BrokerConfig, load: Callable[[], BrokerConfig] | None = 
     if load is not None:
         current = [config]
         loop.add_signal_handler(signal.SIGHUP, _reload, server, current, load)
-    log.info("broker_started", ports=server.ports, data_dir=config.storage.data_dir,
-             management_port=server.management_port, hot_path=warrenmq.HOT_PATH,
-             hot_path_reason=warrenmq.HOT_PATH_REASON)
+    else:  # SIGHUP's default action would kill the broker
+        loop.add_signal_handler(signal.SIGHUP, _nothing_to_reload)
+    found = facts(server, config)
+    if sys.stdout.isatty():
+        sys.stdout.write(banner(found))
+        sys.stdout.flush()
+    log.info("broker_started", **found)
     try:
         await stop.wait()
     finally:
         log.info("broker_stopping")
         await server.close()
+
+
+def _nothing_to_reload() -> None:
+    log.warning("config_reload_skipped",
+                reason="the broker was started without --config: there is no file to re-read")
 
 
 def _reload(server: Server, current: list[BrokerConfig], load: Callable[[], BrokerConfig]

@@ -1,8 +1,10 @@
-"""Command line: ``warrenmq serve [--config FILE] [--host H] [--port N] [--data-dir D]``,
-``warrenmq check-config FILE``, ``warrenmq dlq inspect|replay QUEUE`` (warrenmq.tools.dlq),
-``warrenmq queues [--url U] [--watch]`` (warrenmq.tools.queues, over the HTTP API) and
-``warrenmq definitions export|import`` (warrenmq.tools.definitions) and ``warrenmq migrate``
-(warrenmq.tools.migrate).
+"""Command line: ``warrenmq serve [--config FILE] [--host H] [--port N] [--data-dir D]
+[--management-port N | --no-management]``, ``warrenmq check-config FILE``, and the tools
+in ``warrenmq.tools``: ``dlq inspect|replay`` (AMQP), ``queues`` and ``list|purge|delete|
+declare|add|set|close|publish|get|status|ping`` (the management HTTP API),
+``definitions export|import``, ``data delete-queue|delete-exchange`` and
+``hash-password`` (offline), ``migrate`` (topology and messages into RabbitMQ) and
+``stream info|replay``.
 
 The composition root: arguments → config → logging → uvloop → broker → listeners.
 A bad config file exits with status 2 and every problem as file:line:column: key path;
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -27,9 +30,12 @@ from warrenmq.config import (
     load_config,
 )
 from warrenmq.logging import configure_logging
+from warrenmq.startup import StartupError
 from warrenmq.storage import StorageError
+from warrenmq.tools.admin_args import add_subparsers as add_admin_parsers
 from warrenmq.tools.definitions import add_subparser as add_definitions_parser
 from warrenmq.tools.dlq_args import add_subparser as add_dlq_parser
+from warrenmq.tools.offline import add_subparsers as add_offline_parsers
 from warrenmq.tools.queues import add_subparser as add_queues_parser
 from warrenmq.tools.stream_args import add_subparser as add_stream_parser
 
@@ -37,15 +43,18 @@ from warrenmq.tools.stream_args import add_subparser as add_stream_parser
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="warrenmq", description="WarrenMQ AMQP 0-9-1 broker")
     parser.add_argument("--version", action="version", version=f"warrenmq {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the broker")
     serve.add_argument("--config", help="YAML config file, or RabbitMQ definitions JSON"
                        " (*.json); default: embedded defaults")
     serve.add_argument("--host", help="listen address (replaces the configured listeners)")
-    serve.add_argument("--port", type=int, help="listen port (replaces the configured listeners)")
+    serve.add_argument("--port", type=port_number, metavar="PORT",
+                       help="AMQP listen port, 1..65535 or 0 for any free one (replaces the"
+                       " configured listeners)")
     serve.add_argument("--data-dir", help="data directory")
     tls = serve.add_argument_group("TLS (an amqps listener beside the configured ones)")
-    tls.add_argument("--tls-port", type=int, help="amqps port (5671 is the usual one)")
+    tls.add_argument("--tls-port", type=port_number, metavar="PORT",
+                     help="amqps port (5671 is the usual one)")
     tls.add_argument("--tls-cert", help="server certificate (PEM; the chain after it)")
     tls.add_argument("--tls-key", help="private key of the certificate (PEM)")
     tls.add_argument("--tls-ca", help="CA certificates client certificates must chain to")
@@ -53,18 +62,36 @@ def _parser() -> argparse.ArgumentParser:
                      help="ask clients for a certificate (needs --tls-ca); enables EXTERNAL")
     tls.add_argument("--tls-fail-if-no-peer-cert", action="store_true",
                      help="refuse clients without a certificate (with --tls-verify-peer)")
-    serve.add_argument("--management-port", type=int,
-                       help="management HTTP port (enables the listener; 0 = ephemeral)")
+    management = serve.add_mutually_exclusive_group()
+    management.add_argument("--management-port", type=port_number, metavar="PORT",
+                            help="management HTTP port (enables the listener; 0 = any free"
+                            " one)")
+    management.add_argument("--no-management", action="store_true",
+                            help="no management HTTP listener (API, /metrics, dashboard)")
     check = sub.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("file")
     add_dlq_parser(sub)
     add_queues_parser(sub)
     add_definitions_parser(sub)
+    add_offline_parsers(sub)
+    add_admin_parsers(sub)
     from warrenmq.tools.migrate import add_subparser as add_migrate_parser
 
     add_migrate_parser(sub)  # warrenmq migrate: topology and messages into RabbitMQ
     add_stream_parser(sub)  # issue 14: warrenmq stream info|replay
     return parser
+
+
+def port_number(text: str) -> int:
+    """A TCP port from the command line: 1..65535, or 0 for one the system picks."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{port} is not a TCP port: give 1..65535, or 0 for any free port")
+    return port
 
 
 def _with_overrides(config: BrokerConfig, args: argparse.Namespace) -> BrokerConfig:
@@ -86,6 +113,9 @@ def _with_overrides(config: BrokerConfig, args: argparse.Namespace) -> BrokerCon
         management = dataclasses.replace(config.management, enabled=True,
                                          port=args.management_port)
         config = dataclasses.replace(config, management=management)
+    if args.no_management:
+        config = dataclasses.replace(
+            config, management=dataclasses.replace(config.management, enabled=False))
     return config
 
 
@@ -114,36 +144,34 @@ def _load(path: str | None) -> BrokerConfig:
     return load_config(path) if path else BrokerConfig()
 
 
-def _run_tool(args: argparse.Namespace) -> int | None:
-    """The client tools' subcommands (their libraries are imported only here, so that
-    ``serve`` never loads them); None for the broker's own commands."""
-    if args.command == "dlq":
-        from warrenmq.tools.dlq import run as run_dlq
+def _tool(command: str) -> Callable[[argparse.Namespace], int] | None:
+    """The client-side and offline tools: imported only when asked for, so that
+    ``serve`` never loads the AMQP client library."""
+    module = _TOOLS.get(command)
+    if module is None:
+        return None
+    run: Callable[[argparse.Namespace], int] = importlib.import_module(module).run
+    return run
 
-        return run_dlq(args)
-    if args.command == "queues":
-        from warrenmq.tools.queues import run as run_queues
 
-        return run_queues(args)
-    if args.command == "definitions":
-        from warrenmq.tools.definitions import run as run_definitions
-
-        return run_definitions(args)
-    if args.command == "migrate":
-        from warrenmq.tools.migrate import run as run_migrate
-
-        return run_migrate(args)
-    if args.command == "stream":  # issue 14
-        from warrenmq.tools.stream import run as run_stream
-
-        return run_stream(args)
-    return None
+_TOOLS = {
+    "dlq": "warrenmq.tools.dlq",
+    "queues": "warrenmq.tools.queues",
+    "definitions": "warrenmq.tools.definitions",
+    "data": "warrenmq.tools.offline",
+    "hash-password": "warrenmq.tools.offline",
+    "migrate": "warrenmq.tools.migrate",
+    "stream": "warrenmq.tools.stream",  # issue 14
+    **dict.fromkeys(("list", "purge", "delete", "declare", "add", "set", "close", "publish",
+                     "get", "status", "ping"), "warrenmq.tools.admin"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if (status := _run_tool(args)) is not None:
-        return status
+    tool = _tool(args.command)
+    if tool is not None:
+        return tool(args)
     try:
         if args.command == "check-config":
             checked = _load(args.file)
@@ -171,8 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorageError as exc:  # another broker holds the data dir, or it is unreadable
         print(f"warrenmq: {exc}", file=sys.stderr)  # noqa: T201
         return 2
-    except OSError as exc:  # a listener (AMQP or management) could not bind its address
-        print(f"warrenmq: cannot listen: {exc}", file=sys.stderr)  # noqa: T201
+    except StartupError as exc:  # data dir or a listener: names which, why and the fix
+        print(f"warrenmq: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    except OSError as exc:
+        print(f"warrenmq: cannot start: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     return 0
 

@@ -171,9 +171,39 @@ async def test_export_data_dir_adds_what_a_broker_saved(tmp_path: Path) -> None:
 
 
 async def test_export_needs_a_source(tmp_path: Path) -> None:
-    result = await run("definitions", "export")
-    assert result.returncode == 2
-    assert "--config FILE and/or --data-dir DIR" in result.stderr
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "warrenmq", "definitions", "export"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "warrenmq definitions export: no such directory: warrenmq-data. Give --config FILE"
+        " and/or --data-dir DIR (the default is warrenmq-data, in the current directory).")
+
+
+async def test_export_of_a_missing_or_empty_data_dir_fails(tmp_path: Path) -> None:
+    result = await run("definitions", "export", "--data-dir", str(tmp_path / "no-such-dir"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        f"warrenmq definitions export: no such directory: {tmp_path / 'no-such-dir'}."
+        " Give --data-dir the directory a broker ran with.")
+    (tmp_path / "empty").mkdir()
+    result = await run("definitions", "export", "--data-dir", str(tmp_path / "empty"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert "holds no definitions.json: not a WarrenMQ data directory" in result.stderr
+
+
+async def test_export_and_import_default_to_the_same_data_dir(tmp_path: Path) -> None:
+    definitions = tmp_path / "rabbit.json"
+    definitions.write_text(json.dumps(RABBIT_EXPORT))
+    config = write_config(tmp_path, "")
+    result = await run("definitions", "import", str(definitions), "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "imported: 2 users, 2 vhosts, 1 permissions, 1 policies, 1 exchanges, 2 queues," \
+        " 1 bindings" in result.stderr
+    result = await run("definitions", "export", "--config", str(config))  # no --data-dir
+    assert result.returncode == 0, result.stderr
+    assert "jobs" in by_name(json.loads(result.stdout)["queues"])
 
 
 # ------------------------------------------------------------------------------ import

@@ -197,8 +197,11 @@ async def test_replay_to_original_reaches_fixed_consumer(broker: BrokerHandle) -
             assert properties.headers["n"] == i
             assert properties.headers["x-first-death-queue"] == "work"  # history kept
             assert "x-delivery-count" not in properties.headers
-            assert message.delivery.exchange == "orders"
-            assert message.delivery.routing_key == "order.created"
+            assert properties.headers["x-replay-count"] == 1
+            assert properties.headers["x-replayed-from"] == "work.dlq"
+            # back to the queue it died in, through the default exchange
+            assert message.delivery.exchange == ""
+            assert message.delivery.routing_key == "work"
 
 
 async def test_replay_to_another_exchange_and_key(broker: BrokerHandle) -> None:
@@ -237,9 +240,8 @@ async def test_message_without_x_death_is_skipped_and_stays(broker: BrokerHandle
 
 
 @pytest.mark.parametrize(("args", "problem"), [
-    (("--exchange", "no-such-exchange"), "NOT_FOUND"),
     (("--exchange", "orders", "--routing-key", "nowhere"), "returned 312 NO_ROUTE"),
-    ((), "returned 312 NO_ROUTE"),  # to the origin, after its binding was removed
+    (("--via-exchange",), "returned 312 NO_ROUTE"),  # to the origin, after its unbinding
 ])
 async def test_failed_replays_stay_in_dlq(broker: BrokerHandle, args: tuple[str, ...],
                                           problem: str) -> None:
@@ -329,7 +331,8 @@ async def test_progress_bar_on_a_terminal_plain_otherwise(broker: BrokerHandle) 
         assert status == 0
         assert out.getvalue() == "replayed=2 skipped=0 failed=0\n"
         assert err.getvalue().endswith(
-            "\rwork.dlq [" + "#" * 30 + "] 2/2 replayed=2 skipped=0 failed=0\n")
+            "\rwork.dlq [" + "#" * 30 + "] 2/2 replayed=2 skipped=0 failed=0\n"
+            "TARGET      MESSAGES\nqueue work  2\n")
         out, plain = io.StringIO(), io.StringIO()
         status = await asyncio.wait_for(asyncio.to_thread(dlq.run, args, out, plain), 30)
         assert (status, out.getvalue()) == (0, "replayed=2 skipped=0 failed=0\n")
@@ -347,6 +350,11 @@ async def test_usage_and_connection_errors_exit_2(broker: BrokerHandle) -> None:
     assert (status, err.strip()) == (2, "warrenmq dlq replay: --routing-key needs --exchange")
     status, _out, err = await cli(broker, "replay", "q", "--rate", "0")
     assert status == 2 and "--rate: must be greater than 0" in err
+    status, _out, err = await cli(broker, "replay", "q", "--limit", "many")
+    assert status == 2 and "argument --limit: not a whole number: 'many'" in err
+    assert "_positive" not in err and "invalid" not in err
+    status, _out, err = await cli(broker, "replay", "q", "--older-than", "5")
+    assert status == 2 and "argument --older-than:" in err and '"30m"' in err
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -361,3 +369,102 @@ async def test_usage_and_connection_errors_exit_2(broker: BrokerHandle) -> None:
     assert message.startswith(
         f"warrenmq dlq inspect: cannot connect to amqp://guest:***@127.0.0.1:{port}/: ")
     assert "secret" not in message and message.count("\n") == 1
+
+
+async def test_missing_exchange_is_checked_once(broker: BrokerHandle) -> None:
+    async with rmq(broker) as conn:
+        channel = await conn.channel()
+        await dead_orders(channel, 3)
+        status, out, err = await cli(broker, "replay", "work.dlq", "--exchange", "nope")
+        assert status == 2 and out == ""
+        assert err.strip() == ("warrenmq dlq replay: exchange 'nope' not found: nothing was"
+                               " replayed")
+        assert await count(channel, "work.dlq") == 3
+
+
+async def fanout_deaths(channel: aiormq.abc.AbstractChannel, n: int) -> None:
+    """events (fanout) -> billing (DLX dlx) and audit; dlx -> billing.dlq. ``n`` messages
+    die in billing, audit keeps its ``n`` copies."""
+    await channel.exchange_declare("events", exchange_type="fanout")
+    await channel.exchange_declare("dlx", exchange_type="fanout")
+    await channel.queue_declare("billing", arguments=WORK_ARGS)
+    await channel.queue_declare("audit")
+    await channel.queue_declare("billing.dlq")
+    await channel.queue_bind("billing", "events")
+    await channel.queue_bind("audit", "events")
+    await channel.queue_bind("billing.dlq", "dlx")
+    for i in range(n):
+        await channel.basic_publish(f"e{i}".encode(), exchange="events",
+                                    properties=spec.Basic.Properties(message_id=f"m{i}"))
+    await wait_count(channel, "billing", n)
+    for _ in range(n):
+        got = await channel.basic_get("billing", no_ack=False)
+        assert isinstance(got.delivery, spec.Basic.GetOk)
+        await channel.basic_nack(got.delivery.delivery_tag, requeue=False)
+    await wait_count(channel, "billing.dlq", n)
+
+
+async def test_fanout_replay_duplicates_nothing(broker: BrokerHandle) -> None:
+    async with rmq(broker) as conn:
+        channel = await conn.channel()
+        await fanout_deaths(channel, 5)
+        status, out, err = await cli(broker, "replay", "billing.dlq", "--dry-run")
+        assert status == 0, err
+        assert out.splitlines() == [
+            "TARGET         MESSAGES", "queue billing  5",
+            "dry run: would replay 5, would leave 0; nothing was published or removed"]
+        assert await count(channel, "billing.dlq") == 5
+        status, out, err = await cli(broker, "replay", "billing.dlq", "--via-exchange",
+                                     "--dry-run")
+        assert status == 0 and "exchange events (key '')  5" in out
+        status, out, err = await cli(broker, "replay", "billing.dlq")
+        assert (status, out.strip()) == (0, "replayed=5 skipped=0 failed=0"), err
+        assert "warning" not in err
+        assert (await count(channel, "billing"), await count(channel, "audit"),
+                await count(channel, "billing.dlq")) == (5, 5, 0)  # audit: 5, not 10
+
+
+async def test_via_exchange_warns_about_the_fanout(broker: BrokerHandle) -> None:
+    async with rmq(broker) as conn:
+        channel = await conn.channel()
+        await fanout_deaths(channel, 2)
+        status, out, err = await cli(broker, "replay", "billing.dlq", "--via-exchange")
+        assert (status, out.strip()) == (0, "replayed=2 skipped=0 failed=0"), err
+        assert err.startswith("warning: --via-exchange re-routes through the exchange")
+        assert "fanout" in err
+        assert await count(channel, "audit") == 4  # what the warning said
+
+
+async def test_replay_filters(broker: BrokerHandle) -> None:
+    async with rmq(broker) as conn:
+        channel = await conn.channel()
+        await fanout_deaths(channel, 4)
+        status, out, _err = await cli(broker, "replay", "billing.dlq", "--message-id", "m1")
+        assert (status, out.strip()) == (0, "replayed=1 skipped=3 failed=0")
+        for args in (("--from-queue", "audit"), ("--reason", "expired"),
+                     ("--older-than", "1h")):
+            status, out, _err = await cli(broker, "replay", "billing.dlq", *args)
+            assert (status, out.strip()) == (0, "replayed=0 skipped=3 failed=0"), args
+        status, out, _err = await cli(broker, "replay", "billing.dlq", "--from-queue",
+                                      "billing", "--reason", "rejected", "--older-than", "0s")
+        assert (status, out.strip()) == (0, "replayed=3 skipped=0 failed=0")
+        got = await drain(channel, "billing")
+        assert sorted(m.header.properties.message_id for m in got) == ["m0", "m1", "m2", "m3"]
+
+
+async def test_connection_errors_show_the_brokers_reason(broker: BrokerHandle) -> None:
+    base = f"amqp://guest:guest@127.0.0.1:{broker.port}"
+    cases = [
+        (f"{base}/novhost", "the broker refused: 530 NOT_ALLOWED - vhost novhost not found"),
+        (f"amqp://guest:wrong@127.0.0.1:{broker.port}/", "access refused: ACCESS_REFUSED"),
+        (f"http://guest:guest@127.0.0.1:{broker.port}/", "is not an AMQP URL"),
+    ]
+    for url, expected in cases:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "warrenmq", "dlq", "inspect", "q", "--url", url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 2 and out == b""
+        text = err.decode()
+        assert expected in text and text.count("\n") == 1, text
+        assert "object at 0x" not in text and "Traceback" not in text

@@ -156,15 +156,21 @@ def test_parse_size_rejects(text):
         parse_size(text)
 
 
-@pytest.mark.parametrize(("text", "value"), [("0s", 0), ("60s", 60), ("1m", 60), ("2h", 7200)])
+@pytest.mark.parametrize(("text", "value"), [("0s", 0), ("60s", 60), ("1m", 60), ("2h", 7200),
+                                             ("1d", 86400), ("2000ms", 2)])
 def test_parse_duration(text, value):
     assert parse_duration(text) == value
 
 
-@pytest.mark.parametrize("text", ["60", "1d", "1.5s", "s", "1ms", "1 M"])
+@pytest.mark.parametrize("text", ["60", "1.5s", "s", "1 M", "1w"])
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError, match="unit"):
         parse_duration(text)
+
+
+def test_parse_duration_whole_seconds_only():
+    with pytest.raises(ValueError, match="whole number of seconds"):
+        parse_duration("1500ms")
 
 
 # ------------------------------------------------------------------------ type problems

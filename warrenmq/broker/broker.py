@@ -151,6 +151,23 @@ class Broker:
         log.info("vhost_added", vhost=name)
         return vhost
 
+    def delete_vhost(self, name: str) -> VirtualHost | None:
+        """Remove a vhost with its queues (their messages dropped from the store),
+        exchanges, policies and permissions; returns it (None if there was none). Its
+        connections are the caller's to close: this layer knows none."""
+        vhost = self.vhosts.pop(name, None)
+        if vhost is None:
+            return None
+        for key in [key for key in self._permissions if key[1] == name]:
+            self.clear_permission(*key)
+        for key in [key for key in self._grants if key[1] == name]:
+            self._grants.pop(key).update(None)
+        for queue in list(vhost.queues.values()):
+            vhost.remove_queue(queue, reason="vhost_deleted")
+        self.permission_generation += 1
+        log.info("vhost_deleted", vhost=name)
+        return vhost
+
     def set_user(self, user: User) -> None:
         """Add a user or replace one (its open connections keep running)."""
         self.users[user.name] = user

@@ -108,6 +108,12 @@ def _limits(table: dict[str, dict[str, int]], name: str) -> dict[str, Any]:
     return {"limits": dict(table[name])} if table.get(name) else {}
 
 
+def user_document(user: User) -> dict[str, Any]:
+    """A user as RabbitMQ's definitions and management API show it (a plain password
+    as a salted hash, stable between calls)."""
+    return _user(user)
+
+
 def _access(broker: Broker) -> dict[str, list[dict[str, Any]]]:
     """Vhosts, users, permissions and policies as document sections."""
     return {

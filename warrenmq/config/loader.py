@@ -85,6 +85,19 @@ class _Partial:
     items: tuple[Any, ...]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Stub:
+    """A named entry (exchange, queue, policy...) some of whose other keys had problems:
+    its name and vhost loaded, so whole-config rules can still judge references to it
+    (a binding to it is not "undeclared") in the same round."""
+
+    obj: Any
+
+
+#: Fields that identify a named entry; a stub needs both to have loaded.
+_IDENTITY = frozenset(("name", "vhost"))
+
+
 def _is(node: Node, tag: str) -> bool:
     return isinstance(node, ScalarNode) and node.tag == _TAG + tag
 
@@ -205,7 +218,9 @@ class _Walker:
             for index, item in enumerate(node.value)
         ]
         if len(self.problems) > before and dataclasses.is_dataclass(item_type):
-            return _Partial(tuple(None if item is _BAD else item for item in items))
+            return _Partial(tuple(None if item is _BAD else
+                                  item.obj if isinstance(item, _Stub) else item
+                                  for item in items))
         if any(item is _BAD for item in items):
             return _BAD
         return self.checked(tuple(items), tp, constraint, node, path)
@@ -302,7 +317,10 @@ class _Walker:
             return _BAD
         obj = cls(**values)  # failed optional fields fall back to their defaults
         self.apply_rules(obj, failed, partial, node, path)
-        return _BAD if failed or partial else obj
+        if not failed and not partial:
+            return obj
+        named = "name" in {f.name for f in config_fields(cls)}
+        return _Stub(obj) if named and not _IDENTITY & (failed | partial) else _BAD
 
     def field_value(self, cls: type, f: dataclasses.Field[Any], node: Node, path: Path) -> Any:
         before = len(self.problems)

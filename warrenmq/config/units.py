@@ -23,7 +23,6 @@ SIZE_UNITS: Final = {
     "GiB": 2**30,
     "TiB": 2**40,
 }
-DURATION_UNITS: Final = {"s": 1, "m": 60, "h": 3600}
 DURATION_MS_UNITS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -44,8 +43,14 @@ def parse_size(text: str) -> int:
 
 
 def parse_duration(text: str) -> int:
-    """``"60s"`` -> 60, ``"1m"`` -> 60, ``"1h"`` -> 3600 (whole seconds)."""
-    return _parse_units(text, DURATION_UNITS, "60s")
+    """``"60s"`` -> 60, ``"1m"`` -> 60, ``"1h"`` -> 3600, ``"2000ms"`` -> 2 (whole seconds).
+
+    The same units as every other duration (ms, s, m, h, d: what TTLs accept), for
+    settings counted in whole seconds (heartbeat) and the tools' ``--older-than``."""
+    ms = _parse_units(text, DURATION_MS_UNITS, "60s")
+    if ms % 1000:
+        raise ValueError(f'"{text.strip()}" is not a whole number of seconds')
+    return ms // 1000
 
 
 def parse_duration_ms(text: str) -> int:

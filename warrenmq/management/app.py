@@ -9,7 +9,8 @@ credentials 401 with ``WWW-Authenticate``; an unexpected exception is logged and
 answered 500 without a traceback. Handlers never await between reading and changing
 broker state, so they keep the loop's "no await between read and mutate" rule.
 
-Owns the aiohttp runner, its site and the statistics sampler (``Stats``) with its timer.
+Owns the aiohttp runner, its site, the statistics sampler (``Stats``) and the charts'
+history (``History``, 10 minutes at 5 s), both fed by its timer.
 Must not import ``warrenmq.server`` (``edge.py`` says what it reads), and must not add
 work on the AMQP hot path: everything here runs on request or on the sampler's timer.
 """
@@ -30,6 +31,7 @@ from aiohttp import web
 from warrenmq.errors import AccessRefused, AMQPError, NotFound
 from warrenmq.management.auth import HttpError, Principal, authenticate
 from warrenmq.management.edge import ServerView
+from warrenmq.management.history import History
 from warrenmq.management.metrics import CONTENT_TYPE_LATEST, BrokerCollector, registry_for, render
 from warrenmq.management.stats import COLLECT_INTERVAL, Stats
 
@@ -100,6 +102,8 @@ class ManagementServer:
         self.server = server
         self.broker = server.broker
         self.stats = Stats(server.broker)
+        self.history = History(server.broker, lambda: server.sync_ops)
+        self.data_dir = data_dir
         self.registry = registry_for(BrokerCollector(server, self.stats, data_dir))
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -142,6 +146,7 @@ class ManagementServer:
     def _collect(self) -> None:
         try:
             self.stats.refresh()
+            self.history.record()
         except Exception:
             log.exception("management_stats_failed")
         self._timer = asyncio.get_running_loop().call_later(COLLECT_INTERVAL, self._collect)

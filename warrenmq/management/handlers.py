@@ -12,7 +12,7 @@ in between. Owns nothing; must not hold broker objects across requests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -20,19 +20,32 @@ from aiohttp import web
 from warrenmq.broker import definitions
 from warrenmq.broker.vhost import VirtualHost
 from warrenmq.management import api
+from warrenmq.management.admin import add_admin_routes, persist, vhost_json
 from warrenmq.management.app import read_json
 from warrenmq.management.auth import Principal, bad_request, not_authorised, not_found
 from warrenmq.management.edge import ConnectionView
+from warrenmq.management.health import add_health_routes
+from warrenmq.management.listing import arrange, arrange_lazy
 from warrenmq.management.messages import get_messages, parse_request
-from warrenmq.management.replay import Replay, dead_letter_queues
+from warrenmq.management.replay import Replay, ReplayOptions, dead_letter_queues
 from warrenmq.management.stats import broker_totals
 from warrenmq.management.topic_permissions import add_topic_permission_routes
+from warrenmq.management.topology import add_topology_routes
 from warrenmq.queues.queue import Queue
 
 if TYPE_CHECKING:
     from warrenmq.management.app import ManagementServer
 
 CONNECTION_FORCED = 320
+#: queue list fields read straight off the queue, so a page sorted by them renders
+#: only its own items
+QUEUE_KEYS: dict[str, Callable[[Queue], Any]] = {
+    "name": lambda q: q.name, "vhost": lambda q: q.vhost,
+    "messages_ready": lambda q: q.message_count,
+    "messages_unacknowledged": lambda q: q.unacked,
+    "messages": lambda q: q.message_count + q.unacked,
+    "consumers": lambda q: q.consumer_count,
+}
 
 
 def add_api_routes(app: web.Application, mgmt: ManagementServer) -> None:
@@ -60,60 +73,25 @@ def add_api_routes(app: web.Application, mgmt: ManagementServer) -> None:
     r.add_get("/api/connections/{name}", h.connection)
     r.add_delete("/api/connections/{name}", h.close_connection)
     r.add_get("/api/channels", h.channels)
+    r.add_get("/api/channels/{channel}", h.channel)
+    r.add_get("/api/vhosts/{vhost}/channels", h.channels)
+    r.add_get("/api/vhosts/{vhost}/connections", h.vhost_connections)
+    r.add_get("/api/connections/{name}/channels", h.channels)
     r.add_get("/api/consumers", h.consumers)
     r.add_get("/api/consumers/{vhost}", h.consumers)
     r.add_get("/api/definitions", h.export_definitions)
     r.add_post("/api/definitions", h.import_definitions)
     r.add_get("/api/warrenmq/dead-letter-queues", h.dead_letter_queues)
     add_topic_permission_routes(app, mgmt)
+    add_admin_routes(app, mgmt)
+    add_health_routes(app, mgmt, mgmt.data_dir)
+    add_topology_routes(app, mgmt)
 
 
 # --------------------------------------------------------------------------- listing
-def _dig(item: dict[str, Any], path: str) -> Any:
-    value: Any = item
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    if isinstance(value, bool | int | float):
-        return (0, value)
-    if isinstance(value, str):
-        return (1, value)
-    return (2, "")
-
-
-def _pick(item: dict[str, Any], columns: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for column in columns:
-        value = _dig(item, column)
-        if value is None and column.split(".")[0] not in item:
-            continue
-        target = out
-        parts = column.split(".")
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-        target[parts[-1]] = value
-    return out
-
-
 def listing(request: web.Request, items: Iterable[dict[str, Any]]) -> web.Response:
-    """A JSON list with RabbitMQ's ``sort``, ``sort_reverse`` and ``columns``; sorted by
-    vhost and name when not told otherwise, as RabbitMQ does."""
-    out = list(items)
-    sort = request.query.get("sort")
-    if sort:
-        out.sort(key=lambda item: _sort_key(_dig(item, sort)),
-                 reverse=request.query.get("sort_reverse") == "true")
-    else:  # RabbitMQ's default order: by vhost, then name
-        out.sort(key=lambda item: (str(item.get("vhost", "")), str(item.get("name", ""))))
-    columns = request.query.get("columns")
-    if columns:
-        out = [_pick(item, [c for c in columns.split(",") if c]) for item in out]
-    return web.json_response(out)
+    """A list answer with RabbitMQ's sort, columns and (opt-in) pagination."""
+    return web.json_response(arrange(request.query, items))
 
 
 def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
@@ -173,16 +151,17 @@ class Handlers:
             access, kind, name)  # type: ignore[arg-type]
 
     def _changed(self) -> None:
-        self.server.definitions_changed()
-        self.server.kick_commit()
+        persist(self.server)
 
     # ----------------------------------------------------------------- overview
     async def overview(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
         self.mgmt.stats.refresh()
-        return web.json_response(api.overview_json(
-            self.server, self.mgmt.stats, self.mgmt.port, broker_totals(self.broker),
-            p.visible_vhosts()))
+        out = api.overview_json(self.server, self.mgmt.stats, self.mgmt.port,
+                                broker_totals(self.broker), p.visible_vhosts())
+        if p.monitor:  # the history is broker-wide: only for those who see every vhost
+            self.mgmt.history.decorate_overview(out, request.query)
+        return web.json_response(out)
 
     async def whoami(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
@@ -190,29 +169,29 @@ class Handlers:
 
     async def vhosts(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
-        out = []
-        for vhost in p.visible_vhosts():
-            ready = sum(q.message_count for q in vhost.queues.values())
-            unacked = sum(q.unacked for q in vhost.queues.values())
-            out.append({"name": vhost.name, "messages": ready + unacked,
-                        "messages_ready": ready, "messages_unacknowledged": unacked,
-                        "tracing": False})
-        return listing(request, out)
+        return listing(request, (vhost_json(v.name, self.server) for v in p.visible_vhosts()))
 
     # ----------------------------------------------------------------- queues
     async def queues(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
         self.mgmt.stats.refresh()
         stats = self.mgmt.stats
-        return listing(request, (api.queue_json(q, stats, self.node)
-                                 for v in self._vhosts(request, p)
-                                 for q in list(v.queues.values())))
+        queues = [q for v in self._vhosts(request, p) for q in list(v.queues.values())]
+        return web.json_response(arrange_lazy(
+            request.query, queues, lambda q: api.queue_json(q, stats, self.node),
+            name=lambda q: q.name, vhost=lambda q: q.vhost, keys=QUEUE_KEYS))
 
     async def queue(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
         _, queue = self._queue(request, p)
         self.mgmt.stats.refresh()
-        return web.json_response(api.queue_json(queue, self.mgmt.stats, self.node))
+        out = api.queue_json(queue, self.mgmt.stats, self.node)
+        out["consumer_details"] = [
+            item for c in list(self.server.connections) if c.vhost is not None
+            for ch in list(c.channels.values()) for item in api.consumers_json(c, ch)
+            if item["queue"] == {"name": queue.name, "vhost": queue.vhost}]
+        self.mgmt.history.decorate_queue(out, queue, request.query)
+        return web.json_response(out)
 
     async def declare_queue(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
@@ -260,15 +239,18 @@ class Handlers:
         return web.json_response(out)
 
     async def replay(self, request: web.Request) -> web.Response:
-        """WarrenMQ's own: ``warrenmq dlq replay QUEUE`` for the dashboard's button."""
+        """WarrenMQ's own: ``warrenmq dlq replay QUEUE`` for the dashboard (see replay.py:
+        body {"dry_run", "target": "queue"|"exchange", "from_queue", "reason",
+        "message_id", "older_than" (seconds), "count"})."""
         p = self.mgmt.principal(request)
         body = _object(await read_json(request))
-        limit = body.get("count")
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise bad_request("count must be a non-negative integer")
+        try:
+            options = ReplayOptions.parse(body)
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
         vhost, queue = self._queue(request, p, write=True)
         self._check(p, vhost, "read", "queue", queue.name)
-        result = await Replay(vhost, queue, limit, writable=lambda x: self._writable(
+        result = await Replay(vhost, queue, options=options, writable=lambda x: self._writable(
             p, vhost, x)).run()
         self.server.kick_commit()
         return web.json_response(result.json())
@@ -368,10 +350,30 @@ class Handlers:
         return web.Response(status=204)
 
     async def channels(self, request: web.Request) -> web.Response:
+        """All channels, or those of ``{vhost}`` or of connection ``{name}``."""
         p = self.mgmt.principal(request)
-        return listing(request, (api.channel_json(c, ch, self.node)
-                                 for c in self._connections(p)
+        if "name" in request.match_info:
+            conns = [self._find(request, p)]
+        else:
+            vhost = request.match_info.get("vhost")
+            conns = [c for c in self._connections(p) if vhost is None
+                     or (c.vhost is not None and c.vhost.name == p.vhost(vhost).name)]
+        return listing(request, (api.channel_json(c, ch, self.node) for c in conns
                                  for ch in list(c.channels.values())))
+
+    async def channel(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        for conn in self._connections(p):
+            for ch in list(conn.channels.values()):
+                if api.channel_name(conn, ch) == request.match_info["channel"]:
+                    return web.json_response(api.channel_json(conn, ch, self.node))
+        raise not_found()
+
+    async def vhost_connections(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        name = p.vhost(request.match_info["vhost"]).name
+        return listing(request, (api.connection_json(c, self.node) for c in self._connections(p)
+                                 if c.vhost is not None and c.vhost.name == name))
 
     async def consumers(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)

@@ -75,7 +75,7 @@ def message_json(qm: QueuedMessage, remaining: int, encoding: str,
         "exchange": message.exchange,
         "routing_key": message.routing_key,
         "message_count": remaining,
-        "properties": jsonable(properties),
+        "properties": jsonable(properties) if properties else [],  # RabbitMQ's empty list
         "payload": text if text is not None else base64.b64encode(payload).decode(),
         "payload_encoding": "string" if text is not None else "base64",
     }

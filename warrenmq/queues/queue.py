@@ -179,6 +179,11 @@ class Queue:
     def ready_count(self) -> int:
         return self._ready.size()
 
+    def ready_messages(self) -> list[QueuedMessage]:
+        """A snapshot of the ready messages, in no particular order (cold path: a dry-run
+        replay looks at them without taking them)."""
+        return list(self._ready)
+
     @property
     def ready_bytes(self) -> int:
         return self._ready.bytes

@@ -46,16 +46,20 @@ class Committer:
         # it: a connection busy with a big read lets the loop finish the commit first
         self.landed = False
         self._running = False
+        self._closed = False
+        self._inflight: asyncio.Future[int] | None = None
         self._retry: asyncio.TimerHandle | None = None
 
     def kick(self) -> None:
         """Start a commit if records are waiting and none is running."""
-        if self._running or self._retry is not None or not self.store.pending_bytes:
+        if self._running or self._retry is not None or self._closed \
+                or not self.store.pending_bytes:
             return
         self._running = True
         batch = self.store.prepare_commit()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, self._write, batch)
+        self._inflight = future
         future.add_done_callback(lambda f: self._done(f, batch))
 
     def _write(self, batch: PreparedCommit) -> int:
@@ -98,7 +102,15 @@ class Committer:
     def is_failed(self, ticket: int) -> bool:
         return any(after < ticket <= upto for after, upto in self.failed)
 
-    def close(self) -> None:
+    async def close(self, grace: float = 30.0) -> None:
+        """Start no more commits and wait for the running one to land and be accounted
+        for, so that the store can be closed after this (shutdown: the store's own close
+        commits what is left)."""
+        self._closed = True
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
+        inflight = self._inflight
+        if self._running and inflight is not None:
+            # its done callback (_done) was added first, so it has run when this returns
+            await asyncio.wait({inflight}, timeout=grace)

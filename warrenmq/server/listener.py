@@ -257,8 +257,6 @@ class Server:
             self._alarm_timer.cancel()
         if self._tick_timer is not None:
             self._tick_timer.cancel()
-        if self.committer is not None:
-            self.committer.close()
         for srv in self._servers:
             srv.close()
         for conn in list(self.connections):
@@ -272,6 +270,8 @@ class Server:
         for srv in self._servers:
             await srv.wait_closed()
         self._servers.clear()
+        if self.committer is not None:  # before on_close closes the store under it
+            await self.committer.close()
         while self.on_close:
             try:
                 self.on_close.pop()()

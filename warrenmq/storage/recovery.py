@@ -28,6 +28,7 @@ from __future__ import annotations
 import gc
 import itertools
 import struct
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,6 +53,7 @@ from warrenmq.storage.records import (
 from warrenmq.storage.segment import list_segments, scan, segment_name
 
 log = structlog.get_logger("warrenmq.storage")
+PROGRESS_INTERVAL = 2.0  # seconds between storage_recovery_progress events
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -113,6 +115,29 @@ P_ID, P_SEG, P_TAIL, P_END, P_LIVE, P_FANOUT, P_MSG = range(7)
 # P_MSG: the RecoveredMessage, decoded at the end of its segment if still live.
 
 
+class _Progress:
+    """``storage_recovery_progress`` events while a store of several segments is replayed:
+    after the first segment, then at most one every ``PROGRESS_INTERVAL`` seconds, then
+    after the last (per segment, never per record)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def segment_done(self, records: int) -> None:
+        self.done += 1
+        if self.total < 2:
+            return
+        now = time.monotonic()
+        if self.done == 1 or self.done == self.total or now - self.last >= PROGRESS_INTERVAL:
+            self.last = now
+            log.info("storage_recovery_progress", segments_done=self.done,
+                     segments=self.total, records=records,
+                     seconds=round(now - self.started, 1))
+
+
 class _Replay:
     def __init__(self, directory: Path, keep_in_memory: int) -> None:
         self.directory = directory
@@ -129,9 +154,12 @@ class _Replay:
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            for seq in list_segments(self.directory):
+            segments = list_segments(self.directory)
+            progress = _Progress(len(segments))
+            for seq in segments:
                 self.result.segments.append(seq)
                 self._segment(seq)
+                progress.segment_done(self.result.records)
             return self.result, self._finish()
         finally:
             if was_enabled:

@@ -3,7 +3,11 @@
 ``export`` writes the topology, users, vhosts, permissions and policies of a config
 file (``--config``) and/or a data directory (``--data-dir``: the durable definitions a
 broker saved there, plus the config's) as RabbitMQ's definitions JSON (what
-``rabbitmqctl import_definitions`` takes) or as our YAML. ``import`` loads RabbitMQ's
+``rabbitmqctl import_definitions`` takes) or as our YAML. Both commands default to the
+same data directory: the config's ``storage.data_dir`` (``./warrenmq-data`` without
+``--config``). A data directory given or defaulted to that is missing or holds no
+saved definitions is an error (exit 2), never an export of the defaults; with
+``--config`` and no such directory, the config alone is exported. ``import`` loads RabbitMQ's
 JSON into a data directory's durable definitions, for the next start; it refuses while
 a broker holds the directory (use the management API's POST /api/definitions then).
 What one side cannot express is printed on stderr as ``note: ...``, never dropped
@@ -26,6 +30,7 @@ from warrenmq.config.rabbit import declarations, for_rabbitmq, merge, notes_text
 from warrenmq.config.rabbit_import import config_from_document
 from warrenmq.logging import configure_logging
 from warrenmq.storage import DataDirLock, DefinitionsStore, StorageError
+from warrenmq.storage.definitions import DEFINITIONS_NAME
 
 
 def add_subparser(sub: Any) -> None:
@@ -34,7 +39,9 @@ def add_subparser(sub: Any) -> None:
     export = actions.add_parser(
         "export", help="write the definitions of a config file and/or a data directory")
     export.add_argument("--config", help="config file (YAML, or definitions JSON)")
-    export.add_argument("--data-dir", help="data directory whose saved definitions to add")
+    export.add_argument("--data-dir", help="data directory whose saved definitions to add"
+                        " (default: the config's storage.data_dir, ./warrenmq-data without"
+                        " --config)")
     export.add_argument("--format", choices=("rabbitmq", "yaml"), default="rabbitmq",
                         help="rabbitmq (definitions JSON, the default) or yaml (our config)")
     export.add_argument("-o", "--output", help="file to write (default: stdout)")
@@ -56,20 +63,52 @@ def _offline(config: BrokerConfig, document: dict[str, Any]) -> Broker:
     return broker
 
 
+class NoDataDir(Exception):
+    """A data directory that is missing or holds no saved definitions: exit 2."""
+
+
+def data_dir_problem(path: Path) -> str | None:
+    """Why ``path`` is not a broker's data directory, or None when it is one."""
+    if not path.exists():
+        return f"no such directory: {path}"
+    if not path.is_dir():
+        return f"{path} is not a directory"
+    if not (path / DEFINITIONS_NAME).is_file():
+        return (f"{path} holds no {DEFINITIONS_NAME}: not a WarrenMQ data directory (a broker"
+                " writes it there when it first starts)")
+    return None
+
+
+def _export_data_dir(args: argparse.Namespace, config: BrokerConfig) -> Path | None:
+    """The data directory to export, with the same default as ``import``; None when only
+    the config file is exported (--config given, its data directory not there)."""
+    if args.data_dir is not None:
+        problem = data_dir_problem(Path(args.data_dir))
+        if problem is not None:
+            raise NoDataDir(f"{problem}. Give --data-dir the directory a broker ran with.")
+        return Path(args.data_dir)
+    default = Path(config.storage.data_dir)
+    problem = data_dir_problem(default)
+    if problem is None:
+        return default
+    if args.config is None:
+        raise NoDataDir(f"{problem}. Give --config FILE and/or --data-dir DIR (the default"
+                        f" is {default}, in the current directory).")
+    return None
+
+
 def _export(args: argparse.Namespace) -> int:
-    if args.config is None and args.data_dir is None:
-        _err("warrenmq definitions export: give --config FILE and/or --data-dir DIR")
-        return 2
     config = load_config(args.config) if args.config else BrokerConfig()
     notes: list[str] = list(config.source.notes) if config.source is not None else []
     document = declarations(config)
-    if args.data_dir is not None:
-        saved = DefinitionsStore(Path(args.data_dir)).load()
+    data_dir = _export_data_dir(args, config)
+    if data_dir is not None:
+        saved = DefinitionsStore(data_dir).load()
         document = merge(document, export_document(_offline(config, saved)))
     if args.format == "yaml":
-        if args.data_dir is not None:
+        if data_dir is not None:
             config = config_from_document(json.loads(json.dumps(document, default=str)),
-                                          str(Path(args.data_dir) / "definitions.json"))
+                                          str(data_dir / DEFINITIONS_NAME))
         text, more = yaml_text(config)
     else:
         rabbit, more = for_rabbitmq(document)
@@ -101,6 +140,10 @@ def _import(args: argparse.Namespace) -> int:
     notes += _transient(document)
     if notes:
         _err(notes_text(notes))
+    _err("imported: " + ", ".join(
+        f"{len(document.get(section) or [])} {section}"
+        for section in ("users", "vhosts", "permissions", "policies", "exchanges", "queues",
+                        "bindings")))
     print(f"{args.file}: imported into {data_dir}")  # noqa: T201
     return 0
 
@@ -124,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         _err(f"{getattr(args, 'file', '')}:{exc.lineno}:{exc.colno}: JSON syntax error:"
              f" {exc.msg}")
+    except NoDataDir as exc:
+        _err(f"warrenmq definitions export: {exc}")
     except StorageError as exc:
         _err(f"warrenmq definitions: {exc}")
     except OSError as exc:

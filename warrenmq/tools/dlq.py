@@ -8,18 +8,8 @@ during the run, and closing the channel at the end gives it back to the queue.
 - ``inspect`` fetches up to ``--limit`` messages, prints them (a table, or one JSON object
   per line with ``--json``) and closes the channel without acking anything: every message
   stays in the queue (the broker marks them redelivered, as any requeue does).
-- ``replay`` republishes each message (body and properties unchanged, except that
-  ``x-delivery-count``, ``CC`` and ``BCC`` headers are dropped) on a second channel with
-  publisher confirms and ``mandatory=True``, and acks it from the DLQ only after the
-  broker confirmed it: a crash at any point loses nothing (at worst a duplicate). The
-  target is the message's origin (``x-first-death-exchange`` and the first routing key of
-  the first death's ``x-death`` entry; one publish per message, so a replay does not fan
-  out again to every CC destination) or ``--exchange``/``--routing-key``. A message without
-  ``x-death`` is skipped with ``--to-original``; a returned, nacked or refused publish is
-  failed. Skipped and failed messages stay unacked until the end (the channel close
-  requeues them), so none is fetched twice in one run. At most the number of messages the
-  queue held at the start is processed (and at most ``--limit``), so a replay into a
-  still-broken consumer cannot loop forever.
+- ``replay`` (``dlq_replay.py``) republishes messages with publisher confirms and acks
+  each from the DLQ only after the broker confirmed its copy.
 
 Exit status: 0 when nothing failed, 1 when some message failed, 2 for usage and
 connection errors.
@@ -30,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import copy
 import json
 import logging
 import sys
@@ -44,16 +33,16 @@ from aiormq.exceptions import (
     AMQPError,
     ChannelClosed,
     ChannelNotFoundEntity,
-    DeliveryError,
-    PublishError,
+    ConnectionClosed,
+    InvalidFrameError,
+    ProbableAuthenticationError,
 )
 from pamqp import commands as spec
 
+from warrenmq.tools.amqp_probe import close_reason
 from warrenmq.tools.deaths import deaths, json_safe, origin, preview
-from warrenmq.tools.progress import Counts, Pacer, Progress
 
 TIMEOUT = 10.0  # bound on every single wait for the broker
-_DROPPED_HEADERS = ("x-delivery-count", "CC", "BCC")
 _COLUMNS = ("MESSAGE-ID", "REASON", "EXCHANGE", "ROUTING-KEYS", "QUEUE", "DEATHS", "TIME",
             "BODY")
 
@@ -75,7 +64,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     try:
         if args.dlq_command == "inspect":
             return asyncio.run(_inspect(args, out, err))
-        return asyncio.run(_replay(args, out, err))
+        from warrenmq.tools.dlq_replay import replay
+
+        return asyncio.run(replay(args, out, err))
     except ToolError as exc:
         print(f"{name}: {exc}", file=err)
     except (AMQPError, OSError, TimeoutError) as exc:
@@ -94,15 +85,38 @@ def _safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """An error in the broker's words where there are some (reply code and text)."""
+    if isinstance(exc, ProbableAuthenticationError):
+        return f"access refused: {exc.args[0] if exc.args else 'login refused'}"
+    if isinstance(exc, ConnectionClosed | ChannelClosed) and exc.args:
+        return " ".join(str(a) for a in exc.args)
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {TIMEOUT:g} s"
     text = str(exc) or type(exc).__name__
     return text if isinstance(exc, OSError | ToolError) else f"{type(exc).__name__}: {text}"
 
 
+_describe = describe
+
+
+def check_amqp_url(url: str) -> None:
+    """Refuse what is not an AMQP URL (say, the management API's http:// one)."""
+    scheme = urlsplit(url).scheme
+    if scheme not in ("amqp", "amqps"):
+        raise ToolError(f"{_safe_url(url)} is not an AMQP URL: give amqp://USER:PASSWORD@HOST:5672/"
+                        "VHOST (an http:// URL is the management API's, for warrenmq list ...)")
+
+
 @contextlib.asynccontextmanager
-async def _connection(url: str) -> AsyncIterator[AbstractConnection]:
+async def connection(url: str) -> AsyncIterator[AbstractConnection]:
+    check_amqp_url(url)
     try:
         conn = await asyncio.wait_for(aiormq.connect(url), TIMEOUT)
+    except InvalidFrameError as exc:  # aiormq hides the broker's connection.close
+        reason = await close_reason(url)
+        why = f"the broker refused: {reason}" if reason else _describe(exc)
+        raise ToolError(f"cannot connect to {_safe_url(url)}: {why}") from exc
     except (AMQPError, OSError, TimeoutError, ValueError) as exc:
         raise ToolError(f"cannot connect to {_safe_url(url)}: {_describe(exc)}") from exc
     try:
@@ -112,7 +126,7 @@ async def _connection(url: str) -> AsyncIterator[AbstractConnection]:
             await asyncio.wait_for(conn.close(), TIMEOUT)
 
 
-async def _open_queue(conn: AbstractConnection, queue: str) -> tuple[AbstractChannel, int]:
+async def open_queue(conn: AbstractConnection, queue: str) -> tuple[AbstractChannel, int]:
     """A channel for basic.get on ``queue`` and the queue's message count."""
     channel = await conn.channel(publisher_confirms=False)
     try:
@@ -122,18 +136,18 @@ async def _open_queue(conn: AbstractConnection, queue: str) -> tuple[AbstractCha
     return channel, int(ok.message_count or 0)
 
 
-async def _get(channel: AbstractChannel, queue: str) -> DeliveredMessage | None:
+async def get(channel: AbstractChannel, queue: str) -> DeliveredMessage | None:
     got = await channel.basic_get(queue, no_ack=False, timeout=TIMEOUT)
     return got if isinstance(got.delivery, spec.Basic.GetOk) else None
 
 
-def _headers(message: DeliveredMessage) -> dict[str, Any]:
+def headers_of(message: DeliveredMessage) -> dict[str, Any]:
     return dict(message.header.properties.headers or {})
 
 
 # --------------------------------------------------------------------------- inspect
 def _record(message: DeliveredMessage) -> dict[str, Any]:
-    headers = _headers(message)
+    headers = headers_of(message)
     found = origin(headers)
     return {
         "message_id": message.header.properties.message_id,
@@ -173,10 +187,10 @@ def _table(records: list[dict[str, Any]]) -> list[str]:
 
 async def _inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     records: list[dict[str, Any]] = []
-    async with _connection(args.url) as conn:
-        channel, available = await _open_queue(conn, args.queue)
+    async with connection(args.url) as conn:
+        channel, available = await open_queue(conn, args.queue)
         while len(records) < args.limit:
-            message = await _get(channel, args.queue)
+            message = await get(channel, args.queue)
             if message is None:
                 break
             records.append(_record(message))
@@ -190,103 +204,3 @@ async def _inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(line.rstrip(), file=out)
     print(f"{len(records)} message(s) shown; {args.queue} held {available}", file=err)
     return 0
-
-
-# --------------------------------------------------------------------------- replay
-def _target(args: argparse.Namespace, message: DeliveredMessage) -> tuple[str, str] | None:
-    """(exchange, routing key) to republish to, or None to skip the message."""
-    found = origin(_headers(message))
-    original_key = found.routing_keys[0] if found and found.routing_keys else None
-    if args.exchange is not None:
-        if args.routing_key is not None:
-            return args.exchange, args.routing_key
-        return args.exchange, original_key or message.routing_key or ""
-    if found is None or original_key is None:
-        return None
-    return found.exchange, original_key
-
-
-def _republished(message: DeliveredMessage) -> spec.Basic.Properties:
-    properties = copy.copy(message.header.properties)
-    if properties.headers:
-        properties.headers = {k: v for k, v in properties.headers.items()
-                              if k not in _DROPPED_HEADERS}
-    return properties
-
-
-class _Replayer:
-    """Republishes one fetched message at a time and settles it from the DLQ."""
-
-    def __init__(self, conn: AbstractConnection, getter: AbstractChannel,
-                 args: argparse.Namespace, progress: Progress) -> None:
-        self.conn = conn
-        self.getter = getter
-        self.args = args
-        self.progress = progress
-        self.counts = Counts()
-        self.publisher: AbstractChannel | None = None
-
-    async def _publisher(self) -> AbstractChannel:
-        if self.publisher is None or self.publisher.is_closed:
-            self.publisher = await self.conn.channel(publisher_confirms=True)
-        return self.publisher
-
-    async def _publish(self, message: DeliveredMessage, exchange: str, key: str) -> str | None:
-        """Publish and await the confirm; the reason it failed, or None."""
-        channel = await self._publisher()
-        try:
-            await channel.basic_publish(
-                message.body, exchange=exchange, routing_key=key,
-                properties=_republished(message), mandatory=True, timeout=TIMEOUT,
-            )
-        except PublishError as exc:
-            frame: Any = exc.frame  # a basic.return
-            return f"returned {frame.reply_code} {frame.reply_text}"
-        except DeliveryError:
-            return "nacked by the broker"
-        except ChannelClosed as exc:
-            return f"refused: {_describe(exc)}"
-        except TimeoutError:
-            # The confirm may still come: drop this channel so it cannot confuse the next.
-            self.publisher = None
-            with contextlib.suppress(Exception):
-                await channel.close()
-            return f"no confirm within {TIMEOUT:g} s"
-        return None
-
-    async def handle(self, message: DeliveredMessage) -> None:
-        target = _target(self.args, message)
-        if target is None:
-            self.counts.skipped += 1
-            return
-        problem = await self._publish(message, *target)
-        if problem is not None:
-            self.counts.failed += 1
-            exchange, key = target
-            self.progress.note(f"failed: message {message.header.properties.message_id or '-'}"
-                               f" to exchange {exchange!r} key {key!r}: {problem}")
-            return
-        assert isinstance(message.delivery, spec.Basic.GetOk)
-        await self.getter.basic_ack(int(message.delivery.delivery_tag or 0))
-        self.counts.replayed += 1
-
-
-async def _replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    async with _connection(args.url) as conn:
-        getter, available = await _open_queue(conn, args.queue)
-        total = available if args.limit is None else min(args.limit, available)
-        progress = Progress(err, total, args.queue)
-        replayer = _Replayer(conn, getter, args, progress)
-        pacer = Pacer(args.rate)
-        try:
-            for _ in range(total):
-                await pacer.wait()
-                message = await _get(getter, args.queue)
-                if message is None:
-                    break
-                await replayer.handle(message)
-                progress.update(replayer.counts)
-        finally:
-            progress.finish(replayer.counts)
-            print(replayer.counts.line(), file=out)
-    return 0 if replayer.counts.failed == 0 else 1

@@ -34,7 +34,10 @@ class ToolError(Exception):
 
 def _positive(kind: type[int] | type[float]) -> Any:
     def parse(value: str) -> int | float:
-        number = kind(value)
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
         if not number > 0:
             raise argparse.ArgumentTypeError(f"must be greater than 0: {value}")
         return number
