@@ -13,7 +13,7 @@ the tick: 20 ms, more when the event loop is busy.
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Final, Protocol
 
 
 class Clock(Protocol):
@@ -51,7 +51,7 @@ class FakeClock:
         self._now += seconds
 
 
-SYSTEM_CLOCK = SystemClock()
+SYSTEM_CLOCK: Final = SystemClock()
 
 
 class CoarseTime:
@@ -66,4 +66,4 @@ class CoarseTime:
         self.now = time.time()
 
 
-COARSE = CoarseTime()
+COARSE: Final = CoarseTime()

@@ -40,6 +40,7 @@ HOT: tuple[str, ...] = (
     "warrenmq.protocol.fields",
     "warrenmq.protocol.properties",
     "warrenmq.protocol.content",
+    "warrenmq.clock",
     "warrenmq.message",
     "warrenmq.queues.ready",
     "warrenmq.queues.queue",

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from warrenmq.message import Message
-from warrenmq.queues.queue import Queue
+from warrenmq.queues.queue import DeliveryTarget, Queue
 from warrenmq.queues.ready import QueuedMessage
 
 ROUTE = b"\x00\x01q"  # exchange "" and routing key "q", as short strings
@@ -74,7 +74,7 @@ class Ledger:
             self.requeued.add(index)
 
 
-class FakeConsumer:
+class FakeConsumer(DeliveryTarget):
     """A DeliveryTarget: credit from prefetch and flow, holds unacked messages."""
 
     def __init__(self, tag: str, prefetch: int, no_ack: bool, ledger: Ledger) -> None:

@@ -20,6 +20,7 @@ reserved ``ticket`` short (always 0, as RabbitMQ ignores it); pamqp decodes a lo
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +34,7 @@ from pamqp.header import ContentHeader
 
 from warrenmq.errors import AMQPError, CommandInvalid, ReplyCode, SyntaxError_
 from warrenmq.protocol.content import (
+    DeliverEncoder,
     encode_confirm,
     encode_deliver,
     encode_get_ok,
@@ -451,6 +453,21 @@ def test_encode_deliver_parses_with_pamqp(size: int) -> None:
     assert [t for t, _, _ in ours] == [1, 2] + [3] * (len(frames) - 2)
     decoded = decode_method(raw[7 : 7 + int.from_bytes(raw[3:7], "big")])
     assert decoded == BY_NAME["BasicDeliver"]("ctag-1", 2**40 + 3, True, "amq.direct", "rk.1")
+
+
+def test_deliver_encoder_matches_encode_deliver_through_its_caches() -> None:
+    """The per-consumer encoder (cached heads) gives the same bytes as encode_deliver for
+    every route, property and body length, including after its caches were cleared."""
+    ctag = encode_shortstr("ctag-9")
+    encoder = DeliverEncoder(5, ctag)
+    rng = random.Random(3)
+    for n in range(1200):
+        route = encode_shortstr("x" * rng.randint(0, 20)) + encode_shortstr("k" * (n % 300 // 2))
+        props = rng.choice([b"\x00\x00", PROPS])
+        body = b"b" * rng.choice([0, 1, 100, n, 4088])
+        tag = rng.randint(1, 2**63)
+        expected = b"".join(encode_deliver(5, ctag, tag, n % 2 == 1, route, props, body, 4096))
+        assert encoder.frames(tag, n % 2 == 1, route, props, body) == expected
 
 
 @pytest.mark.parametrize("size", [0, 5, 600, 1500])

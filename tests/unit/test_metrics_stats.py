@@ -14,11 +14,11 @@ from warrenmq.clock import COARSE
 from warrenmq.management.stats import Stats, broker_totals
 from warrenmq.message import Message
 from warrenmq.protocol.fields import encode_shortstr
-from warrenmq.queues.queue import Queue
+from warrenmq.queues.queue import DeliveryTarget, Queue
 from warrenmq.queues.ready import QueuedMessage, ReadyList
 
 
-class Target:
+class Target(DeliveryTarget):
     """A consumer whose credit the test sets; it keeps what it is given, unacked."""
 
     tag = "t"

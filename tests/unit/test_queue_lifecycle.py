@@ -11,7 +11,7 @@ from warrenmq.message import Message
 from warrenmq.protocol.fields import encode_shortstr
 from warrenmq.protocol.properties import encode_properties, get_property
 from warrenmq.queues.arguments import QueueArguments, parse_arguments
-from warrenmq.queues.queue import Queue
+from warrenmq.queues.queue import DeliveryTarget, Queue
 from warrenmq.queues.ready import QueuedMessage
 
 
@@ -20,7 +20,7 @@ def msg(body: bytes = b"m", **props: object) -> Message:
     return Message("ex", "rk", encode_shortstr("ex") + encode_shortstr("rk"), raw, body)
 
 
-class Holder:
+class Holder(DeliveryTarget):
     """A DeliveryTarget with a fixed credit that keeps what it is given."""
 
     def __init__(self, credit: int = 100) -> None:

@@ -19,7 +19,7 @@ queue and reason with the ``count`` (or ``dead_letter_exchange_missing`` /
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("warrenmq.dead_letter")
 
 #: Bounds the work one dead-letter cascade may do, whatever the topology.
-MAX_CASCADE = 100_000
+MAX_CASCADE: Final = 100_000
 
 
 def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> tuple[int, bool, int]:

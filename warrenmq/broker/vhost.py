@@ -17,7 +17,7 @@ import itertools
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -39,7 +39,7 @@ from warrenmq.storage import MessageStore
 
 log = structlog.get_logger("warrenmq.vhost")
 
-STANDARD_EXCHANGES = (
+STANDARD_EXCHANGES: Final = (
     ("amq.direct", "direct"),
     ("amq.fanout", "fanout"),
     ("amq.topic", "topic"),
@@ -48,7 +48,7 @@ STANDARD_EXCHANGES = (
 )
 
 #: Queue arguments compared on redeclare (RabbitMQ compares only the ones it knows).
-EQUIVALENCE_ARGUMENTS = (
+EQUIVALENCE_ARGUMENTS: Final = (
     "x-expires",
     "x-message-ttl",
     "x-dead-letter-exchange",

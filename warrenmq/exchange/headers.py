@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from warrenmq.errors import PreconditionFailed
 from warrenmq.exchange.base import (
@@ -38,8 +38,8 @@ from warrenmq.exchange.base import (
     canonical_value,
 )
 
-X_MATCH = "x-match"
-_MODES = ("all", "any", "all-with-x", "any-with-x")
+X_MATCH: Final = "x-match"
+_MODES: Final = ("all", "any", "all-with-x", "any-with-x")
 
 #: A header table as compared: header name -> comparable form of its value.
 _Table = dict[str, Hashable]

@@ -49,7 +49,7 @@ memory bounded without any bookkeeping on the hot path.  Cached results are froz
 from __future__ import annotations
 
 from collections import Counter
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from warrenmq.exchange.base import (
     Binding,
@@ -60,8 +60,8 @@ from warrenmq.exchange.base import (
     drop_reference,
 )
 
-STAR = "*"
-HASH = "#"
+STAR: Final = "*"
+HASH: Final = "#"
 
 
 def split_topic_key(key: str) -> list[str]:

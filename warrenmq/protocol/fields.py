@@ -12,26 +12,26 @@ import struct
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
-_U8 = struct.Struct(">B")
-_I8 = struct.Struct(">b")
-_U16 = struct.Struct(">H")
-_I16 = struct.Struct(">h")
-_U32 = struct.Struct(">I")
-_I32 = struct.Struct(">i")
-_I64 = struct.Struct(">q")
-_U64 = struct.Struct(">Q")
-_F32 = struct.Struct(">f")
-_F64 = struct.Struct(">d")
+_U8: Final = struct.Struct(">B")
+_I8: Final = struct.Struct(">b")
+_U16: Final = struct.Struct(">H")
+_I16: Final = struct.Struct(">h")
+_U32: Final = struct.Struct(">I")
+_I32: Final = struct.Struct(">i")
+_I64: Final = struct.Struct(">q")
+_U64: Final = struct.Struct(">Q")
+_F32: Final = struct.Struct(">f")
+_F64: Final = struct.Struct(">d")
 
 FieldTable = dict[str, Any]
 
 #: Tables/arrays nested deeper than this are refused: a crafted frame could otherwise nest
 #: thousands of levels in a few KiB and escape as RecursionError instead of FieldError.
-MAX_NESTING = 100
+MAX_NESTING: Final = 100
 
 
 class FieldError(ValueError):
@@ -111,7 +111,7 @@ def _decode_value(data: bytes, offset: int, depth: int = 0) -> tuple[Any, int]:
     raise FieldError(f"unknown field type {chr(tag)!r}")
 
 
-_FIXED_DECODERS: dict[int, struct.Struct] = {
+_FIXED_DECODERS: Final[dict[int, struct.Struct]] = {
     0x62: _I8,  # b
     0x42: _U8,  # B
     0x73: _I16,  # s
@@ -175,8 +175,10 @@ class Long(int):
     """An integer always encoded as a signed 64-bit 'l' (RabbitMQ's x-death ``count``)."""
 
 
-def _encode_int(value: int) -> bytes:
-    if -(2**31) <= value < 2**31 and type(value) is not Long:
+def _encode_int(value: int, long: bool) -> bytes:
+    # ``long`` is decided by the caller while the value is still an object: compiled
+    # code holds an ``int`` argument as a plain machine int, which drops the subclass
+    if -(2**31) <= value < 2**31 and not long:
         return b"I" + _I32.pack(value)
     if -(2**63) <= value < 2**63:
         return b"l" + _I64.pack(value)
@@ -201,7 +203,7 @@ def encode_value(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"t" + _U8.pack(1 if value else 0)
     if isinstance(value, int):
-        return _encode_int(value)
+        return _encode_int(value, type(value) is Long)
     if isinstance(value, float):
         return b"d" + _F64.pack(value)
     if isinstance(value, str | bytes):
@@ -236,11 +238,11 @@ def encode_table(table: Mapping[str, Any] | None) -> bytes:
 # consumer's client would choke on it) without paying to build Python values it never
 # uses. Walking tags and lengths costs a fraction of decode_table.
 
-_CHECK_SIZES = {
+_CHECK_SIZES: Final = {
     0x74: 1, 0x62: 1, 0x42: 1, 0x73: 2, 0x75: 2, 0x49: 4, 0x69: 4, 0x6C: 8,
     0x66: 4, 0x64: 8, 0x54: 8, 0x44: 5, 0x56: 0,
 }
-_LENGTH = _U32.unpack_from
+_LENGTH: Final = _U32.unpack_from
 
 
 def _check_value(data: bytes, offset: int, end: int, depth: int) -> int:

@@ -10,23 +10,24 @@ frame: the slice, then ``bytes()`` of it).
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from warrenmq.errors import FrameError
 
-PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+PROTOCOL_HEADER: Final = b"AMQP\x00\x00\x09\x01"
 
-FRAME_METHOD = 1
-FRAME_HEADER = 2
-FRAME_BODY = 3
-FRAME_HEARTBEAT = 8
-FRAME_END = 0xCE
-FRAME_END_BYTE = b"\xce"
-FRAME_OVERHEAD = 8  # type(1) + channel(2) + size(4) + frame-end(1)
+FRAME_METHOD: Final = 1
+FRAME_HEADER: Final = 2
+FRAME_BODY: Final = 3
+FRAME_HEARTBEAT: Final = 8
+FRAME_END: Final = 0xCE
+FRAME_END_BYTE: Final = b"\xce"
+FRAME_OVERHEAD: Final = 8  # type(1) + channel(2) + size(4) + frame-end(1)
 
-_FRAME_HEAD = struct.Struct(">BHI")
-_KNOWN_TYPES = frozenset({FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT})
+_FRAME_HEAD: Final = struct.Struct(">BHI")
+_KNOWN_TYPES: Final = frozenset({FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT})
 
-HEARTBEAT = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+HEARTBEAT: Final = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 
 Frame = tuple[int, int, bytes]  # (frame type, channel, payload)
 

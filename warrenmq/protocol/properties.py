@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from warrenmq.protocol.fields import (
     FieldError,
@@ -25,7 +25,7 @@ from warrenmq.protocol.fields import (
 )
 
 # (name, kind) in flag order: bit 15 is the first property.
-PROPERTIES: tuple[tuple[str, str], ...] = (
+PROPERTIES: Final[tuple[tuple[str, str], ...]] = (
     ("content_type", "shortstr"),
     ("content_encoding", "shortstr"),
     ("headers", "table"),
@@ -41,10 +41,10 @@ PROPERTIES: tuple[tuple[str, str], ...] = (
     ("app_id", "shortstr"),
     ("cluster_id", "shortstr"),
 )
-_FLAG = {name: 1 << (15 - i) for i, (name, _) in enumerate(PROPERTIES)}
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
+_FLAG: Final = {name: 1 << (15 - i) for i, (name, _) in enumerate(PROPERTIES)}
+_U16: Final = struct.Struct(">H")
+_U32: Final = struct.Struct(">I")
+_U64: Final = struct.Struct(">Q")
 
 
 def _skip(kind: str, data: bytes, offset: int) -> int:
@@ -68,8 +68,8 @@ def _read(kind: str, data: bytes, offset: int) -> tuple[Any, int]:
 
 
 _SHORTSTR, _TABLE, _OCTET, _LONGLONG = 0, 1, 2, 3
-_KIND_CODE = {"shortstr": _SHORTSTR, "table": _TABLE, "octet": _OCTET, "longlong": _LONGLONG}
-_CHECKS = tuple((_FLAG[name], _KIND_CODE[kind]) for name, kind in PROPERTIES)
+_KIND_CODE: Final = {"shortstr": _SHORTSTR, "table": _TABLE, "octet": _OCTET, "longlong": _LONGLONG}
+_CHECKS: Final = tuple((_FLAG[name], _KIND_CODE[kind]) for name, kind in PROPERTIES)
 
 
 def validate(raw: bytes) -> None:

@@ -25,19 +25,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from warrenmq.message import Message
 from warrenmq.protocol.fields import Long, encode_shortstr
 from warrenmq.protocol.properties import get_property, rewrite_properties
 
-REJECTED = "rejected"
-EXPIRED = "expired"
-MAXLEN = "maxlen"
-DELIVERY_LIMIT = "delivery_limit"
-REASONS = (REJECTED, EXPIRED, MAXLEN, DELIVERY_LIMIT)
+REJECTED: Final = "rejected"
+EXPIRED: Final = "expired"
+MAXLEN: Final = "maxlen"
+DELIVERY_LIMIT: Final = "delivery_limit"
+REASONS: Final = (REJECTED, EXPIRED, MAXLEN, DELIVERY_LIMIT)
 
-_DROP_EXPIRATION = frozenset({"expiration"})
+_DROP_EXPIRATION: Final = frozenset({"expiration"})
 
 
 @dataclass(frozen=True, slots=True)

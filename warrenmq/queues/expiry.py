@@ -8,10 +8,12 @@ name for the number of failed deliveries so far).
 
 from __future__ import annotations
 
+from typing import Final
+
 from warrenmq.protocol.fields import FieldError, Long
 from warrenmq.protocol.properties import get_property, rewrite_properties
 
-MAX_EXPIRATION_MS = 2**32 - 1
+MAX_EXPIRATION_MS: Final = 2**32 - 1
 
 
 def message_expiration_ms(properties: bytes) -> int | None:

@@ -41,9 +41,10 @@ here awaits, so "no await between read and mutate" holds trivially (design habit
 from __future__ import annotations
 
 import heapq
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Final
+
+from mypy_extensions import mypyc_attr, trait
 
 from warrenmq.clock import SYSTEM_CLOCK, Clock
 from warrenmq.errors import AccessRefused
@@ -57,25 +58,32 @@ from warrenmq.queues.utilisation import Utilisation
 
 #: Bytes of persistent bodies a durable queue keeps in memory before paging the rest out
 #: (the config's storage.queue_memory_limit overrides it).
-DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024
+DEFAULT_MEMORY_LIMIT: Final = 64 * 1024 * 1024
 
 #: The queue's message counters, as attribute names (summed by statistics).
-COUNTERS = ("published", "delivered", "gets", "acked", "redelivered", "dead_lettered")
+COUNTERS: Final = ("published", "delivered", "gets", "acked", "redelivered", "dead_lettered")
 
 
-class DeliveryTarget(Protocol):
-    """What a queue needs from a consumer; the server's ``Consumer`` implements it."""
+@trait
+@mypyc_attr(allow_interpreted_subclasses=True)
+class DeliveryTarget:
+    """What a queue needs from a consumer; the server's ``Consumer`` implements it.
+
+    A mypyc trait rather than a ``Protocol``: the queue calls ``credit`` and ``deliver``
+    for every batch, and a trait's methods are called through a vtable where a protocol's
+    are looked up by name. Implementations subclass it (tests' fakes too: interpreted
+    subclasses are allowed)."""
 
     tag: str
     exclusive: bool
 
     def credit(self) -> int:
         """How many messages it can take right now; 0 or less means none."""
-        ...
+        raise NotImplementedError
 
     def deliver(self, queue: Queue, qms: list[QueuedMessage]) -> int:
         """Send the messages, in order; return how many of them must be acked."""
-        ...
+        raise NotImplementedError
 
 
 class Queue:
@@ -109,7 +117,7 @@ class Queue:
         self._ready = ReadyList()
         self._expiry: list[tuple[float, int, QueuedMessage]] = []
         self._delayed: list[tuple[float, int, QueuedMessage]] = []
-        self._seq = itertools.count()
+        self._next_seq = 0  # the next message's sequence number (its place in the queue)
         self._consumers: list[DeliveryTarget] = []
         self._rr = 0
         self._dispatching = False
@@ -158,7 +166,7 @@ class Queue:
     # ------------------------------------------------------------------ state queries
     @property
     def ready_count(self) -> int:
-        return len(self._ready)
+        return self._ready.size()
 
     @property
     def ready_bytes(self) -> int:
@@ -202,9 +210,11 @@ class Queue:
             else:
                 self._forget(message)
             return False
-        qm = QueuedMessage(message, next(self._seq), expires_at, self)
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        qm = QueuedMessage(message, seq, expires_at, self)
         consumers = self._consumers
-        if consumers and not self._ready and not self._dispatching:
+        if consumers and self._ready.size() == 0 and not self._dispatching:
             # Fast path: nothing is waiting, so hand it straight to the next consumer
             # with credit, skipping the deque round trip.
             count = len(consumers)
@@ -246,7 +256,8 @@ class Queue:
         for message, redelivered, failures, published in recovered:
             expires_at = self._deadline(message, published) \
                 if self._has_ttl or message.properties[0] & 0x01 else None
-            qm = QueuedMessage(message, next(self._seq), expires_at, self)
+            qm = QueuedMessage(message, self._next_seq, expires_at, self)
+            self._next_seq += 1
             qm.redelivered = redelivered
             qm.failures = failures
             if failures and counts:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import structlog
 
@@ -60,19 +60,21 @@ log = structlog.get_logger("warrenmq.channel")
 
 #: Methods handled with ``channel`` bound in the logging context: all but the per-message
 #: basic.* ones (get, ack, nack, reject; publish never reaches the handlers).
-_COLD = frozenset(index for index, cls in BY_INDEX.items() if cls.CLASS_ID != 60) | frozenset(
+_COLD: Final = frozenset(
+    index for index, cls in BY_INDEX.items() if cls.CLASS_ID != 60
+) | frozenset(
     method_class(name).INDEX
     for name in ("BasicQos", "BasicConsume", "BasicCancel", "BasicRecover", "BasicRecoverAsync")
 )
 
-_CONTENT_HEADER = struct.Struct(">HHQ")
-_PUBLISH_PREFIX = b"\x00\x3c\x00\x28"
-ChannelOpenOk = method_class("ChannelOpenOk")
-ChannelClose = method_class("ChannelClose")
-ChannelCloseOk = method_class("ChannelCloseOk")
-BasicCancel = method_class("BasicCancel")
-EMPTY_PROPERTIES = b"\x00\x00"
-_USER_ID_FLAG = 0x10  # low byte of the property flags: bit 4 is user_id
+_CONTENT_HEADER: Final = struct.Struct(">HHQ")
+_PUBLISH_PREFIX: Final = b"\x00\x3c\x00\x28"
+ChannelOpenOk: Final = method_class("ChannelOpenOk")
+ChannelClose: Final = method_class("ChannelClose")
+ChannelCloseOk: Final = method_class("ChannelCloseOk")
+BasicCancel: Final = method_class("BasicCancel")
+EMPTY_PROPERTIES: Final = b"\x00\x00"
+_USER_ID_FLAG: Final = 0x10  # low byte of the property flags: bit 4 is user_id
 
 
 
@@ -88,6 +90,7 @@ class Channel:
         # topic permissions by exchange name: the grant's dict, replaced in place
         self.topic_rules = grant.topics.rules
         self.state = "open"
+        self.max_message_size = conn.settings.max_message_size  # fixed for the process
         self.active = True
         self.consumers: dict[str, Consumer] = {}
         self.unacked = Unacked()
@@ -102,6 +105,9 @@ class Channel:
         self.unsynced: deque[tuple[int, int]] = deque()  # (publish seq, store ticket)
         self.last_queue = ""
         self.tx: Transaction | None = None  # set by tx.select (server/transaction.py)
+        # the last publish's route bytes and their decoded (exchange, routing key)
+        self._route = b""
+        self._names = ("", "")
         # basic.publish awaiting its content: (exchange, routing key, flag bits, route)
         self._publish: tuple[str, str, int, bytes] | None = None
         self._properties = b""
@@ -268,21 +274,28 @@ class Channel:
         for i in range(header + 11, header + 19):
             size = (size << 8) | buf[i]
         # more than one body frame, or too big: the frame-by-frame path says what is wrong
-        if size > limit or size > self.conn.settings.max_message_size:
+        if size > limit or size > self.max_message_size:
             return -1
         following = body_frame_end(buf, header_stop + 1, end, number, size)
         if following < 0:
             return -1
         body = buf[following - 1 - size : following - 1]  # b"" when there is no body frame
         properties = buf[header + 19 : header_stop]
+        route = buf[start + 6 : rk_end]
         try:
             if properties != EMPTY_PROPERTIES:
                 validate_properties(properties)
-            exchange = buf[ex_start:ex_end].decode()
-            routing_key = buf[ex_end + 1 : rk_end].decode()
+            if route != self._route:
+                # a publisher usually repeats its exchange and routing key: decoded once,
+                # and the same str objects (hash cached) serve every dict lookup after
+                self._names = (buf[ex_start:ex_end].decode(), buf[ex_end + 1 : rk_end].decode())
+                self._route = route
+            else:
+                route = self._route
         except (FieldError, UnicodeDecodeError):
             return -1
-        message = Message(exchange, routing_key, buf[start + 6 : rk_end], properties, body)
+        exchange, routing_key = self._names
+        message = Message(exchange, routing_key, route, properties, body)
         self._publish_message(message, bits & 1 == 1)
         return following
 

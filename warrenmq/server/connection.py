@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import structlog
 
@@ -57,15 +57,15 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("warrenmq.connection")
 
-ConnectionClose = method_class("ConnectionClose")
-ConnectionCloseOk = method_class("ConnectionCloseOk")
-ChannelOpenIndex = method_class("ChannelOpen").INDEX
-ConnectionBlocked = method_class("ConnectionBlocked")
-ConnectionUnblocked = method_class("ConnectionUnblocked")
-_IDS = itertools.count(1)  # connection ids, unique in the process
+ConnectionClose: Final = method_class("ConnectionClose")
+ConnectionCloseOk: Final = method_class("ConnectionCloseOk")
+ChannelOpenIndex: Final = method_class("ChannelOpen").INDEX
+ConnectionBlocked: Final = method_class("ConnectionBlocked")
+ConnectionUnblocked: Final = method_class("ConnectionUnblocked")
+_IDS: Final = itertools.count(1)  # connection ids, unique in the process
 #: A big read is handled in slices of this many frames (about 100 publishes), checking
 #: between slices whether a store commit has landed (see _on_frames_in_slices).
-FRAMES_PER_TURN = 300
+FRAMES_PER_TURN: Final = 300
 
 
 class Connection(asyncio.Protocol):
@@ -92,6 +92,7 @@ class Connection(asyncio.Protocol):
         self.frame_max = self.settings.frame_max
         self.channel_max = self.settings.channel_max
         self.client_closed = False  # connection.close came from the client: it closes
+        self.write_high_water = self.settings.write_high_water  # read per delivery batch
         self.heartbeat = 0
         self.user: User | None = None
         self.vhost: VirtualHost | None = None
@@ -448,7 +449,7 @@ class Connection(asyncio.Protocol):
         """Credit from the socket: False while the peer is not reading fast enough."""
         if self.state != "running":
             return False
-        if self._paused or self._out_bytes >= self.settings.write_high_water:
+        if self._paused or self._out_bytes >= self.write_high_water:
             self._starved = True
             return False
         return True

@@ -11,11 +11,12 @@ with the reason: basic.cancel, queue_deleted, channel_closed).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
-from warrenmq.protocol.content import deliver_frames, encode_deliver, shortstr
+from warrenmq.protocol.content import DeliverEncoder, encode_deliver, shortstr
+from warrenmq.queues.queue import DeliveryTarget
 
 if TYPE_CHECKING:
     from warrenmq.queues.queue import Queue
@@ -27,13 +28,14 @@ log = structlog.get_logger("warrenmq.consumer")
 
 #: Most messages handed over in one call when the prefetch allows more (or is unlimited);
 #: the socket's write buffer is re-checked between batches.
-BATCH = 256
+BATCH: Final = 256
 
 
-class Consumer:
+class Consumer(DeliveryTarget):
     __slots__ = (
         "arguments",
         "channel",
+        "encoder",
         "exclusive",
         "no_ack",
         "prefetch",
@@ -58,6 +60,7 @@ class Consumer:
         self.queue = queue
         self.tag = tag
         self.tag_bytes = shortstr(tag)
+        self.encoder = DeliverEncoder(channel.number, self.tag_bytes)
         self.no_ack = no_ack
         self.exclusive = exclusive
         self.prefetch = prefetch
@@ -80,8 +83,7 @@ class Consumer:
         """Encode a basic.deliver for each message into the connection's out buffer."""
         channel = self.channel
         conn = channel.conn
-        number = channel.number
-        ctag = self.tag_bytes
+        encoder = self.encoder
         limit = conn.frame_max - 8
         out = conn.out
         acks = not self.no_ack
@@ -90,14 +92,13 @@ class Consumer:
         for qm in qms:
             message = qm.message
             body = message.body if not message.paged else message.load_body()
-            if 0 < len(body) <= limit:
-                data = deliver_frames(number, ctag, tag, qm.redelivered, message.route,
-                                      qm.properties, body)
+            if len(body) <= limit:
+                data = encoder.frames(tag, qm.redelivered, message.route, qm.properties, body)
                 out.append(data)
                 size += len(data)
             else:
-                parts = encode_deliver(number, ctag, tag, qm.redelivered, message.route,
-                                       qm.properties, body, conn.frame_max)
+                parts = encode_deliver(channel.number, self.tag_bytes, tag, qm.redelivered,
+                                       message.route, qm.properties, body, conn.frame_max)
                 out.extend(parts)
                 size += sum(map(len, parts))
             if acks:

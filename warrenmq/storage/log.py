@@ -60,7 +60,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 import structlog
 
@@ -85,10 +85,10 @@ _new_tuple = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot
 
 Ticket = int
 FsyncPolicy = Literal["group", "always", "never"]
-FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("group", "always", "never")
-DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024
-DEFAULT_KEEP_IN_MEMORY = 64 * 1024
-MIN_SEGMENT_SIZE = 64
+FSYNC_POLICIES: Final[tuple[FsyncPolicy, ...]] = ("group", "always", "never")
+DEFAULT_SEGMENT_SIZE: Final = 64 * 1024 * 1024
+DEFAULT_KEEP_IN_MEMORY: Final = 64 * 1024
+MIN_SEGMENT_SIZE: Final = 64
 
 
 class Published(NamedTuple):

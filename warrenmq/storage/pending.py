@@ -15,6 +15,7 @@ some targets only shrinks the PUBLISH to the queues still holding it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from warrenmq.storage.files import Chunk
 from warrenmq.storage.live import LiveSet
@@ -23,7 +24,7 @@ from warrenmq.storage.recovery import BodyLocation
 
 #: A PUBLISH record's size beyond properties and body is at most this (header, msg_id,
 #: counts, short strings); the pending-bytes figure is an estimate until layout.
-_OVERHEAD_ESTIMATE = 64
+_OVERHEAD_ESTIMATE: Final = 64
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__ (per message)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from warrenmq.errors import NotAllowed, NotImplemented_
 from warrenmq.protocol.content import encode_get_ok
@@ -139,7 +139,7 @@ def basic_recover_async(channel: Channel, m: Method) -> None:
     _recover(channel, m)
 
 
-HANDLERS = {
+HANDLERS: Final = {
     method_class("BasicQos").INDEX: basic_qos,
     method_class("BasicConsume").INDEX: basic_consume,
     method_class("BasicCancel").INDEX: basic_cancel,
