@@ -1,7 +1,8 @@
 """Command line: ``warrenmq serve [--config FILE] [--host H] [--port N] [--data-dir D]``,
 ``warrenmq check-config FILE``, ``warrenmq dlq inspect|replay QUEUE`` (warrenmq.tools.dlq),
 ``warrenmq queues [--url U] [--watch]`` (warrenmq.tools.queues, over the HTTP API) and
-``warrenmq definitions export|import`` (warrenmq.tools.definitions).
+``warrenmq definitions export|import`` (warrenmq.tools.definitions) and ``warrenmq migrate``
+(warrenmq.tools.migrate).
 
 The composition root: arguments → config → logging → uvloop → broker → listeners.
 A bad config file exits with status 2 and every problem as file:line:column: key path;
@@ -23,6 +24,7 @@ from warrenmq.storage import StorageError
 from warrenmq.tools.definitions import add_subparser as add_definitions_parser
 from warrenmq.tools.dlq_args import add_subparser as add_dlq_parser
 from warrenmq.tools.queues import add_subparser as add_queues_parser
+from warrenmq.tools.stream_args import add_subparser as add_stream_parser
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     add_dlq_parser(sub)
     add_queues_parser(sub)
     add_definitions_parser(sub)
+    from warrenmq.tools.migrate import add_subparser as add_migrate_parser
+
+    add_migrate_parser(sub)  # warrenmq migrate: topology and messages into RabbitMQ
+    add_stream_parser(sub)  # issue 14: warrenmq stream info|replay
     return parser
 
 
@@ -68,10 +74,11 @@ def _load(path: str | None) -> BrokerConfig:
     return load_config(path) if path else BrokerConfig()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _run_tool(args: argparse.Namespace) -> int | None:
+    """The client tools' subcommands (their libraries are imported only here, so that
+    ``serve`` never loads them); None for the broker's own commands."""
     if args.command == "dlq":
-        from warrenmq.tools.dlq import run as run_dlq  # the AMQP client: not in `serve`
+        from warrenmq.tools.dlq import run as run_dlq
 
         return run_dlq(args)
     if args.command == "queues":
@@ -82,6 +89,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from warrenmq.tools.definitions import run as run_definitions
 
         return run_definitions(args)
+    if args.command == "migrate":
+        from warrenmq.tools.migrate import run as run_migrate
+
+        return run_migrate(args)
+    if args.command == "stream":  # issue 14
+        from warrenmq.tools.stream import run as run_stream
+
+        return run_stream(args)
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if (status := _run_tool(args)) is not None:
+        return status
     try:
         if args.command == "check-config":
             checked = _load(args.file)
