@@ -93,7 +93,6 @@ class Connection(asyncio.Protocol):
         self.state = "header"
         self.frame_max = self.settings.frame_max
         self.channel_max = self.settings.channel_max
-        self.client_closed = False  # connection.close came from the client: it closes
         self.write_high_water = self.settings.write_high_water  # read per delivery batch
         self.heartbeat = 0
         self.user: User | None = None
@@ -374,12 +373,12 @@ class Connection(asyncio.Protocol):
             return
         # RabbitMQ 3.10 answers every connection.close with close-ok, ignores every other
         # frame and leaves the socket to the client (closing it would reset a close still
-        # in flight, e.g. from a client that closes from several threads); the close-ok to
-        # a close we sent ends the connection.
+        # in flight, e.g. from a client that closes from several threads); a close-ok
+        # ends the connection.
         method = decode_method(payload)
         if isinstance(method, ConnectionClose):
             self.write(method_frame(0, ConnectionCloseOk()))
-        elif isinstance(method, ConnectionCloseOk) and not self.client_closed:
+        elif isinstance(method, ConnectionCloseOk):
             self.terminate()
 
     def _on_connection_method(self, method: Method) -> None:
@@ -510,7 +509,6 @@ class Connection(asyncio.Protocol):
         after close-ok; closing first would reset its in-flight writes), with a timeout."""
         self.write(method_frame(0, ConnectionCloseOk()))
         self.state = "closing"
-        self.client_closed = True
         self._release()
         self._timers.append(self.loop.call_later(self.settings.close_timeout, self.terminate))
 
