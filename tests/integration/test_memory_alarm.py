@@ -43,39 +43,46 @@ async def test_publisher_blocked_then_unblocked(broker_factory) -> None:  # type
         channel = await consumer_conn.channel()
         queue = await channel.get_queue("big")
         received = 0
+        total = 150 + 5 + 50
+        # One subscription for everything: a second one would race the first's cancel
+        # (with no_ack, messages pushed to the cancelled consumer are gone).
         async with queue.iterator(no_ack=True) as it:
             async for message in it:
                 assert message.body == BODY
                 received += 1
                 if received == stalled_at:
+                    unblocked = await publisher.expect(commands.Connection.Unblocked)
+                    assert isinstance(unblocked, commands.Connection.Unblocked)
+                if received == total:
+                    # the 50 held back by TCP back-pressure arrived: nothing lost
                     break
-        unblocked = await publisher.expect(commands.Connection.Unblocked)
-        assert isinstance(unblocked, commands.Connection.Unblocked)
-        # The 50 held back by TCP back-pressure now arrive, nothing lost.
-        total = 150 + 5 + 50
-        async for message in queue.iterator(no_ack=True):
-            assert message.body == BODY
-            received += 1
-            if received == total:
-                break
         assert received == total
     assert not broker.server.alarm
     publisher.close()
 
 
 async def test_consumer_only_connection_is_not_blocked(broker_factory) -> None:  # type: ignore[no-untyped-def]
+    """The publisher fills the queue past the watermark (and may itself be blocked, if
+    the alarm is raised before its last publishes are read); a connection that only
+    consumes is never blocked and is served."""
     broker = await broker_factory(top={"memory_high_watermark_bytes": WATERMARK})
+    publisher = await raw_client(broker)
+    await declare(publisher, "q")
+    for _ in range(150):
+        publisher.send_method(1, commands.Basic.Publish(exchange="", routing_key="q"))
+        publisher.send_content(1, BODY)
+    await wait_until(lambda: broker.server.alarm)
+    held = broker.vhost().queues["q"].message_count
+    assert held >= 100  # over the watermark
     conn = await aio_pika.connect(broker.url)
     async with conn:
-        channel = await conn.channel()
-        queue = await channel.declare_queue("q")
-        for _ in range(150):
-            await channel.default_exchange.publish(aio_pika.Message(BODY), routing_key="q")
-        await wait_until(lambda: broker.server.alarm)
-        other = await raw_client(broker)
-        other.send_method(1, commands.Basic.Get(queue="q", no_ack=True))
-        get_ok = await other.expect(commands.Basic.GetOk)
-        assert get_ok.message_count == 149
-        assert not any(c.blocked for c in broker.server.connections)
-        other.close()
-        await queue.purge()
+        channel = await conn.channel(publisher_confirms=False)
+        queue = await channel.get_queue("q")
+        message = await queue.get(no_ack=True)
+        assert message.body == BODY
+        assert broker.vhost().queues["q"].message_count == held - 1
+        consumers = [c for c in broker.server.connections
+                     if c.client_properties.get("product") != "rawamqp"]
+        assert len(consumers) == 1
+        assert not consumers[0].blocked
+    publisher.close()

@@ -101,6 +101,9 @@ class Channel:
         self.nacks: list[int] = []  # publish sequence numbers to nack, ascending
         self.unsynced: deque[tuple[int, int]] = deque()  # (publish seq, store ticket)
         self.last_queue = ""
+        # the last publish's route bytes and their decoded (exchange, routing key)
+        self._route = b""
+        self._names = ("", "")
         # basic.publish awaiting its content: (exchange, routing key, flag bits, route)
         self._publish: tuple[str, str, int, bytes] | None = None
         self._properties = b""
@@ -276,14 +279,21 @@ class Channel:
             return -1
         body = buf[following - 1 - size : following - 1]  # b"" when there is no body frame
         properties = buf[header + 19 : header_stop]
+        route = buf[start + 6 : rk_end]
         try:
             if properties != EMPTY_PROPERTIES:
                 validate_properties(properties)
-            exchange = buf[ex_start:ex_end].decode()
-            routing_key = buf[ex_end + 1 : rk_end].decode()
+            if route != self._route:
+                # a publisher usually repeats its exchange and routing key: decoded once,
+                # and the same str objects (hash cached) serve every dict lookup after
+                self._names = (buf[ex_start:ex_end].decode(), buf[ex_end + 1 : rk_end].decode())
+                self._route = route
+            else:
+                route = self._route
         except (FieldError, UnicodeDecodeError):
             return -1
-        message = Message(exchange, routing_key, buf[start + 6 : rk_end], properties, body)
+        exchange, routing_key = self._names
+        message = Message(exchange, routing_key, route, properties, body)
         self._publish_message(message, bits & 1 == 1)
         return following
 

@@ -91,6 +91,7 @@ class Connection(asyncio.Protocol):
         self.state = "header"
         self.frame_max = self.settings.frame_max
         self.channel_max = self.settings.channel_max
+        self.write_high_water = self.settings.write_high_water  # read per delivery batch
         self.heartbeat = 0
         self.user: User | None = None
         self.vhost: VirtualHost | None = None
@@ -445,7 +446,7 @@ class Connection(asyncio.Protocol):
         """Credit from the socket: False while the peer is not reading fast enough."""
         if self.state != "running":
             return False
-        if self._paused or self._out_bytes >= self.settings.write_high_water:
+        if self._paused or self._out_bytes >= self.write_high_water:
             self._starved = True
             return False
         return True
