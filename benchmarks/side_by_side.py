@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import signal
 import socket
@@ -39,6 +40,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def rabbit_port() -> int:
+    """A free port below 45536 whose +20000 (rabbitmq.sh's Erlang distribution port) is
+    free too."""
+    for candidate in random.Random().sample(range(25000, 45000), 200):
+        try:
+            for port in (candidate, candidate + 20000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return candidate
+    raise SystemExit("error: no free port pair for RabbitMQ")
 
 
 def wait_port(port: int, timeout: float) -> bool:
@@ -79,7 +94,7 @@ class Brokers:
         if shutil.which("rabbitmq-server") is None and not Path("/usr/lib/rabbitmq").exists():
             print("note: rabbitmq-server is not installed; RabbitMQ skipped", file=sys.stderr)
             return
-        port = free_port()
+        port = rabbit_port()
         script = ROOT / "benchmarks" / "rabbitmq.sh"
         subprocess.run(["bash", str(script), "start", str(port)], check=True,
                        stdout=subprocess.DEVNULL, timeout=180)

@@ -45,6 +45,7 @@ from warrenmq.storage import (
     Recovery,
     StorageError,
 )
+from warrenmq.storage.streams import STREAMS_DIR, StreamStore, WithStreams
 
 log = structlog.get_logger("warrenmq")
 
@@ -112,12 +113,15 @@ class Durability:
             self.definitions = DefinitionsStore(data_dir)
             self.store, self.recovery = MessageStore.open(
                 data_dir / MESSAGES_DIR, fsync=cast(FsyncPolicy, fsync))
+            self.streams = StreamStore(data_dir / STREAMS_DIR)
         except BaseException:
             self.lock.release()
             raise
 
     def restore(self, broker: Broker) -> None:
         """Durable definitions, then every live message into its queue, in order."""
+        for vhost in broker.vhosts.values():
+            vhost.streams = self.streams  # before the definitions: they open streams
         restore_definitions(broker, self.definitions.load())
         ids = itertools.count(self.recovery.max_msg_id + 1)
         for vhost in broker.vhosts.values():
@@ -153,7 +157,10 @@ class Durability:
 
     def close(self) -> None:
         try:
-            self.store.close()
+            try:
+                self.streams.close()
+            finally:
+                self.store.close()
         finally:
             self.lock.release()
 
@@ -181,7 +188,7 @@ async def start(config: BrokerConfig) -> Server:
     server = Server(broker, server_settings(config))
     server.save_definitions = SavedDefinitions(durability.definitions.save, config)
     server.definitions_changed()
-    server.attach_store(durability.store)
+    server.attach_store(WithStreams(durability.store, durability.streams))
     # The committer's worker thread needs the GIL back as soon as each fsync returns; with
     # CPython's default 5 ms switch interval the busy loop thread keeps it and every
     # publisher confirm waits (see docs/benchmarks.md, persistent_confirm).

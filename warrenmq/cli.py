@@ -3,7 +3,8 @@
 in ``warrenmq.tools``: ``dlq inspect|replay`` (AMQP), ``queues`` and ``list|purge|delete|
 declare|add|set|close|publish|get|status|ping`` (the management HTTP API),
 ``definitions export|import``, ``data delete-queue|delete-exchange`` and
-``hash-password`` (offline).
+``hash-password`` (offline), ``migrate`` (topology and messages into RabbitMQ) and
+``stream info|replay`` (issue 14).
 
 The composition root: arguments → config → logging → uvloop → broker → listeners.
 A bad config file exits with status 2 and every problem as file:line:column: key path;
@@ -29,6 +30,7 @@ from warrenmq.tools.definitions import add_subparser as add_definitions_parser
 from warrenmq.tools.dlq_args import add_subparser as add_dlq_parser
 from warrenmq.tools.offline import add_subparsers as add_offline_parsers
 from warrenmq.tools.queues import add_subparser as add_queues_parser
+from warrenmq.tools.stream_args import add_subparser as add_stream_parser
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     add_definitions_parser(sub)
     add_offline_parsers(sub)
     add_admin_parsers(sub)
+    from warrenmq.tools.migrate import add_subparser as add_migrate_parser
+
+    add_migrate_parser(sub)  # warrenmq migrate: topology and messages into RabbitMQ
+    add_stream_parser(sub)  # issue 14: warrenmq stream info|replay
     return parser
 
 
@@ -113,6 +119,8 @@ _TOOLS = {
     "definitions": "warrenmq.tools.definitions",
     "data": "warrenmq.tools.offline",
     "hash-password": "warrenmq.tools.offline",
+    "migrate": "warrenmq.tools.migrate",
+    "stream": "warrenmq.tools.stream",  # issue 14
     **dict.fromkeys(("list", "purge", "delete", "declare", "add", "set", "close", "publish",
                      "get", "status", "ping"), "warrenmq.tools.admin"),
 }

@@ -47,6 +47,7 @@ HOT: tuple[str, ...] = (
     "warrenmq.queues.expiry",
     "warrenmq.queues.dead_letter",
     "warrenmq.queues.utilisation",
+    "warrenmq.queues.stream",  # issue 14: subclasses Queue and QueuedMessage (native)
     "warrenmq.exchange.base",
     "warrenmq.exchange.direct",
     "warrenmq.exchange.fanout",

@@ -27,6 +27,7 @@ from email_service import Email, SentLog
 from inventory import Inventory, InventoryDB
 from live import LiveView
 from ops import dlq_inspect, dlq_replay_to_queue
+from reporting import STREAM, Position, Reporting
 from service import Service
 from tally import Tally
 
@@ -58,6 +59,8 @@ class Demo:
         self.db_path = workdir / "inventory.sqlite"
         self.sent = SentLog()
         self.totals = Totals()
+        self.report = Totals()  # what reporting counted from the stream
+        self.position = Position()
         self.checkout = Checkout(url, settings.orders, settings.rate, settings.burst,
                                  on_placed=self._on_placed)
         self.view = LiveView(topology.ALL_QUEUES, self._describe, tty=tty, interval=interval)
@@ -138,7 +141,30 @@ class Demo:
         self.replay = await dlq_replay_to_queue(self.url, analytics_dlq, "analytics")
         self.event(f"warrenmq dlq replay {analytics_dlq} --exchange '' --routing-key "
                    f"analytics: " + " ".join(f"{k}={v}" for k, v in self.replay.items()))
-        await self._until(self._all_done, "every service to process every order")
+        if await self._until(self._all_done, "every service to process every order"):
+            await self._reporting()
+
+    async def _reporting(self) -> None:
+        """A new service replays order-events from `first`, is stopped half-way and
+        restarted, and resumes from its tracked offset."""
+        wanted = set(self.checkout.placed)
+        half = max(1, len(wanted) // 2)
+        self.event(f"reporting: a new service replays {STREAM} from first (the queues"
+                   " forgot these orders once consumed; the stream did not)")
+        first = Reporting(self.url, self.event, self.report, wanted, self.position,
+                          stop_after=half, start="first")
+        self.services["reporting"] = first
+        await asyncio.wait_for(first.run(), self._left())
+        self.event(f"reporting: stopped after {first.counted} orders; last acked offset"
+                   f" {self.position.acked}")
+        second = Reporting(self.url, self.event, self.report, wanted, self.position)
+        self.services["reporting"] = second
+        how = ("WarrenMQ's tracked offset for x-stream-consumer-name 'reporting'"
+               if self.position.server_tracking else "its own saved offset")
+        await asyncio.wait_for(second.run(), self._left())
+        self.position.resumed_from = second.first_offset
+        self.event(f"reporting: restarted, resumed from offset {second.first_offset} ({how});"
+                   f" {second.counted} more orders, {self.report.duplicates} reprocessed")
 
     # ---------------------------------------------------------------- the services
 
@@ -294,7 +320,10 @@ class Demo:
             dead=dict(self.dead), replay=dict(self.replay), depths=dict(self.depths),
             stock_taken={sku: INITIAL_STOCK - qty for sku, qty in stock.items()},
             units_counted=self.totals.units.copy(), revenue_counted=self.totals.revenue,
-            poison=self.s.poison, crash_injected=self.s.crash_after is not None)
+            poison=self.s.poison, crash_injected=self.s.crash_after is not None,
+            report_orders=dict(self.report.orders), report_units=self.report.units.copy(),
+            report_duplicates=self.report.duplicates,
+            resumed_from=self.position.resumed_from)
 
     def _report(self) -> None:
         units = ", ".join(f"{sku} {n}" for sku, n in self.totals.units.most_common())

@@ -62,6 +62,13 @@ class Service:
     async def handle(self, message: AbstractIncomingMessage) -> None:
         raise NotImplementedError
 
+    def arguments(self) -> dict[str, Any]:
+        """basic.consume arguments (a stream consumer's offset, for one)."""
+        return {}
+
+    def on_connected(self, server_properties: dict[str, Any]) -> None:
+        """The broker's connection.start properties, before consuming."""
+
     def stop(self) -> None:
         """Finish the delivery in hand, then disconnect; deliveries prefetched but not
         handled yet go back to the queue."""
@@ -78,7 +85,10 @@ class Service:
             channel.close_callbacks.add(self._on_close)
             await channel.set_qos(prefetch_count=self.prefetch)
             queue = await channel.get_queue(self.queue, ensure=False)
-            await queue.consume(self._deliver)
+            transport = connection.transport
+            if transport is not None:
+                self.on_connected(dict(transport.connection.server_properties))
+            await queue.consume(self._deliver, arguments=self.arguments() or None)
             self.up = True
             while (message := await self._inbox.get()) is not None and not self._stopping:
                 try:

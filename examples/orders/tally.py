@@ -35,6 +35,17 @@ class Tally:
     revenue_counted: Decimal                 # analytics' revenue
     poison: str | None                       # the order release 1 of analytics cannot read
     crash_injected: bool
+    report_orders: dict[str, Decimal]        # reporting's replay of the stream
+    report_units: Counter[str]
+    report_duplicates: int
+    resumed_from: int | None                 # the offset reporting's restart began at
+
+    @property
+    def stream_replay_matches(self) -> bool:
+        """Reporting's totals from the stream equal analytics' from its queue."""
+        return (set(self.report_orders) == self.analytics and self.report_duplicates == 0
+                and sum(self.report_orders.values(), Decimal(0)) == self.revenue_counted
+                and self.report_units == self.units_counted)
 
     @property
     def lost(self) -> int:
@@ -49,7 +60,9 @@ class Tally:
         return (f"placed={len(self.placed)} inventory={len(self.inventory)} "
                 f"email={len(self.email)} analytics={len(self.analytics)} "
                 f"duplicates_skipped={self.duplicates_skipped} "
-                f"dead_lettered={len(self.dead)} replayed={self.replayed} lost={self.lost}")
+                f"dead_lettered={len(self.dead)} replayed={self.replayed} lost={self.lost} "
+                f"stream_replay_matches={int(self.stream_replay_matches)} "
+                f"stream_resumed_from={-1 if self.resumed_from is None else self.resumed_from}")
 
     def problems(self) -> list[str]:
         placed = set(self.placed)
@@ -68,6 +81,12 @@ class Tally:
         if busy := {q: d for q, d in self.depths.items() if d}:
             out.append(f"messages left in queues: {busy}")
         out += self._sum_problems(placed)
+        if not self.stream_replay_matches:
+            out.append(f"reporting's replay of the stream counted {len(self.report_orders)}"
+                       f" orders ({self.report_duplicates} twice); analytics"
+                       f" {len(self.analytics)}")
+        if self.resumed_from is None:
+            out.append("reporting's restart received nothing: it did not resume")
         return out
 
     def _dead_letter_problems(self) -> list[str]:

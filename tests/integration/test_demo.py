@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples" / "orders" / "demo.py"
 SUMMARY = re.compile(
     r"^placed=(\d+) inventory=(\d+) email=(\d+) analytics=(\d+) duplicates_skipped=(\d+) "
-    r"dead_lettered=(\d+) replayed=(\d+) lost=(\d+)$")
+    r"dead_lettered=(\d+) replayed=(\d+) lost=(\d+) stream_replay_matches=(\d+) "
+    r"stream_resumed_from=(-?\d+)$")
 KEYS = ("placed", "inventory", "email", "analytics", "duplicates_skipped", "dead_lettered",
-        "replayed", "lost")
+        "replayed", "lost", "stream_replay_matches", "stream_resumed_from")
 SHORT = ["--rate", "60", "--email-outage", "1.5", "--email-latency", "2", "--interval", "0.2"]
 
 
@@ -78,8 +79,12 @@ async def test_demo_on_its_own_broker() -> None:
     assert status == 0, f"{text}\n{err}"
     assert summary(lines) | {"duplicates_skipped": 0} == {
         "placed": 60, "inventory": 60, "email": 60, "analytics": 60,
-        "duplicates_skipped": 0, "dead_lettered": 1, "replayed": 1, "lost": 0}
+        "duplicates_skipped": 0, "dead_lettered": 1, "replayed": 1, "lost": 0,
+        # reporting replayed order-events from first, was stopped after 30 orders
+        # (offsets 0-29 acked) and its restart resumed at the tracked offset
+        "stream_replay_matches": 1, "stream_resumed_from": 30}
     assert summary(lines)["duplicates_skipped"] >= 1
+    assert "reporting: restarted, resumed from offset 30 (WarrenMQ's tracked offset" in text
     started = re.match(r"WarrenMQ started \(pid (\d+)\) with orders\.yaml on amqp://", lines[0])
     assert started, lines[0]
     assert "WarrenMQ stopped (exit status 0)" in lines
@@ -109,7 +114,9 @@ async def test_demo_with_url_declares_the_topology(broker: BrokerHandle) -> None
                                         "--url", broker.url)
     assert status == 0, "\n".join(lines) + err
     assert summary(lines) == {**summary(lines), "placed": 30, "inventory": 30, "email": 30,
-                              "analytics": 30, "dead_lettered": 1, "replayed": 1, "lost": 0}
+                              "analytics": 30, "dead_lettered": 1, "replayed": 1, "lost": 0,
+                              "stream_replay_matches": 1, "stream_resumed_from": 15}
+    assert vhost.queues["order-events"].tracked_offsets() == {"reporting": 29}
     assert any("] topology: declared from orders.yaml (" in line for line in lines)
     assert vhost.exchanges["orders"].type_name == "fanout"
     arguments = vhost.queues["email"].arguments

@@ -21,10 +21,9 @@ from warrenmq.queues.ready import QueuedMessage, ReadyList
 class Target(DeliveryTarget):
     """A consumer whose credit the test sets; it keeps what it is given, unacked."""
 
-    tag = "t"
-    exclusive = False
-
     def __init__(self, credit: int) -> None:
+        self.tag = "t"  # instance attributes: the compiled base class keeps them in slots
+        self.exclusive = False
         self.available = credit
         self.got: list[QueuedMessage] = []
 

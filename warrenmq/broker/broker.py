@@ -127,6 +127,7 @@ class Broker:
         template = next((v for v in self.vhosts.values() if v.store is not None), None)
         if template is not None and template.store is not None:
             vhost.attach_store(template.store, template.msg_ids, template.queue_memory_limit)
+        vhost.streams = next((v.streams for v in self.vhosts.values() if v.streams), None)
         self.vhosts[name] = vhost
         log.info("vhost_added", vhost=name)
         return vhost

@@ -26,6 +26,7 @@ import structlog
 from warrenmq.broker.routing import route
 from warrenmq.message import Message
 from warrenmq.queues.dead_letter import dead_letter_message, is_cycle
+from warrenmq.queues.stream import stream_ticket
 
 if TYPE_CHECKING:
     from warrenmq.broker.vhost import VirtualHost
@@ -59,6 +60,8 @@ def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> tuple[i
             dead.append(queue)
     if message.properties[0] & 0x01:  # the expiration property: the timer must visit
         vhost.timed.update(queues)
+    if vhost.streams_in_use:  # a stream's append takes its own ticket (queues/stream.py)
+        ticket = stream_ticket(queues, ticket)
     if dead:
         route_dead_letters(vhost, dead)
     return routed, rejected, ticket

@@ -10,7 +10,9 @@ at least stable. The default exchange ("") takes no policy.
 
 Keys: for queues dead-letter-exchange, dead-letter-routing-key, message-ttl, expires,
 max-length, max-length-bytes, overflow, delivery-limit and WarrenMQ's retry-delays
-(each the x-argument of the same name); for exchanges alternate-exchange. A key for the
+(each the x-argument of the same name), and for stream queues max-age and
+stream-max-segment-size-bytes (with max-length-bytes: there the policy's value wins,
+see ``queues/stream.py``); for exchanges alternate-exchange. A key for the
 other kind of entity is ignored there, as in RabbitMQ; an unknown key or a bad value is
 a ``ValueError`` naming the key.
 
@@ -44,6 +46,7 @@ import structlog
 from warrenmq.exchange import Exchange
 from warrenmq.queues.arguments import parse_arguments, parse_value
 from warrenmq.queues.queue import Queue
+from warrenmq.queues.stream_args import validate_policy_value
 
 if TYPE_CHECKING:
     from warrenmq.broker.vhost import VirtualHost
@@ -71,8 +74,20 @@ LOWER_WINS = frozenset({"expires", "message-ttl", "max-length", "max-length-byte
                         "delivery-limit"})
 
 
+#: Stream-only keys (queues/stream_args.py; for streams a policy's value wins).
+STREAM_KEYS: Mapping[str, str] = {
+    "max-age": "x-max-age",
+    "stream-max-segment-size-bytes": "x-stream-max-segment-size-bytes",
+}
+
+
 def _validate_value(key: str, value: Any) -> None:
-    if key in QUEUE_KEYS:
+    if key in STREAM_KEYS:
+        try:
+            validate_policy_value(key, value)
+        except ValueError as exc:
+            raise ValueError(f"policy key '{key}': {exc}") from None
+    elif key in QUEUE_KEYS:
         try:
             parse_value(QUEUE_KEYS[key], value)
         except ValueError as exc:
@@ -81,7 +96,7 @@ def _validate_value(key: str, value: Any) -> None:
         if not isinstance(value, str):
             raise ValueError(f"policy key '{key}': expected an exchange name, got {value!r}")
     else:
-        known = ", ".join(sorted({*QUEUE_KEYS, *EXCHANGE_KEYS}))
+        known = ", ".join(sorted({*QUEUE_KEYS, *EXCHANGE_KEYS, *STREAM_KEYS}))
         raise ValueError(f"policy key '{key}' is not a recognised policy setting"
                          f" (known: {known})")
 

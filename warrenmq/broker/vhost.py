@@ -35,7 +35,10 @@ from warrenmq.exchange import EXCHANGE_TYPES, Exchange, create_exchange
 from warrenmq.message import Message
 from warrenmq.queues.arguments import parse_arguments
 from warrenmq.queues.queue import COUNTERS, DEFAULT_MEMORY_LIMIT, DeliveryTarget, Queue
+from warrenmq.queues.stream_args import is_stream
+from warrenmq.queues.stream_open import open_stream
 from warrenmq.storage import MessageStore
+from warrenmq.storage.streams import StreamStore
 
 log = structlog.get_logger("warrenmq.vhost")
 
@@ -65,6 +68,10 @@ EQUIVALENCE_ARGUMENTS: Final = (
 )
 
 
+#: Compared on redeclare of a stream as well (RabbitMQ's stream queue type does).
+STREAM_EQUIVALENCE = ("x-max-age", "x-stream-max-segment-size-bytes")
+
+
 def server_name() -> str:
     return "amq.gen-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
 
@@ -86,6 +93,8 @@ class VirtualHost:
         # server compares it to decide whether the durable definitions must be saved
         self.generation = 0
         self.store: MessageStore | None = None  # attach_store() for durability
+        self.streams: StreamStore | None = None  # stream queues' logs (queues/stream.py)
+        self.streams_in_use = False  # a stream was declared: publishes take its tickets
         self.msg_ids: Iterator[int] = itertools.count(1)
         self.queue_memory_limit = DEFAULT_MEMORY_LIMIT
         self.exchanges: dict[str, Exchange] = {}
@@ -281,24 +290,29 @@ class VirtualHost:
             return existing
         if name.startswith("amq.") and not server_named:
             raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
-        args = parse_arguments(arguments or {}, self._where("queue", name))
-        queue = Queue(
-            name,
-            vhost=self.name,
-            durable=durable,
-            exclusive_owner=owner if exclusive else None,
-            auto_delete=auto_delete,
-            arguments=arguments,
-            args=args,
-            clock=self.clock,
-        )
+        if is_stream(arguments):
+            queue: Queue = open_stream(self, name, durable=durable, exclusive=exclusive,
+                                       auto_delete=auto_delete, arguments=arguments or {})
+            self.streams_in_use = True
+        else:
+            args = parse_arguments(arguments or {}, self._where("queue", name))
+            queue = Queue(
+                name,
+                vhost=self.name,
+                durable=durable,
+                exclusive_owner=owner if exclusive else None,
+                auto_delete=auto_delete,
+                arguments=arguments,
+                args=args,
+                clock=self.clock,
+            )
         self.queues[name] = queue
         if durable and not exclusive and self.store is not None:
             queue.journal = self.store
             queue.memory_limit = self.queue_memory_limit
         self.generation += 1
         policies.apply_to_queue(queue, self.policies.values(), self._where("queue", name))
-        if queue.args.has_timers:
+        if queue.args.has_timers or is_stream(arguments):  # streams: retention checks
             self.timed.add(queue)
         log.info("queue_declared", vhost=self.name, queue=name, durable=durable,
                  exclusive=exclusive, auto_delete=auto_delete, arguments=queue.arguments,
@@ -356,7 +370,8 @@ class VirtualHost:
             ("exclusive", exclusive, q.exclusive),
             ("auto_delete", auto_delete, q.auto_delete),
         ]
-        checks += [(key, args.get(key), q.arguments.get(key)) for key in EQUIVALENCE_ARGUMENTS]
+        keys = EQUIVALENCE_ARGUMENTS + (STREAM_EQUIVALENCE if is_stream(q.arguments) else ())
+        checks += [(key, args.get(key), q.arguments.get(key)) for key in keys]
         self._assert_equivalent("queue", q.name, checks)
 
     def bind_queue(

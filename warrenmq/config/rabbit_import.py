@@ -229,7 +229,9 @@ class _Builder:
         if _BAD in (name, durable, auto_delete, arguments, vhost):
             return _BAD
         queue_type = q.get("type", arguments.get("x-queue-type", "classic"))
-        if queue_type != "classic":
+        if queue_type == "stream":  # a stream here too (queues/stream.py)
+            arguments = {**arguments, "x-queue-type": "stream"}
+        elif queue_type != "classic":
             self.reader.notes.append(f'{path} ("{name}"): a {queue_type} queue in RabbitMQ;'
                                      " WarrenMQ runs it as a classic queue")
         friendly, rest = split_queue_arguments(arguments)

@@ -24,6 +24,7 @@ from warrenmq.config.spec import (
     shortstr_problem,
     spec,
 )
+from warrenmq.config.units import age_ms
 
 EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
@@ -42,6 +43,9 @@ X_MATCH_MODES = ("all", "any", "all-with-x", "any-with-x")
 _MS = spec(unit="duration_ms", minimum=0, maximum=MAX_TTL_MS)
 NO_ARGUMENTS = FreeMap()
 
+
+#: Queue types a config may name; quorum runs as classic (no replication here).
+QUEUE_TYPES = ("classic", "quorum", "stream")
 
 @dataclass(frozen=True, slots=True)
 class ExchangeConfig:
@@ -76,6 +80,11 @@ class QueueConfig:
     delivery_limit: int | None = field(default=None, metadata=spec(minimum=0))
     retry_delays: tuple[int, ...] = field(
         default=(), metadata=spec(item=_MS["spec"]))
+    # the queue type (x-queue-type); "stream": queues/stream.py, with its retention keys
+    type: str | None = field(default=None, metadata=spec(choices=QUEUE_TYPES))
+    max_age: str | None = None  # streams: 7D, 12h, 30m (x-max-age)
+    stream_max_segment_size_bytes: int | None = field(
+        default=None, metadata=spec(minimum=1, maximum=3_000_000_000, unit="size"))
     arguments: FreeMap = NO_ARGUMENTS
 
 
@@ -149,6 +158,12 @@ def _kind_ms_list(value: Any) -> str | None:
     return None
 
 
+def _kind_age(value: Any) -> str | None:
+    if age_ms(value) is None:
+        return f"expected an age such as 7D, 12h or 30m (Y M D h m s), got {_show(value)}"
+    return None
+
+
 def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -181,13 +196,19 @@ QUEUE_FRIENDLY = (
     Friendly("overflow", "x-overflow", _kind_choice(OVERFLOW_MODES)),
     Friendly("delivery_limit", "x-delivery-limit", _kind_int(0, None)),
     Friendly("retry_delays", "x-retry-delays", _kind_ms_list),
+    Friendly("max_age", "x-max-age", _kind_age),
+    Friendly("stream_max_segment_size_bytes", "x-stream-max-segment-size-bytes",
+             _kind_int(1, 3_000_000_000)),
 )
 EXCHANGE_FRIENDLY = (Friendly("alternate_exchange", "alternate-exchange", _kind_str),)
 
 
 def queue_arguments(queue: QueueConfig) -> dict[str, Any]:
     """The queue's x-arguments as the broker takes them: raw ``arguments`` + friendly keys."""
-    return _arguments(queue, QUEUE_FRIENDLY)
+    out = _arguments(queue, QUEUE_FRIENDLY)
+    if queue.type is not None:
+        out["x-queue-type"] = queue.type
+    return out
 
 
 def exchange_arguments(exchange: ExchangeConfig) -> dict[str, Any]:
@@ -204,8 +225,15 @@ def _arguments(entity: Any, table: tuple[Friendly, ...]) -> dict[str, Any]:
 
 
 def split_queue_arguments(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], FreeMap]:
-    """x-arguments -> (friendly keyword values, the rest); invalid values stay in the rest."""
-    return _split(arguments, QUEUE_FRIENDLY)
+    """x-arguments -> (friendly keyword values, the rest); invalid values stay in the rest.
+    Only a stream's x-queue-type reads back as ``type`` (classic and quorum stay raw
+    arguments, as documents written before streams existed have them)."""
+    stream = arguments.get("x-queue-type") == "stream"
+    friendly, rest = _split({k: v for k, v in arguments.items()
+                             if not (stream and k == "x-queue-type")}, QUEUE_FRIENDLY)
+    if stream:
+        friendly["type"] = "stream"
+    return friendly, rest
 
 
 def split_exchange_arguments(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], FreeMap]:
@@ -251,6 +279,8 @@ POLICY_VALUES: dict[str, Callable[[Any], str | None]] = {
     "max-length": _kind_int(0, None),
     "max-length-bytes": _kind_int(0, None),
     "delivery-limit": _kind_int(0, None),
+    "max-age": _kind_age,
+    "stream-max-segment-size-bytes": _kind_int(1, 3_000_000_000),
     "overflow": _kind_choice(OVERFLOW_MODES),
     "queue-mode": _kind_choice(("default", "lazy")),
     "retry-delays": _kind_ms_list,
@@ -328,6 +358,30 @@ def _policy_rules(policy: PolicyConfig) -> Iterator[Finding]:
                "a dead-letter-routing-key needs dead-letter-exchange as well")
 
 
+#: Friendly keys a stream refuses (RabbitMQ: "invalid arg ... of queue type
+#: rabbit_stream_queue"), and the stream-only ones.
+_NOT_ON_STREAMS = ("dead_letter_exchange", "dead_letter_routing_key", "message_ttl",
+                   "expires", "max_length", "overflow", "delivery_limit", "retry_delays")
+_STREAM_ONLY = ("max_age", "stream_max_segment_size_bytes")
+
+
+def _stream_rules(queue: QueueConfig) -> Iterator[Finding]:
+    if queue.max_age is not None and age_ms(queue.max_age) is None:
+        yield ("max_age",), _kind_age(queue.max_age) or "invalid"
+    if queue.type != "stream" and queue.arguments.get("x-queue-type") != "stream":
+        for name in _STREAM_ONLY:
+            if getattr(queue, name) is not None:
+                yield (name,), "only a stream queue (type: stream) takes this key"
+        return
+    if not queue.durable:
+        yield ("durable",), "a stream queue must be durable"
+    if queue.auto_delete:
+        yield ("auto_delete",), "a stream queue cannot be auto-delete"
+    for name in _NOT_ON_STREAMS:
+        if getattr(queue, name) not in (None, ()):
+            yield (name,), "a stream queue does not take this key (RabbitMQ refuses it too)"
+
+
 def _permission_rules(permission: PermissionConfig) -> Iterator[Finding]:
     for name in ("configure", "write", "read"):
         problem = regex_problem(getattr(permission, name))
@@ -354,6 +408,8 @@ RULES = {
         rule(_queue_arguments, "arguments", "dead_letter_exchange", "dead_letter_routing_key",
              "message_ttl", "expires", "max_length", "max_length_bytes", "overflow",
              "delivery_limit", "retry_delays"),
+        rule(_stream_rules, "type", "max_age", "stream_max_segment_size_bytes", "durable",
+             "auto_delete", "arguments", *_NOT_ON_STREAMS),
     ),
     BindingConfig: (rule(_binding_rules, "source", "destination", "routing_key"),),
     PolicyConfig: (rule(_policy_rules, "pattern", "definition"),),

@@ -69,3 +69,22 @@ def format_duration_ms(ms: int) -> str:
 UNIT_PARSERS: Final = {
     "size": parse_size, "duration": parse_duration, "duration_ms": parse_duration_ms,
 }
+
+
+#: RabbitMQ's stream age grammar (x-max-age, an x-stream-offset interval): Y = 365 days,
+#: M = 30 days, D, h, m, s.
+_AGE = re.compile(r"^([0-9]+)(Y|M|D|h|m|s)$")
+AGE_UNITS_S: Final = {"Y": 365 * 86400, "M": 30 * 86400, "D": 86400, "h": 3600, "m": 60,
+                      "s": 1}
+
+
+def age_ms(value: object) -> int | None:
+    """An age string ("7D", "12h") in ms, or None if it is not one or not > 0."""
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    match = _AGE.match(value)
+    if match is None or int(match.group(1)) == 0:
+        return None
+    return int(match.group(1)) * AGE_UNITS_S[match.group(2)] * 1000

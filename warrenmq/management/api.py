@@ -24,6 +24,7 @@ from warrenmq.exchange import Exchange
 from warrenmq.management.edge import ChannelView, ConnectionView, ServerView
 from warrenmq.management.stats import Stats
 from warrenmq.queues.queue import Queue
+from warrenmq.queues.stream import stream_fields
 
 MANAGEMENT_VERSION = "3.10.8"  # the RabbitMQ management API release whose shapes we follow
 EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
@@ -103,6 +104,7 @@ def queue_json(queue: Queue, stats: Stats, node: str) -> dict[str, Any]:
         "message_bytes_ram": queue.resident_bytes,
         "head_message_timestamp": None if head is None else int(head),
         "message_stats": message_stats(counts, stats.queue_rates((queue.vhost, queue.name))),
+        **stream_fields(queue),  # issue 14: type "stream", its offsets
     }
 
 

@@ -343,6 +343,8 @@ class Handlers:
     async def export_definitions(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
         p.require_admin()
+        if request.query.get("format") == "warrenmq":  # as declared (warrenmq migrate)
+            return web.json_response(definitions.export_document(self.broker))
         return web.json_response(definitions.export_definitions(self.broker))
 
     async def import_definitions(self, request: web.Request) -> web.Response:

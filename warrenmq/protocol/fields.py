@@ -198,12 +198,15 @@ def _encode_decimal(value: Decimal) -> bytes:
 
 def encode_value(value: Any) -> bytes:
     """Encode one typed field value, tag included."""
+    # the subclass tags are read while ``value`` is an object: after isinstance(int)
+    # compiled code holds a small value as a machine int and type() says int
+    kind = type(value)
     if value is None:
         return b"V"
     if isinstance(value, bool):
         return b"t" + _U8.pack(1 if value else 0)
     if isinstance(value, int):
-        return _encode_int(value, type(value) is Long)
+        return _encode_int(value, kind is Long)
     if isinstance(value, float):
         return b"d" + _F64.pack(value)
     if isinstance(value, str | bytes):

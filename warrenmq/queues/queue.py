@@ -44,7 +44,7 @@ import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from mypy_extensions import mypyc_attr, trait
+from mypy_extensions import mypyc_attr
 
 from warrenmq.clock import SYSTEM_CLOCK, Clock
 from warrenmq.errors import AccessRefused
@@ -64,15 +64,16 @@ DEFAULT_MEMORY_LIMIT: Final = 64 * 1024 * 1024
 COUNTERS: Final = ("published", "delivered", "gets", "acked", "redelivered", "dead_lettered")
 
 
-@trait
 @mypyc_attr(allow_interpreted_subclasses=True)
 class DeliveryTarget:
     """What a queue needs from a consumer; the server's ``Consumer`` implements it.
 
-    A mypyc trait rather than a ``Protocol``: the queue calls ``credit`` and ``deliver``
-    for every batch, and a trait's methods are called through a vtable where a protocol's
-    are looked up by name. Implementations subclass it (tests' fakes too: interpreted
-    subclasses are allowed)."""
+    A native base class rather than a ``Protocol``: the queue calls ``credit`` and
+    ``deliver`` for every batch, and a native class's methods are called through a
+    vtable where a protocol's are looked up by name. Implementations subclass it (tests'
+    fakes too: interpreted subclasses are allowed; mypyc traits would refuse them). They
+    set ``tag`` and ``exclusive`` on the instance: compiled, these are slots of this class,
+    which class attributes of a subclass do not fill."""
 
     tag: str
     exclusive: bool

@@ -306,6 +306,13 @@ class MessageStore:
         self._ticket += 1
         return self._ticket
 
+    def reserve_ticket(self) -> Ticket:
+        """A ticket with no record of its own: durable once the next commit lands. Stream
+        appends take one, so their confirms keep their place among the store's."""
+        with self._lock:
+            self._ticket += 1
+            return self._ticket
+
     def _prune_moved(self, msg_ids: Sequence[int]) -> None:
         """Forget the copies of messages no queue holds any more (caller holds _lock)."""
         for msg_id in msg_ids:

@@ -10,13 +10,15 @@ import base64
 import os
 from typing import TYPE_CHECKING, Final
 
-from warrenmq.errors import NotAllowed, NotImplemented_
+from warrenmq.errors import NotAllowed, NotImplemented_, PreconditionFailed
 from warrenmq.protocol.content import encode_get_ok
 from warrenmq.protocol.methods import Method, method_class
+from warrenmq.queues.stream import StreamQueue
 from warrenmq.server.consumer import Consumer
 from warrenmq.server.methods.queue import queue_name
 
 if TYPE_CHECKING:
+    from warrenmq.queues.ready import QueuedMessage
     from warrenmq.server.channel import Channel
 
 QosOk = method_class("BasicQosOk")
@@ -50,6 +52,12 @@ def basic_consume(channel: Channel, m: Method) -> None:
     if tag in channel.consumers:
         raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
     queue.check_consumer(exclusive=m.exclusive)
+    stream = queue if isinstance(queue, StreamQueue) else None
+    start = None if stream is None else stream.consume_start(
+        no_ack=m.no_ack, prefetch=channel.prefetch_count, arguments=m.arguments)
+    if stream is None and "x-stream-offset" in m.arguments:  # RabbitMQ: 406 too
+        raise PreconditionFailed(f"invalid arg 'x-stream-offset' for queue '{name}' in vhost"
+                                 f" '{queue.vhost}' of queue type rabbit_classic_queue")
     consumer = Consumer(
         channel,
         queue,
@@ -62,7 +70,10 @@ def basic_consume(channel: Channel, m: Method) -> None:
     if not m.nowait:
         channel.send(ConsumeOk(tag))
     channel.consumers[tag] = consumer
-    queue.add_consumer(consumer)
+    if stream is not None and start is not None:
+        stream.add_reader(consumer, start)  # starts at its offset, then as add_consumer
+    else:
+        queue.add_consumer(consumer)
     consumer.log_added()
 
 
@@ -104,11 +115,26 @@ def basic_ack(channel: Channel, m: Method) -> None:
 
 
 def basic_reject(channel: Channel, m: Method) -> None:
-    channel.settle(channel.take_unacked(m.delivery_tag, False), m.requeue)
+    entries = channel.take_unacked(m.delivery_tag, False)
+    if channel.vhost.streams_in_use:
+        refuse_stream_settle(entries)
+    channel.settle(entries, m.requeue)
 
 
 def basic_nack(channel: Channel, m: Method) -> None:
-    channel.settle(channel.take_unacked(m.delivery_tag, m.multiple), m.requeue)
+    entries = channel.take_unacked(m.delivery_tag, m.multiple)
+    if channel.vhost.streams_in_use:
+        refuse_stream_settle(entries)
+    channel.settle(entries, m.requeue)
+
+
+def refuse_stream_settle(entries: list[QueuedMessage]) -> None:
+    """RabbitMQ 3.10: basic.nack/reject of a stream message is a 540 connection error."""
+    for qm in entries:
+        queue = qm.queue
+        if isinstance(queue, StreamQueue):
+            raise NotImplemented_(
+                f"basic.nack and basic.reject not supported by stream queues {queue.where}")
 
 
 def _recover(channel: Channel, m: Method) -> None:
