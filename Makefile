@@ -23,7 +23,7 @@ PURE_TESTS := tests/unit tests/property tests/integration/test_raw_frames.py \
 	tests/integration/test_dead_letter.py tests/integration/test_durability.py \
 	tests/integration/test_content.py tests/integration/test_hotpath.py
 
-.PHONY: run test test-pure build demo lint bench clean
+.PHONY: run test test-pure build demo lint bench clean screenshots
 
 $(BIN)/warrenmq: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ test-pure: $(BIN)/warrenmq
 # ARGS, e.g. make demo ARGS="--orders 1000" or ARGS="--url amqp://guest:guest@host:5672/".
 demo: $(BIN)/warrenmq $(BUILD)
 	$(BIN)/python examples/orders/demo.py $(ARGS)
+
+# The dashboard's tabs as PNGs in docs/dashboard/ (headless Chromium, a broker with traffic).
+screenshots: $(BIN)/warrenmq
+	$(BIN)/python -m tests.screenshots --out docs/dashboard $(ARGS)
 
 lint: $(BIN)/warrenmq
 	$(BIN)/ruff check warrenmq tests benchmarks examples setup.py

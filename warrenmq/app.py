@@ -20,7 +20,7 @@ import structlog
 from warrenmq.broker.broker import Broker, User
 from warrenmq.broker.definitions import restore as restore_definitions
 from warrenmq.broker.permissions import Permission
-from warrenmq.config import BrokerConfig, ConfigError
+from warrenmq.config import BrokerConfig, ConfigError, SslConfig
 from warrenmq.config.rabbit import effective_permissions
 from warrenmq.declarations import SavedDefinitions, declare, warn_start
 from warrenmq.declarations import reload as reload_config
@@ -28,6 +28,7 @@ from warrenmq.message import Message
 from warrenmq.protocol.fields import encode_shortstr
 from warrenmq.server.listener import Server
 from warrenmq.server.settings import ServerSettings
+from warrenmq.server.tls import TlsContext, TlsOptions
 from warrenmq.startup import (
     amqp_listener_error,
     banner,
@@ -99,7 +100,34 @@ def server_settings(config: BrokerConfig) -> ServerSettings:
         write_low_water=config.write_buffer_low_water,
         memory_high_watermark=config.memory_high_watermark_bytes,
         default_vhost=config.default_vhost,
+        handshake_timeout=float(limits.handshake_timeout),
+        max_handshakes=limits.max_handshakes,
+        ssl_cert_login_from=config.auth.ssl_cert_login_from,
+        failed_login_threshold=config.auth.failed_login_threshold,
+        failed_login_window=float(config.auth.failed_login_window),
+        failed_login_delay=float(config.auth.failed_login_delay),
     )
+
+
+def tls_options(ssl: SslConfig | None) -> TlsOptions | None:
+    if ssl is None:
+        return None
+    return TlsOptions(ssl.certfile, ssl.keyfile, ssl.cafile, ssl.verify == "verify_peer",
+                      ssl.fail_if_no_peer_cert, ssl.ciphers)
+
+
+def apply_limits(broker: Broker, config: BrokerConfig) -> None:
+    """The vhost and user limits the config gives (RabbitMQ's vhost/user limits)."""
+    for vhost in config.vhosts:
+        for limit, value in (("max-connections", vhost.max_connections),
+                             ("max-queues", vhost.max_queues)):
+            if value is not None:
+                broker.set_limit("vhost", vhost.name, limit, value)
+    for user in config.users:
+        for limit, value in (("max-connections", user.max_connections),
+                             ("max-channels", user.max_channels)):
+            if value is not None:
+                broker.set_limit("user", user.name, limit, value)
 
 
 class Durability:
@@ -185,6 +213,7 @@ async def start(config: BrokerConfig) -> Server:
         durability.close()
         raise
     warn_start(config)
+    apply_limits(broker, config)
     server = Server(broker, server_settings(config))
     server.save_definitions = SavedDefinitions(durability.definitions.save, config)
     server.definitions_changed()
@@ -197,7 +226,7 @@ async def start(config: BrokerConfig) -> Server:
     try:
         for listener in config.listeners:
             try:
-                await server.listen(listener.host, listener.port)
+                await server.listen(listener.host, listener.port, tls_options(listener.ssl))
             except OSError as exc:
                 raise amqp_listener_error(listener.host, listener.port, exc) from exc
         if config.management.enabled:
@@ -213,9 +242,15 @@ async def start_management(server: Server, config: BrokerConfig) -> None:
     from warrenmq.management.app import ManagementServer  # aiohttp: only when enabled
 
     management = ManagementServer(server, data_dir=Path(config.storage.data_dir))
+    tls = tls_options(config.management.ssl)
+    context = None
+    if tls is not None:  # HTTPS, with the same options and reloads as amqps
+        where = f"{config.management.host}:{config.management.port}"
+        server.tls_contexts.append(TlsContext(tls, where))
+        context = server.tls_contexts[-1].context
     host, port = config.management.host, config.management.port
     try:
-        server.management_port = await management.start(host, port)
+        server.management_port = await management.start(host, port, context)
     except OSError as exc:
         raise management_listener_error(host, port, exc) from exc
     server.before_close.append(management.close)
@@ -263,6 +298,7 @@ def _reload(server: Server, current: list[BrokerConfig], load: Callable[[], Brok
     except OSError as exc:
         log.error("config_reload_failed", problems=[str(exc)])
         return
+    server.reload_tls()  # certificates re-read even when the file is unchanged
     try:
         reload_config(server, current[0], new)
     except Exception:

@@ -4,7 +4,7 @@ in ``warrenmq.tools``: ``dlq inspect|replay`` (AMQP), ``queues`` and ``list|purg
 declare|add|set|close|publish|get|status|ping`` (the management HTTP API),
 ``definitions export|import``, ``data delete-queue|delete-exchange`` and
 ``hash-password`` (offline), ``migrate`` (topology and messages into RabbitMQ) and
-``stream info|replay`` (issue 14).
+``stream info|replay``.
 
 The composition root: arguments → config → logging → uvloop → broker → listeners.
 A bad config file exits with status 2 and every problem as file:line:column: key path;
@@ -21,7 +21,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from warrenmq import __version__
-from warrenmq.config import BrokerConfig, ConfigError, ListenerConfig, load_config
+from warrenmq.config import (
+    BrokerConfig,
+    ConfigError,
+    ConfigProblem,
+    ListenerConfig,
+    SslConfig,
+    load_config,
+)
 from warrenmq.logging import configure_logging
 from warrenmq.startup import StartupError
 from warrenmq.storage import StorageError
@@ -45,6 +52,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="AMQP listen port, 1..65535 or 0 for any free one (replaces the"
                        " configured listeners)")
     serve.add_argument("--data-dir", help="data directory")
+    tls = serve.add_argument_group("TLS (an amqps listener beside the configured ones)")
+    tls.add_argument("--tls-port", type=port_number, metavar="PORT",
+                     help="amqps port (5671 is the usual one)")
+    tls.add_argument("--tls-cert", help="server certificate (PEM; the chain after it)")
+    tls.add_argument("--tls-key", help="private key of the certificate (PEM)")
+    tls.add_argument("--tls-ca", help="CA certificates client certificates must chain to")
+    tls.add_argument("--tls-verify-peer", action="store_true",
+                     help="ask clients for a certificate (needs --tls-ca); enables EXTERNAL")
+    tls.add_argument("--tls-fail-if-no-peer-cert", action="store_true",
+                     help="refuse clients without a certificate (with --tls-verify-peer)")
     management = serve.add_mutually_exclusive_group()
     management.add_argument("--management-port", type=port_number, metavar="PORT",
                             help="management HTTP port (enables the listener; 0 = any free"
@@ -79,12 +96,15 @@ def port_number(text: str) -> int:
 
 def _with_overrides(config: BrokerConfig, args: argparse.Namespace) -> BrokerConfig:
     if args.host is not None or args.port is not None:
-        first = config.listeners[0]
+        # replaces the plain listeners; configured TLS listeners stay
+        first = next((lst for lst in config.listeners if lst.ssl is None), ListenerConfig())
         listener = ListenerConfig(
             host=args.host if args.host is not None else first.host,
             port=args.port if args.port is not None else first.port,
         )
-        config = dataclasses.replace(config, listeners=(listener,))
+        tls = tuple(lst for lst in config.listeners if lst.ssl is not None)
+        config = dataclasses.replace(config, listeners=(listener, *tls))
+    config = _with_tls(config, args)
     if args.data_dir is not None:
         config = dataclasses.replace(
             config, storage=dataclasses.replace(config.storage, data_dir=args.data_dir)
@@ -97,6 +117,27 @@ def _with_overrides(config: BrokerConfig, args: argparse.Namespace) -> BrokerCon
         config = dataclasses.replace(
             config, management=dataclasses.replace(config.management, enabled=False))
     return config
+
+
+def _flag_error(message: str) -> ConfigError:
+    return ConfigError([ConfigProblem("command line", 0, 0, "", message)])
+
+
+def _with_tls(config: BrokerConfig, args: argparse.Namespace) -> BrokerConfig:
+    if args.tls_port is None:
+        if args.tls_cert or args.tls_key or args.tls_ca:
+            raise _flag_error("--tls-cert/--tls-key/--tls-ca need --tls-port")
+        return config
+    if not args.tls_cert or not args.tls_key:
+        raise _flag_error("--tls-port needs --tls-cert and --tls-key")
+    if args.tls_verify_peer and not args.tls_ca:
+        raise _flag_error("--tls-verify-peer needs --tls-ca")
+    ssl = SslConfig(certfile=args.tls_cert, keyfile=args.tls_key, cafile=args.tls_ca,
+                    verify="verify_peer" if args.tls_verify_peer else "verify_none",
+                    fail_if_no_peer_cert=args.tls_fail_if_no_peer_cert)
+    host = args.host if args.host is not None else config.listeners[0].host
+    listener = ListenerConfig(host=host, port=args.tls_port, ssl=ssl)
+    return dataclasses.replace(config, listeners=(*config.listeners, listener))
 
 
 def _load(path: str | None) -> BrokerConfig:

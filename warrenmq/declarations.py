@@ -38,7 +38,7 @@ RESTART_ONLY = ("listeners", "limits", "storage", "management", "default_vhost",
                 "memory_high_watermark_bytes", "write_buffer_high_water",
                 "write_buffer_low_water")
 #: Sections whose entries the config owns (not saved in the data directory).
-CONFIG_OWNED = ("users", "permissions", "policies")
+CONFIG_OWNED = ("users", "permissions", "topic_permissions", "policies")
 
 
 def _source(config: BrokerConfig) -> ConfigSource:
@@ -132,6 +132,8 @@ def _remove(broker: Broker, section: str, entry: dict[str, Any]) -> bool:
         return bool(broker.delete_user(entry["name"]))
     if section == "permissions":
         return bool(broker.clear_permission(entry["user"], entry["vhost"]))
+    if section == "topic_permissions":
+        return broker.clear_topic_permission(entry["user"], entry["vhost"], entry["exchange"])
     return bool(broker.clear_policy(entry["vhost"], entry["name"]))
 
 
@@ -140,6 +142,9 @@ def _describe(section: str, entry: dict[str, Any]) -> str:
         return f'user "{entry["name"]}"'
     if section == "permissions":
         return f'permission of user "{entry["user"]}" in vhost "{entry["vhost"]}"'
+    if section == "topic_permissions":
+        return (f'topic permission of user "{entry["user"]}" for exchange'
+                f' "{entry["exchange"]}" in vhost "{entry["vhost"]}"')
     return f'policy "{entry["name"]}" in vhost "{entry["vhost"]}"'
 
 

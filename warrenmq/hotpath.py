@@ -43,6 +43,8 @@ HOT: tuple[str, ...] = (
     "warrenmq.clock",
     "warrenmq.message",
     "warrenmq.queues.ready",
+    "warrenmq.queues.priority",
+    "warrenmq.queues.consumers",
     "warrenmq.queues.queue",
     "warrenmq.queues.expiry",
     "warrenmq.queues.dead_letter",

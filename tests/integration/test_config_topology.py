@@ -331,5 +331,55 @@ async def test_check_config_lists_every_topology_problem(tmp_path: Path) -> None
     result = await asyncio.to_thread(run_cli, "check-config", str(good))
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{good}: ok\n"
-    assert result.stderr.startswith('note: topic_permissions[0] (user "dave", exchange'
-                                    ' "amq.topic"): topic permissions are not supported')
+    assert "topic_permissions" not in result.stderr  # imported now, nothing to note
+    bad_topic = tmp_path / "bad-topic.json"
+    bad_topic.write_text(json.dumps({**RABBIT_DEFINITIONS, "topic_permissions": [
+        {"user": "dave", "vhost": "/", "exchange": "amq.topic", "write": "(", "read": 3}]}))
+    result = await asyncio.to_thread(run_cli, "check-config", str(bad_topic))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{bad_topic}: topic_permissions[0].read: expected a string, got 3"]
+
+
+async def test_priority_and_single_active_consumer_keys(tmp_path: Path) -> None:
+    """``max_priority`` and ``single_active_consumer`` stand for x-max-priority and
+    x-single-active-consumer; bad values and a policy trying to set them (RabbitMQ
+    refuses both as policy settings) are reported with file:line:col and key path."""
+    path = write_config(tmp_path, "queues:\n"
+                                  "  - {name: ranked, max_priority: 10}\n"
+                                  "  - {name: solo, single_active_consumer: true}\n")
+    server, url = await started(path)
+    try:
+        vhost = server.broker.vhosts["/"]
+        assert vhost.queues["ranked"].arguments == {"x-max-priority": 10}
+        assert vhost.queues["solo"].arguments == {"x-single-active-consumer": True}
+        connection = await aio_pika.connect(url)
+        async with connection:
+            channel = await connection.channel()
+            for priority in (1, 9):
+                await channel.default_exchange.publish(
+                    aio_pika.Message(b"p%d" % priority, priority=priority),
+                    routing_key="ranked")
+            assert await get_bodies(channel, "ranked") == [b"p9", b"p1"]
+    finally:
+        await server.close(grace=2)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "queues:\n"
+        "  - {name: a, max_priority: 300}\n"
+        "  - {name: b, single_active_consumer: 'yes'}\n"
+        "  - {name: c, arguments: {x-max-priority: -1}}\n"
+        "policies:\n"
+        "  - {name: p, pattern: '.*', definition: {max-priority: 5}}\n")
+    result = await asyncio.to_thread(run_cli, "check-config", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{bad}:2:29: queues[0].max_priority: expected an integer between 0 and 255,"
+        " got 300 (an integer)",
+        f'{bad}:3:39: queues[1].single_active_consumer: expected a boolean (true or false),'
+        ' got "yes"',
+        f"{bad}:4:43: queues[2].arguments.x-max-priority: expected an integer between 0"
+        " and 255, got -1",
+        f"{bad}:6:57: policies[0].definition.max-priority: 'max-priority' is not a policy"
+        " key (RabbitMQ's, or WarrenMQ's retry-delays)",
+    ]

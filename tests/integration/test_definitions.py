@@ -48,6 +48,8 @@ users:
 permissions:
   - {{user: guest, configure: ".*", write: ".*", read: ".*"}}
   - {{user: alice, vhost: prod, configure: "^alice\\\\.", write: ".*", read: ""}}
+topic_permissions:
+  - {{user: alice, vhost: prod, exchange: amq.topic, write: "^{{username}}\\\\.", read: ""}}
 policies:
   - {{name: cap, pattern: "^email$", apply_to: queues, priority: 1,
      definition: {{max-length: 1000, overflow: reject-publish}}}}
@@ -67,6 +69,7 @@ queues:
     retry_delays: [1s, 5s]
   - {{name: work, delivery_limit: 3, arguments: {{x-queue-type: quorum}}}}
   - {{name: hq, vhost: prod, max_length: 10, overflow: reject-publish-dlx}}
+  - {{name: prio, max_priority: 10, single_active_consumer: true}}
 bindings:
   - {{source: orders, destination: email}}
   - {{source: events, destination: work, routing_key: "order.#"}}
@@ -111,10 +114,15 @@ async def test_export_config_as_rabbitmq_json(tmp_path: Path) -> None:
                       "x-message-ttl": 30000, "x-expires": 3600000,
                       "x-max-length-bytes": 1048576, "x-retry-delays": [1000, 5000]}}
     assert queues["work"]["type"] == "quorum"
+    assert queues["prio"]["arguments"] == {"x-max-priority": 10,
+                                           "x-single-active-consumer": True}
     assert by_name(document["exchanges"])["hidden"]["internal"] is True
     users = by_name(document["users"])
     assert users["alice"]["password_hash"] == HASH
     assert User("guest", password_hash=users["guest"]["password_hash"]).check_password("guest")
+    assert document["topic_permissions"] == [
+        {"user": "alice", "vhost": "prod", "exchange": "amq.topic", "write": "^{username}\\.",
+         "read": ""}]
     assert document["policies"] == [{
         "vhost": "/", "name": "cap", "pattern": "^email$", "apply-to": "queues",
         "definition": {"max-length": 1000, "overflow": "reject-publish"}, "priority": 1}]
@@ -225,6 +233,9 @@ RABBIT_EXPORT = {
          "type": "classic", "arguments": {"x-max-length": 100}},
         {"name": "scratch", "vhost": "apps", "durable": False, "auto_delete": True,
          "type": "classic", "arguments": {}},
+        {"name": "ranked", "vhost": "apps", "durable": True, "auto_delete": False,
+         "type": "classic",
+         "arguments": {"x-max-priority": 5, "x-single-active-consumer": True}},
     ],
     "exchanges": [{"name": "in", "vhost": "apps", "type": "topic", "durable": True,
                    "auto_delete": False, "internal": False, "arguments": {}}],
@@ -251,6 +262,8 @@ async def test_import_into_a_data_dir_then_serve_from_it(tmp_path: Path) -> None
         vhost = server.broker.vhosts["apps"]
         assert vhost.queues["jobs"].arguments == {"x-max-length": 100}
         assert vhost.queues["jobs"].policy == "lazy"
+        ranked = vhost.queues["ranked"]
+        assert ranked.args.max_priority == 5 and ranked.args.single_active_consumer
         assert "scratch" not in vhost.queues
         url = f"amqp://dave:pw@127.0.0.1:{server.ports[0]}/apps"
         connection = await aio_pika.connect(url)
@@ -323,7 +336,9 @@ async def test_import_and_export_on_a_running_broker(tmp_path: Path) -> None:
         assert server.broker.users["dave"].check_password("pw")
         server.definitions_changed()
         exported = export_definitions(server.broker)
-        assert set(by_name(exported["queues"])) == {"existing", "jobs"}  # durable only
+        assert set(by_name(exported["queues"])) == {"existing", "jobs", "ranked"}
+        assert by_name(exported["queues"])["ranked"]["arguments"] == {
+            "x-max-priority": 5, "x-single-active-consumer": True}
         assert {v["name"] for v in exported["vhosts"]} == {"/", "apps"}
         assert [p["name"] for p in exported["policies"]] == ["lazy"]
     finally:
@@ -408,7 +423,7 @@ async def test_rabbitmq_imports_our_export(tmp_path: Path) -> None:
             queues = {q["name"]: q for vhost in ("/", "prod") for q in await asyncio.to_thread(
                 ctl, "list_queues", "-p", vhost, "name", "durable", "auto_delete", "arguments",
                 "type", "--formatter", "json")}
-            if {"email", "work", "hq"} <= set(queues):
+            if {"email", "work", "hq", "prio"} <= set(queues):
                 break
             await asyncio.sleep(0.5)
         assert _args(queues["email"]["arguments"]) == {
@@ -420,6 +435,8 @@ async def test_rabbitmq_imports_our_export(tmp_path: Path) -> None:
         assert _args(queues["work"]["arguments"])["x-delivery-limit"] == 3
         assert _args(queues["hq"]["arguments"]) == {"x-max-length": 10,
                                                     "x-overflow": "reject-publish-dlx"}
+        assert _args(queues["prio"]["arguments"]) == {"x-max-priority": 10,
+                                                      "x-single-active-consumer": True}
         exchanges = {x["name"]: x for x in await asyncio.to_thread(
             ctl, "list_exchanges", "-p", "/", "name", "type", "durable", "internal",
             "arguments", "--formatter", "json")}
@@ -447,6 +464,10 @@ async def test_rabbitmq_imports_our_export(tmp_path: Path) -> None:
                                               "--formatter", "json")
         assert permissions == [{"user": "alice", "configure": "^alice\\.", "write": ".*",
                                 "read": ""}]
+        topic = await asyncio.to_thread(ctl, "list_topic_permissions", "-p", "prod",
+                                        "--formatter", "json")
+        assert topic == [{"user": "alice", "exchange": "amq.topic", "write": "^{username}\\.",
+                          "read": ""}]
         users = {u["user"]: u["tags"] for u in await asyncio.to_thread(
             ctl, "list_users", "--formatter", "json")}
         assert users == {"guest": ["administrator"], "alice": ["monitoring"]}

@@ -346,3 +346,43 @@ async def test_pagination(mgmt: tuple[BrokerHandle, Http]) -> None:
     assert len(await http.json("/api/queues")) == 5
     exchanges = await http.json("/api/exchanges?page=1&page_size=2&name=amq\\.d&use_regex=true")
     assert [x["name"] for x in exchanges["items"]] == ["amq.direct"]
+
+
+async def test_connection_and_channel_lookups(mgmt: tuple[BrokerHandle, Http]) -> None:
+    broker, http = mgmt
+    from urllib.parse import quote
+    connection = await aio_pika.connect(broker.url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=3)
+        conns = await http.json("/api/vhosts/%2F/connections")
+        assert len(conns) == 1
+        name = quote(conns[0]["name"], safe="")
+        chans = await http.json(f"/api/connections/{name}/channels")
+        assert [c["prefetch_count"] for c in chans] == [3]
+        one = await http.json(f"/api/channels/{quote(chans[0]['name'], safe='')}")
+        assert one == chans[0]
+        assert await http.json("/api/vhosts/%2F/channels") == chans
+        assert (await http.get("/api/channels/nope")).status == 404
+        assert (await http.get("/api/vhosts/nowhere/connections")).status == 404
+
+
+async def test_pagination_sorts_by_depth_and_by_rendered_fields(
+        mgmt: tuple[BrokerHandle, Http]) -> None:
+    broker, http = mgmt
+    vhost = broker.vhost()
+    for name, depth in (("a", 3), ("b", 1), ("c", 2)):
+        await http.request("PUT", f"/api/queues/%2F/{name}", body={})
+        for _ in range(depth):
+            await http.request("POST", "/api/exchanges/%2F/amq.default/publish", body={
+                "properties": {}, "routing_key": name, "payload": "x",
+                "payload_encoding": "string"})
+    assert [vhost.queues[n].message_count for n in "abc"] == [3, 1, 2]
+    deepest = await http.json("/api/queues?page=1&page_size=2&sort=messages_ready"
+                              "&sort_reverse=true&columns=name,messages_ready")
+    assert deepest["items"] == [{"name": "a", "messages_ready": 3},
+                                {"name": "c", "messages_ready": 2}]
+    assert (deepest["page_count"], deepest["total_count"]) == (2, 3)
+    # a field only the rendered object has: every queue rendered, same answer shape
+    by_type = await http.json("/api/queues?page=2&page_size=2&sort=type&columns=name")
+    assert by_type["items"] == [{"name": "c"}] and by_type["filtered_count"] == 3

@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,8 +185,11 @@ async def test_demo_moves_into_a_three_node_cluster(cluster: RabbitCluster,
     node_a, node_b = cluster.nodes[0], cluster.nodes[1]
     queues = json.loads(cluster.ctl(node_a, "list_queues", "name", "type", "--formatter",
                                     "json", "-q"))
-    assert {q["name"]: q["type"] for q in queues} == dict.fromkeys(topology.ALL_QUEUES,
-                                                                   "quorum")
+    # the work queues as quorum queues; the demo's order-events stream stays a stream
+    # (declared on the target, its contents listed as not moved)
+    types = {q["name"]: q["type"] for q in queues}
+    assert types.pop("order-events", "stream") == "stream"
+    assert types == dict.fromkeys(topology.ALL_QUEUES, "quorum")
     # 3. Resume against node A; node B is stopped halfway through the second half.
     run.start(node_a.url, "inventory", "email", "analytics")
     stopper: list[asyncio.Task[None]] = []
@@ -201,6 +205,7 @@ async def test_demo_moves_into_a_three_node_cluster(cluster: RabbitCluster,
         await asyncio.sleep(0.2)
     await run.stop("inventory", "email", "analytics")
     final = await depths(node_a.url)
+    final.pop("order-events", None)  # the stream keeps what it was sent: not a backlog
 
     # 4. The demo's own tally over the whole run.
     stock = run.db.stock()
@@ -212,8 +217,11 @@ async def test_demo_moves_into_a_three_node_cluster(cluster: RabbitCluster,
         + run.totals.duplicates, dead={}, replay={}, depths=final,
         stock_taken={sku: INITIAL_STOCK - qty for sku, qty in stock.items()},
         units_counted=run.totals.units.copy(), revenue_counted=run.totals.revenue,
-        poison=None, crash_injected=False)
+        poison=None, crash_injected=False,
+        # the reporting service (the order-events stream) is not part of this run: a
+        # stream's contents are not migrated, so its checks are left out below
+        report_orders={}, report_units=Counter(), report_duplicates=0, resumed_from=None)
     run.db.close()
     print(tally.line())
-    assert tally.problems() == []
+    assert [p for p in tally.problems() if not p.startswith("reporting")] == []
     assert tally.lost == 0 and len(run.placed) == ORDERS

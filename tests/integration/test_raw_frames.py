@@ -23,7 +23,7 @@ Covers what client libraries never send:
   known-but-unsupported feature;
 - truncated or over-long method arguments: 502 SYNTAX_ERROR naming the method (WarrenMQ's
   codec choice; RabbitMQ's generated decoder reports 501 "cannot decode");
-- basic.publish immediate=true and tx.select: 540 NOT_IMPLEMENTED;
+- basic.publish immediate=true: 540 NOT_IMPLEMENTED;
 - heartbeat frames on a non-zero channel and content frames on channel 0: 505.
 
 Every case asserts the reply code, the class/method ids, that the socket is closed
@@ -226,7 +226,6 @@ CASES = {
         lambda: raw_frame(1, 1, struct.pack(">HHH", 50, 10, 0) + b"\x01q" + b"\x00"
                           + struct.pack(">I", 1000) + b"abc"), 502, 50, 10),
     "immediate-publish": Case(lambda: publish(immediate=True), 540, 60, 40),
-    "tx-select": Case(lambda: frame.marshal(commands.Tx.Select(), 1), 540, 90, 10),
 }
 
 

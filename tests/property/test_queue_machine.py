@@ -20,6 +20,7 @@ Plus plain tests of round-robin fairness and of requeue position.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import settings
@@ -44,9 +45,12 @@ def index_of(qm: QueuedMessage) -> int:
 
 
 class Ledger:
-    """The model: where every live message is, by publish index."""
+    """The model: where every live message is, by publish index. ``order`` ranks ready
+    messages by which must leave first (publish order here; priority first in
+    test_priority_machine), ``check_recipient`` vets the consumer a delivery goes to."""
 
     def __init__(self) -> None:
+        self.order: Callable[[int], Any] = lambda index: index
         self.ready: set[int] = set()
         self.where: dict[int, str] = {}  # index -> "ready" or a holder's name
         self.requeued: set[int] = set()
@@ -57,7 +61,8 @@ class Ledger:
         """A message left the queue: it must be the lowest-published ready one."""
         index = index_of(qm)
         assert index in self.ready, f"m{index} left the queue but was not ready"
-        assert index == min(self.ready), f"m{index} out of order; ready={sorted(self.ready)}"
+        first = min(self.ready, key=self.order)
+        assert index == first, f"m{index} out of order; ready={sorted(self.ready)}"
         assert qm.redelivered == (index in self.requeued), f"m{index} redelivered flag"
         self.ready.discard(index)
         if holder is None:
@@ -65,6 +70,9 @@ class Ledger:
             self.auto_acked += 1
         else:
             self.where[index] = holder
+
+    def check_recipient(self, consumer: FakeConsumer) -> None:
+        """Any consumer may receive (one priority, no single active consumer)."""
 
     def back(self, qms: list[QueuedMessage]) -> None:
         for qm in qms:
@@ -77,8 +85,10 @@ class Ledger:
 class FakeConsumer(DeliveryTarget):
     """A DeliveryTarget: credit from prefetch and flow, holds unacked messages."""
 
-    def __init__(self, tag: str, prefetch: int, no_ack: bool, ledger: Ledger) -> None:
+    def __init__(self, tag: str, prefetch: int, no_ack: bool, ledger: Ledger,
+                 priority: int = 0) -> None:
         self.tag = tag
+        self.priority = priority
         self.exclusive = False
         self.prefetch = prefetch
         self.no_ack = no_ack
@@ -101,6 +111,7 @@ class FakeConsumer(DeliveryTarget):
 
     def deliver(self, queue: Queue, qms: list[QueuedMessage]) -> int:
         assert 0 < len(qms) <= self.credit(), f"{self.tag} got {len(qms)} past its credit"
+        self.ledger.check_recipient(self)
         for qm in qms:
             self.ledger.deliveries.append((self.tag, index_of(qm)))
             if self.no_ack:

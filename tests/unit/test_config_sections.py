@@ -30,6 +30,7 @@ from warrenmq.config import (
     FreeMap,
     PermissionConfig,
     PolicyConfig,
+    TopicPermissionConfig,
     UserConfig,
     VhostConfig,
     load_config,
@@ -426,10 +427,13 @@ def test_shipped_reference_examples_load_when_uncommented():
         elif re.match(r"^[a-z_]+: \[\]$", line):
             lines.append(line[:-3])
     cfg = load_config_text("\n".join(lines) + "\n", "uncommented.yaml")
-    assert [q.name for q in cfg.queues] == ["email", "audit"]
+    assert [q.name for q in cfg.queues] == ["email", "audit", "jobs", "ledger"]
+    assert cfg.queues[2].max_priority == 10
+    assert cfg.queues[3].single_active_consumer is True
     assert [x.name for x in cfg.exchanges] == ["orders", "events"]
     assert len(cfg.bindings) == 3 and len(cfg.policies) == 1
     assert cfg.permissions is not None and len(cfg.permissions) == 1
+    assert [t.write for t in cfg.topic_permissions] == ["^{username}\\."]
     assert load_config(SHIPPED) == BrokerConfig()
 
 
@@ -443,6 +447,9 @@ users:
 permissions:
   - {{user: alice, vhost: prod, configure: "^a", write: ".*", read: ""}}
   - {{user: guest, configure: ".*", write: ".*", read: ".*"}}
+topic_permissions:
+  - {{user: alice, vhost: prod, exchange: amq.topic, write: '^{{username}}\\.', read: ""}}
+  - {{user: guest, exchange: events, read: '^order\\.'}}
 policies:
   - {{name: p1, pattern: "^q", apply_to: queues, priority: 2,
      definition: {{message-ttl: 1000, max-length: 3, ha-mode: all}}}}
@@ -471,7 +478,8 @@ bindings:
   - {{source: hx, destination: hq, vhost: prod, arguments: {{x-match: any, k: v, n: 3}}}}
   - {{source: amq.topic, destination: events, destination_type: exchange, routing_key: "a.*"}}
 """
-DECLARATIVE = ("vhosts", "users", "permissions", "policies", "exchanges", "queues", "bindings")
+DECLARATIVE = ("vhosts", "users", "permissions", "topic_permissions", "policies", "exchanges",
+               "queues", "bindings")
 
 
 def declarative(cfg: BrokerConfig) -> dict[str, object]:
@@ -612,8 +620,11 @@ def test_reading_a_rabbitmq_export_notes_what_it_cannot_keep():
     assert [u.name for u in cfg.users] == ["guest", "capped"]
     assert cfg.users[0] == UserConfig("guest", password_hash=HASH, tags=("administrator",),
                                       loopback_only=True)  # RabbitMQ's loopback_users default
-    assert cfg.vhosts == (VhostConfig("/"), VhostConfig("v2"))
+    assert cfg.vhosts == (VhostConfig("/"), VhostConfig("v2", max_queues=5))
+    assert cfg.users[1].max_connections == 2  # RabbitMQ's user and vhost limits are kept
     assert cfg.permissions == (PermissionConfig("guest", ".*", ".*", ".*"),)
+    assert cfg.topic_permissions == (
+        TopicPermissionConfig("guest", "amq.topic", "^x", ".*"),)
     q1, q2 = cfg.queues
     assert (q1.message_ttl, q1.delivery_limit) == (60000, 5)
     assert q1.arguments == FreeMap({"x-queue-type": "quorum"})  # clients redeclare with it
@@ -625,10 +636,7 @@ def test_reading_a_rabbitmq_export_notes_what_it_cannot_keep():
     for expected in (
         'users[1] ("old"): hashing algorithm rabbit_password_hashing_sha512 is not supported',
         'users[2] ("nopw"): has no password',
-        'users[3] ("capped"): user limits are not supported',
-        'vhosts[1] ("v2"): vhost limits are not supported',
         'permissions[1]: user "old" was not imported',
-        "topic_permissions[0]",
         'parameters[0] (shovel "s1" in vhost "/")',
         'global_parameters[0] ("cluster_name")',
         'queues[0] ("q1"): a quorum queue in RabbitMQ; WarrenMQ runs it as a classic queue',

@@ -35,11 +35,23 @@ from warrenmq.protocol.frames import (
 
 FRAME_MAX = 4096
 
-frames_st = st.tuples(
-    st.sampled_from([FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT]),
-    st.integers(0, 65535),
-    st.binary(max_size=300),
+frames_st = st.one_of(
+    st.tuples(
+        st.sampled_from([FRAME_METHOD, FRAME_HEADER, FRAME_BODY]),
+        st.integers(0, 65535),
+        st.binary(max_size=300),
+    ),
+    st.tuples(st.just(FRAME_HEARTBEAT), st.integers(0, 65535), st.just(b"")),
 )
+
+
+@pytest.mark.parametrize("channel", [0, 1])
+def test_heartbeat_with_a_payload_is_a_frame_error(channel: int) -> None:
+    """It must not swallow the next frame as its payload (RabbitMQ: 501)."""
+    reader = FrameReader(FRAME_MAX)
+    with pytest.raises(FrameError) as info:
+        reader.feed(encode_frame(FRAME_HEARTBEAT, channel, b"\x01" * 13))
+    assert info.value.reply_code == 501
 
 
 def stream_of(frames: list[tuple[int, int, bytes]]) -> bytes:

@@ -85,3 +85,23 @@ def test_random_operations_match_a_dict_model() -> None:
         assert len(held) == len(model)
         assert held.values() == [model[t] for t in sorted(model)]
     assert held.take_all() == [model[t] for t in sorted(model)]
+
+
+def test_items_and_restore_put_taken_entries_back_by_tag() -> None:
+    """A transaction's rollback: entries taken by an ack come back under their tags."""
+    unacked = Unacked()
+    qms = [QueuedMessage(Message("", "k", b"", b"\x00\x00", b""), n) for n in range(5)]
+    unacked.extend(1, qms[:3])
+    unacked.extend(5, qms[3:])  # tag 4 was a no_ack delivery: a hole
+    assert [tag for tag, _ in unacked.items()] == [1, 2, 3, 5, 6]
+    first = unacked.take(2, multiple=True)
+    middle = unacked.take(5, multiple=False)
+    assert [tag for tag, _ in unacked.items()] == [3, 6]
+    unacked.restore([(1, first[0]), (2, first[1]), (5, middle[0])])
+    assert unacked.items() == [(1, qms[0]), (2, qms[1]), (3, qms[2]), (5, qms[3]),
+                               (6, qms[4])]
+    assert len(unacked) == 5
+    assert unacked.take(2, multiple=False) == [qms[1]]
+    unacked.extend(8, [qms[0]])  # later deliveries still append after a gap
+    assert [tag for tag, _ in unacked.items()] == [1, 3, 5, 6, 8]
+    assert unacked.take(0, multiple=True) == [qms[0], qms[2], qms[3], qms[4], qms[0]]

@@ -1,7 +1,8 @@
 """Applying a definitions document to a live broker: check everything, then change it.
 
 The document has the shape ``config.rabbit.declarations`` writes (RabbitMQ's
-definitions sections ``vhosts``, ``users``, ``permissions``, ``policies``,
+definitions sections ``vhosts``, ``users``, ``permissions``, ``topic_permissions``,
+``policies``,
 ``exchanges``, ``queues``, ``bindings``; users may carry a plain ``password`` and
 ``loopback_only``). :func:`apply` first checks every entry against the broker as it is
 (an exchange or queue that exists with other settings, a permission for an unknown
@@ -23,9 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from warrenmq.broker.broker import Broker, User
+from warrenmq.broker.broker import USER_LIMITS, VHOST_LIMITS, Broker, User
 from warrenmq.broker.permissions import Permission
 from warrenmq.broker.policies import EXCHANGE_KEYS, QUEUE_KEYS, Policy
+from warrenmq.broker.topic_permissions import TopicPermission
 from warrenmq.broker.vhost import VirtualHost
 from warrenmq.errors import AMQPError
 from warrenmq.exchange import EXCHANGE_TYPES, canonical_arguments
@@ -102,6 +104,7 @@ class _Plan:
         self.users = set(broker.users) | {u["name"] for u in document.get("users", [])}
         self.policies: dict[int, Policy] = {}
         self.permissions: dict[int, Permission] = {}
+        self.topic_permissions: dict[int, TopicPermission] = {}
         self.skip: set[tuple[str, int]] = set()
         self.new_exchanges: dict[tuple[str, str], str] = {}
         self.new_queues: set[tuple[str, str]] = set()
@@ -119,6 +122,8 @@ class _Plan:
     def check(self) -> None:
         for index, p in enumerate(self.document.get("permissions", [])):
             self.permission(index, p)
+        for index, p in enumerate(self.document.get("topic_permissions", [])):
+            self.topic_permission(index, p)
         for index, p in enumerate(self.document.get("policies", [])):
             self.policy(index, p)
         for index, x in enumerate(self.document.get("exchanges", [])):
@@ -136,6 +141,15 @@ class _Plan:
             self.permissions[index] = Permission(p["configure"], p["write"], p["read"])
         except ValueError as exc:
             self.issue("permissions", index, str(exc))
+
+    def topic_permission(self, index: int, p: Mapping[str, Any]) -> None:
+        if p["user"] not in self.users:
+            self.issue("topic_permissions", index, f'no user "{p["user"]}"')
+        self.host("topic_permissions", index, p["vhost"])
+        try:
+            self.topic_permissions[index] = TopicPermission(p["exchange"], p["write"], p["read"])
+        except ValueError as exc:
+            self.issue("topic_permissions", index, str(exc))
 
     def policy(self, index: int, p: Mapping[str, Any]) -> None:
         where = _what("policy", p["name"], p["vhost"])
@@ -238,12 +252,21 @@ def apply(broker: Broker, document: Mapping[str, Any], *, strict: bool) -> Appli
     for u in document.get("users", []):
         _upsert(done, _what("user", u["name"]), broker.users.get(u["name"]), _user(u),
                 broker.set_user)
+    _apply_limits(broker, document, done)
     for index, p in enumerate(document.get("permissions", [])):
         if ("permissions", index) not in plan.skip:
             current = broker.permissions.get((p["user"], p["vhost"]))
             _upsert(done, f'permission of user "{p["user"]}" in vhost "{p["vhost"]}"', current,
                     plan.permissions[index],
                     lambda perm, p=p: broker.set_permission(p["user"], p["vhost"], perm))
+    for index, p in enumerate(document.get("topic_permissions", [])):
+        if ("topic_permissions", index) not in plan.skip:
+            records = broker.topic_permissions.get((p["user"], p["vhost"]), [])
+            _upsert(done, f'topic permission of user "{p["user"]}" for exchange'
+                          f' "{p["exchange"]}" in vhost "{p["vhost"]}"',
+                    next((t for t in records if t.exchange == p["exchange"]), None),
+                    plan.topic_permissions[index],
+                    lambda t, p=p: broker.set_topic_permission(p["user"], p["vhost"], t))
     for index, policy in plan.policies.items():
         if ("policies", index) not in plan.skip:
             _upsert(done, _what("policy", policy.name, policy.vhost),
@@ -259,6 +282,28 @@ def _upsert(done: Applied, what: str, current: Any, wanted: Any, setter: Any) ->
         return
     setter(wanted)
     (done.added if current is None else done.changed).append(what)
+
+
+def _apply_limits(broker: Broker, document: Mapping[str, Any], done: Applied) -> None:
+    """RabbitMQ's vhost and user limits, where an entry gives ``limits``."""
+    for section, kind, known in (("vhosts", "vhost", VHOST_LIMITS),
+                                 ("users", "user", USER_LIMITS)):
+        for entry in document.get(section, []):
+            limits = entry.get("limits")
+            if not isinstance(limits, Mapping):
+                continue
+            table = broker.vhost_limits if kind == "vhost" else broker.user_limits
+            for limit in known:
+                value = limits.get(limit)
+                value = value if isinstance(value, int) and value >= 0 else None
+                if table.get(entry["name"], {}).get(limit) == value:
+                    continue
+                try:
+                    broker.set_limit(kind, entry["name"], limit, value)
+                except ValueError as exc:
+                    done.notes.append(f"{kind} '{entry['name']}': {exc}")
+                else:
+                    done.changed.append(f"{limit} limit of {kind} \"{entry['name']}\"")
 
 
 def _user(u: Mapping[str, Any]) -> User:

@@ -27,9 +27,13 @@ import structlog
 
 from warrenmq.broker.permissions import FULL_ACCESS, Grant, Permission
 from warrenmq.broker.policies import Policy
+from warrenmq.broker.topic_permissions import TopicPermission
 from warrenmq.broker.vhost import VirtualHost
 
 log = structlog.get_logger("warrenmq.broker")
+VHOST_LIMITS = ("max-connections", "max-queues")
+_DUMMY_HASH = base64.b64encode(bytes(36)).decode()
+USER_LIMITS = ("max-connections", "max-channels")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,7 @@ class Broker:
         vhosts: list[str] | None = None,
         users: list[User] | None = None,
         permissions: Mapping[tuple[str, str], Permission] | None = None,
+        topic_permissions: Mapping[tuple[str, str], list[TopicPermission]] | None = None,
     ) -> None:
         self.vhosts: dict[str, VirtualHost] = {
             name: VirtualHost(name) for name in (vhosts if vhosts is not None else ["/"])
@@ -82,17 +87,30 @@ class Broker:
         self._grants: dict[tuple[str, str], Grant] = {}
         #: bumped by every permission change (set, clear, a user deleted)
         self.permission_generation = 0
+        #: RabbitMQ's vhost limits (max-connections, max-queues) and user limits
+        #: (max-connections, max-channels): name -> {limit: value}; see set_limit
+        self.vhost_limits: dict[str, dict[str, int]] = {}
+        self.user_limits: dict[str, dict[str, int]] = {}
         #: called with a user's name after ``delete_user`` (the server closes connections)
         self.on_user_deleted: list[Callable[[str], None]] = []
         if permissions is None:
             permissions = {(u, v): FULL_ACCESS for u in self.users for v in self.vhosts}
         for (user, vhost), permission in permissions.items():
             self.set_permission(user, vhost, permission)
+        #: (user, vhost) -> exchange -> TopicPermission (topic_permissions.py)
+        self._topic_permissions: dict[tuple[str, str], dict[str, TopicPermission]] = {}
+        for (user, vhost), records in (topic_permissions or {}).items():
+            for record in records:
+                self.set_topic_permission(user, vhost, record)
 
     # ----------------------------------------------------------------- authentication
     def authenticate(self, username: str, password: str, *, loopback: bool) -> User | None:
         user = self.users.get(username)
-        if user is None or not user.check_password(password):
+        if user is None:
+            # the same work as a real check, so timing does not tell which names exist
+            _check_rabbit_hash(_DUMMY_HASH, password)
+            return None
+        if not user.check_password(password):  # hmac.compare_digest: constant time
             return None
         if user.loopback_only and not loopback:
             return None
@@ -112,6 +130,7 @@ class Broker:
         grant = self._grants.get(key)
         if grant is None:
             grant = self._grants[key] = Grant(user, vhost, self._permissions.get(key))
+            grant.topics.replace(list(self._topic_permissions.get(key, {}).values()))
         return grant
 
     # ----------------------------------------------------------------- vhosts and users
@@ -160,6 +179,8 @@ class Broker:
             return False
         for key in [key for key in self._permissions if key[0] == name]:
             self.clear_permission(*key)
+        for key in [key for key in self._topic_permissions if key[0] == name]:
+            self.clear_topic_permission(*key)
         for key in [key for key in self._grants if key[0] == name]:
             self._grants.pop(key).update(None)
         self.permission_generation += 1
@@ -167,6 +188,30 @@ class Broker:
         for callback in list(self.on_user_deleted):
             callback(name)
         return True
+
+    # ----------------------------------------------------------------- limits
+    def set_limit(self, kind: str, name: str, limit: str, value: int | None) -> None:
+        """Set (or with None clear) a vhost or user limit; a negative value clears it
+        too (RabbitMQ: -1 is "no limit"). Existing connections and queues stay."""
+        allowed = VHOST_LIMITS if kind == "vhost" else USER_LIMITS
+        if limit not in allowed:
+            raise ValueError(f"unknown {kind} limit '{limit}' (known: {', '.join(allowed)})")
+        table = self.vhost_limits if kind == "vhost" else self.user_limits
+        known = self.vhosts if kind == "vhost" else self.users
+        if name not in known:
+            raise ValueError(f"no {kind} '{name}'")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"limit '{limit}': expected an integer, got {value!r}")
+        entry = table.setdefault(name, {})
+        if value is None or value < 0:
+            entry.pop(limit, None)
+        else:
+            entry[limit] = value
+        if not entry:
+            del table[name]
+        if kind == "vhost" and limit == "max-queues":
+            self.vhosts[name].max_queues = entry.get(limit) if entry else None
+        log.info("limit_set", kind=kind, name=name, limit=limit, value=value)
 
     # ----------------------------------------------------------------- permissions
     @property
@@ -198,6 +243,45 @@ class Broker:
             grant.update(None)
         self.permission_generation += 1
         return True
+
+    # ----------------------------------------------------------------- topic permissions
+    @property
+    def topic_permissions(self) -> Mapping[tuple[str, str], list[TopicPermission]]:
+        """(user, vhost) -> its topic permissions, one per exchange (a copy)."""
+        return {key: list(records.values())
+                for key, records in self._topic_permissions.items() if records}
+
+    def set_topic_permission(self, user: str, vhost: str, record: TopicPermission) -> None:
+        """Add or replace ``user``'s topic permission for ``record.exchange`` in ``vhost``;
+        open connections are checked against it from their next publish or bind."""
+        if user not in self.users:
+            raise ValueError(f"cannot set topic permissions: no user '{user}'")
+        if vhost not in self.vhosts:
+            raise ValueError(f"cannot set topic permissions: no vhost '{vhost}'")
+        if not isinstance(record, TopicPermission):
+            raise ValueError(f"expected a TopicPermission, got {record!r}")
+        self._topic_permissions.setdefault((user, vhost), {})[record.exchange] = record
+        self._topics_changed(user, vhost)
+
+    def clear_topic_permission(self, user: str, vhost: str, exchange: str | None = None
+                               ) -> bool:
+        """Remove ``user``'s topic permission for ``exchange`` in ``vhost`` (None: all of
+        them there). False if there was none."""
+        records = self._topic_permissions.get((user, vhost))
+        if not records:
+            return False
+        if exchange is None:
+            records.clear()
+        elif records.pop(exchange, None) is None:
+            return False
+        self._topics_changed(user, vhost)
+        return True
+
+    def _topics_changed(self, user: str, vhost: str) -> None:
+        grant = self._grants.get((user, vhost))
+        if grant is not None:
+            grant.topics.replace(list(self._topic_permissions.get((user, vhost), {}).values()))
+        self.permission_generation += 1
 
     # ----------------------------------------------------------------- policies
     @property

@@ -103,6 +103,11 @@ def _user(user: User) -> dict[str, Any]:
     return entry
 
 
+def _limits(table: dict[str, dict[str, int]], name: str) -> dict[str, Any]:
+    """``{"limits": {...}}`` for an entity with limits (RabbitMQ's key), else nothing."""
+    return {"limits": dict(table[name])} if table.get(name) else {}
+
+
 def user_document(user: User) -> dict[str, Any]:
     """A user as RabbitMQ's definitions and management API show it (a plain password
     as a salted hash, stable between calls)."""
@@ -112,12 +117,19 @@ def user_document(user: User) -> dict[str, Any]:
 def _access(broker: Broker) -> dict[str, list[dict[str, Any]]]:
     """Vhosts, users, permissions and policies as document sections."""
     return {
-        "vhosts": [{"name": name} for name in broker.vhosts],
-        "users": [_user(u) for u in broker.users.values()],
+        "vhosts": [{"name": name, **_limits(broker.vhost_limits, name)}
+                   for name in broker.vhosts],
+        "users": [{**_user(u), **_limits(broker.user_limits, u.name)}
+                  for u in broker.users.values()],
         "permissions": [
             {"user": user, "vhost": vhost, "configure": p.configure, "write": p.write,
              "read": p.read}
             for (user, vhost), p in broker.permissions.items()
+        ],
+        "topic_permissions": [
+            {"user": user, "vhost": vhost, "exchange": t.exchange, "write": t.write,
+             "read": t.read}
+            for (user, vhost), records in broker.topic_permissions.items() for t in records
         ],
         "policies": [
             {"vhost": p.vhost, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
@@ -214,7 +226,7 @@ def import_definitions(broker: Broker, document: Any) -> list[str]:
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
     wanted = declarations(config)
-    for section in ("vhosts", "users", "permissions"):
+    for section in ("vhosts", "users", "permissions", "topic_permissions"):
         if section not in document:  # absent: nothing to change (not "the defaults")
             wanted[section] = []
     applied = apply(broker, wanted, strict=False)

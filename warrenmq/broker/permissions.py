@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from warrenmq.broker.topic_permissions import TopicRules
 from warrenmq.errors import AccessRefused
 
 Access = Literal["configure", "write", "read"]
@@ -90,7 +91,7 @@ def resource_name(kind: ResourceKind, name: str) -> str:
 class Grant:
     """What one user may do in one vhost right now; shared by its connections there."""
 
-    __slots__ = ("permission", "user", "vhost", "writable")
+    __slots__ = ("permission", "topics", "user", "vhost", "writable")
 
     def __init__(self, user: str, vhost: str, permission: Permission | None) -> None:
         self.user = user
@@ -98,6 +99,8 @@ class Grant:
         self.permission = permission
         #: exchange names basic.publish may write to (positive decisions only)
         self.writable: set[str] = set()
+        #: topic permissions (topic_permissions.py); ``topics.rules`` empty: none apply
+        self.topics = TopicRules(user, vhost)
 
     def update(self, permission: Permission | None) -> None:
         """A new permission (None: revoked); cached decisions are forgotten in place,

@@ -92,6 +92,7 @@ class VirtualHost:
         # bumped by every change to exchanges, queues or bindings (durable or not): the
         # server compares it to decide whether the durable definitions must be saved
         self.generation = 0
+        self.max_queues: int | None = None  # RabbitMQ's vhost limit; set by Broker.set_limit
         self.store: MessageStore | None = None  # attach_store() for durability
         self.streams: StreamStore | None = None  # stream queues' logs (queues/stream.py)
         self.streams_in_use = False  # a stream was declared: publishes take its tickets
@@ -252,11 +253,11 @@ class VirtualHost:
     def unbind_exchange(
         self, destination: str, source: str, binding_key: str, arguments: Mapping[str, Any]
     ) -> None:
-        src = self._bindable_source(source)
-        if destination == "":
+        if source == "" or destination == "":
             raise AccessRefused("operation not permitted on the default exchange")
-        dst = self.exchange(destination)
-        if src.unbind(dst, binding_key, arguments):
+        # RabbitMQ 3.10: unbinding from or to an exchange that does not exist is unbind-ok
+        src, dst = self.exchanges.get(source), self.exchanges.get(destination)
+        if src is not None and dst is not None and src.unbind(dst, binding_key, arguments):
             self.generation += 1
             self._maybe_auto_delete_exchange(src)
 
@@ -290,6 +291,10 @@ class VirtualHost:
             return existing
         if name.startswith("amq.") and not server_named:
             raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+        if self.max_queues is not None and len(self.queues) >= self.max_queues:
+            raise PreconditionFailed(
+                f"cannot declare queue '{name}' in vhost '{self.name}': queue limit in vhost"
+                f" '{self.name}' ({self.max_queues}) is reached")
         if is_stream(arguments):
             queue: Queue = open_stream(self, name, durable=durable, exclusive=exclusive,
                                        auto_delete=auto_delete, arguments=arguments or {})
@@ -388,8 +393,13 @@ class VirtualHost:
         self, queue: str, exchange: str, binding_key: str, arguments: Mapping[str, Any],
         owner: object | None,
     ) -> None:
-        q = self.queue(queue, owner)
-        x = self._bindable_source(exchange)
+        if exchange == "":
+            raise AccessRefused("operation not permitted on the default exchange")
+        # RabbitMQ 3.10: a queue, exchange or binding that does not exist is unbind-ok
+        q, x = self.queues.get(queue), self.exchanges.get(exchange)
+        if q is None or x is None:
+            return
+        self.check_exclusive(q, owner)
         if x.unbind(q, binding_key, arguments):
             self.generation += 1
             self._maybe_auto_delete_exchange(x)

@@ -15,6 +15,7 @@ from warrenmq.config.loader import (
     parse_size,
 )
 from warrenmq.config.schema import (
+    AuthConfig,
     BindingConfig,
     BrokerConfig,
     ExchangeConfig,
@@ -25,7 +26,9 @@ from warrenmq.config.schema import (
     PermissionConfig,
     PolicyConfig,
     QueueConfig,
+    SslConfig,
     StorageConfig,
+    TopicPermissionConfig,
     UserConfig,
     VhostConfig,
     validate,
@@ -33,6 +36,7 @@ from warrenmq.config.schema import (
 from warrenmq.config.spec import ConfigSource, FreeMap
 
 __all__ = [
+    "AuthConfig",
     "BindingConfig",
     "BrokerConfig",
     "ConfigError",
@@ -47,7 +51,9 @@ __all__ = [
     "PermissionConfig",
     "PolicyConfig",
     "QueueConfig",
+    "SslConfig",
     "StorageConfig",
+    "TopicPermissionConfig",
     "UserConfig",
     "VhostConfig",
     "load_config",

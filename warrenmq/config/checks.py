@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from warrenmq.config.schema import BrokerConfig
 
 #: Sections whose entities carry a ``vhost`` key.
-VHOST_SECTIONS = ("permissions", "policies", "exchanges", "queues", "bindings")
+VHOST_SECTIONS = ("permissions", "topic_permissions", "policies", "exchanges", "queues",
+                  "bindings")
 
 
 def vhost_of(cfg: BrokerConfig, entity: Any) -> str:
@@ -138,3 +139,20 @@ def permission_users(cfg: BrokerConfig) -> Iterator[Finding]:
             yield (("permissions", index, "user"),
                    f'no user named "{permission.user}" in users')
 
+
+
+def topic_permission_users(cfg: BrokerConfig) -> Iterator[Finding]:
+    users = {u.name for u in cfg.users}
+    seen: set[tuple[str, str, str]] = set()
+    for index, permission in enumerate(cfg.topic_permissions or ()):
+        if permission is None:
+            continue
+        if permission.user not in users:
+            yield (("topic_permissions", index, "user"),
+                   f'no user named "{permission.user}" in users')
+        key = (permission.user, vhost_of(cfg, permission), permission.exchange)
+        if key in seen:
+            yield (("topic_permissions", index, "exchange"),
+                   f'duplicate topic permission of user "{key[0]}" for exchange "{key[2]}"'
+                   f' in vhost "{key[1]}"')
+        seen.add(key)

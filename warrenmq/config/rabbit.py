@@ -30,7 +30,7 @@ import yaml
 
 from warrenmq import __version__
 from warrenmq.config.checks import vhost_of
-from warrenmq.config.schema import BrokerConfig, UserConfig
+from warrenmq.config.schema import BrokerConfig, UserConfig, VhostConfig
 from warrenmq.config.spec import FreeMap, spec_of, thaw
 from warrenmq.config.topology import (
     WARREN_POLICY_KEYS,
@@ -45,9 +45,10 @@ RABBIT_FORMAT_VERSION = "3.10.8"
 SHA256 = "rabbit_password_hashing_sha256"
 #: RabbitMQ's loopback_users default: guest may only log in from localhost.
 LOOPBACK_DEFAULT_USER = "guest"
-SECTIONS = ("vhosts", "users", "permissions", "policies", "exchanges", "queues", "bindings")
+SECTIONS = ("vhosts", "users", "permissions", "topic_permissions", "policies", "exchanges",
+            "queues", "bindings")
 #: Top-level keys RabbitMQ writes that hold nothing WarrenMQ applies.
-RABBIT_EMPTY_SECTIONS = ("topic_permissions", "parameters", "global_parameters")
+RABBIT_EMPTY_SECTIONS = ("parameters", "global_parameters")
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -78,18 +79,36 @@ def user_entry(user: UserConfig) -> dict[str, Any]:
         entry["hashing_algorithm"] = SHA256
     entry["tags"] = list(user.tags)
     entry["loopback_only"] = user.loopback_only
+    limits = {name: value for name, value in (("max-connections", user.max_connections),
+                                              ("max-channels", user.max_channels))
+              if value is not None}
+    if limits:
+        entry["limits"] = limits
     return entry
+
+
+def vhost_entry(vhost: VhostConfig) -> dict[str, Any]:
+    """A vhost as a definitions entry, with RabbitMQ's ``limits`` when it has any."""
+    limits = {name: value for name, value in (("max-connections", vhost.max_connections),
+                                              ("max-queues", vhost.max_queues))
+              if value is not None}
+    return {"name": vhost.name, "limits": limits} if limits else {"name": vhost.name}
 
 
 def declarations(cfg: BrokerConfig) -> dict[str, list[dict[str, Any]]]:
     """The config's declarative sections as a definitions document (see module doc)."""
     return {
-        "vhosts": [{"name": v.name} for v in cfg.vhosts],
+        "vhosts": [vhost_entry(v) for v in cfg.vhosts],
         "users": [user_entry(u) for u in cfg.users],
         "permissions": [
             {"user": p.user, "vhost": p.vhost, "configure": p.configure,
              "write": p.write, "read": p.read}
             for p in effective_permissions(cfg)
+        ],
+        "topic_permissions": [
+            {"user": p.user, "vhost": vhost_of(cfg, p), "exchange": p.exchange,
+             "write": p.write, "read": p.read}
+            for p in cfg.topic_permissions
         ],
         "policies": [
             {"vhost": vhost_of(cfg, p), "name": p.name, "pattern": p.pattern,
@@ -123,6 +142,8 @@ def entity_key(section: str, entry: dict[str, Any]) -> tuple[Any, ...]:
         return (entry.get("name"),)
     if section == "permissions":
         return (entry.get("user"), entry.get("vhost"))
+    if section == "topic_permissions":
+        return (entry.get("user"), entry.get("vhost"), entry.get("exchange"))
     if section == "bindings":
         return (entry.get("vhost"), entry.get("source"), entry.get("destination"),
                 entry.get("destination_type"), entry.get("routing_key"),
@@ -173,7 +194,7 @@ def for_rabbitmq(document: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                          " rabbitmq.conf (loopback_users), not in definitions")
         users.append({"name": u["name"], "password_hash": password_hash,
                       "hashing_algorithm": u.get("hashing_algorithm", SHA256),
-                      "tags": list(u.get("tags") or []), "limits": {}})
+                      "tags": list(u.get("tags") or []), "limits": dict(u.get("limits") or {})})
     queues = [_rabbit_queue(index, q, notes)
               for index, q in enumerate(document.get("queues") or [])]
     out: dict[str, Any] = {
@@ -186,8 +207,10 @@ def for_rabbitmq(document: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                     "metadata": {"description": "", "tags": []}}
                    for v in document.get("vhosts") or []],
         "permissions": list(document.get("permissions") or []),
-        "topic_permissions": [],
-        "parameters": [],
+        "topic_permissions": list(document.get("topic_permissions") or []),
+        "parameters": [{"value": dict(v["limits"]), "vhost": v["name"],
+                        "component": "vhost-limits", "name": "limits"}
+                       for v in document.get("vhosts") or [] if v.get("limits")],
         "global_parameters": [],
         "policies": _rabbit_policies(document.get("policies") or [], notes),
         "queues": queues,
@@ -232,8 +255,8 @@ def _rabbit_queue(index: int, q: dict[str, Any], notes: list[str]) -> dict[str, 
 
 # ------------------------------------------------------------------------ our YAML
 
-_YAML_SECTIONS = ("vhosts", "users", "permissions", "policies", "exchanges", "queues",
-                  "bindings")
+_YAML_SECTIONS = ("vhosts", "users", "permissions", "topic_permissions", "policies",
+                  "exchanges", "queues", "bindings")
 
 
 def yaml_text(cfg: BrokerConfig) -> tuple[str, list[str]]:

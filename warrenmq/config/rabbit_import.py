@@ -4,7 +4,7 @@ Owns reading the document ``rabbitmqctl export_definitions`` (or WarrenMQ) write
 checking every entry's shape and types, turning x-arguments into the friendly spellings
 (``x-message-ttl: 30000`` -> ``message_ttl``), and noting -- never silently dropping --
 what WarrenMQ cannot express: users hashed with another algorithm or without a password,
-exchange types it lacks, user/vhost limits, topic permissions, parameters (shovels,
+exchange types it lacks, user/vhost limits, parameters (shovels,
 federation), global parameters. Problems are reported as ``FILE: queues[5].key: ...``
 with the document's own key paths (RabbitMQ writes one line, so lines would not help).
 Must not import the broker or apply anything.
@@ -29,6 +29,7 @@ from warrenmq.config.topology import (
     PermissionConfig,
     PolicyConfig,
     QueueConfig,
+    TopicPermissionConfig,
     split_exchange_arguments,
     split_queue_arguments,
 )
@@ -112,8 +113,7 @@ def _users(reader: _Reader, document: dict[str, Any]) -> tuple[list[UserConfig],
         tags = _tags(reader, u, path)
         if _BAD in (name, algorithm, password, password_hash, loopback, tags):
             continue
-        if u.get("limits"):
-            reader.notes.append(f'{path} ("{name}"): user limits are not supported; ignored')
+        limits = _limits(reader, u.get("limits"), ("max-connections", "max-channels"), path)
         if password is None and algorithm != SHA256:
             reader.notes.append(f'{path} ("{name}"): hashing algorithm {algorithm} is not'
                                 f" supported (only {SHA256}); user not imported")
@@ -127,8 +127,26 @@ def _users(reader: _Reader, document: dict[str, Any]) -> tuple[list[UserConfig],
         reader.positions[f"users[{len(users)}]"] = path
         users.append(UserConfig(name, password=password,
                                 password_hash=None if password is not None else password_hash,
-                                tags=tags, loopback_only=loopback))
+                                tags=tags, loopback_only=loopback,
+                                max_connections=limits.get("max-connections"),
+                                max_channels=limits.get("max-channels")))
     return users, skipped
+
+
+def _limits(reader: _Reader, value: Any, known: tuple[str, ...], path: str) -> dict[str, int]:
+    """RabbitMQ's limits map ({"max-connections": 10}); negative means no limit."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        reader.notes.append(f"{path}: limits must be an object; ignored")
+        return {}
+    out: dict[str, int] = {}
+    for key, number in value.items():
+        if key not in known or isinstance(number, bool) or not isinstance(number, int):
+            reader.notes.append(f"{path}: limit {key!r}: {number!r} is not supported; ignored")
+        elif number >= 0:
+            out[key] = number
+    return out
 
 
 def _vhosts(reader: _Reader, document: dict[str, Any]) -> list[VhostConfig]:
@@ -138,15 +156,20 @@ def _vhosts(reader: _Reader, document: dict[str, Any]) -> list[VhostConfig]:
         name = reader.get(v, "name", str, path)
         if name is _BAD:
             continue
-        if v.get("limits"):
-            reader.notes.append(f'{path} ("{name}"): vhost limits are not supported; ignored')
+        limits = _limits(reader, v.get("limits"), ("max-connections", "max-queues"), path)
+        for p in document.get("parameters") or []:  # RabbitMQ keeps them as parameters
+            if isinstance(p, dict) and p.get("component") == "vhost-limits" \
+                    and p.get("vhost") == name:
+                limits.update(_limits(reader, p.get("value"),
+                                      ("max-connections", "max-queues"), path))
         metadata = v.get("metadata") or {}
         description = metadata.get("description", "") if isinstance(metadata, dict) else ""
         if description not in ("", "Default virtual host") or (
                 isinstance(metadata, dict) and metadata.get("tags")):
             reader.notes.append(f'{path} ("{name}"): description and tags are not kept')
         reader.positions[f"vhosts[{len(vhosts)}]"] = path
-        vhosts.append(VhostConfig(name))
+        vhosts.append(VhostConfig(name, max_connections=limits.get("max-connections"),
+                                  max_queues=limits.get("max-queues")))
     return vhosts
 
 
@@ -187,6 +210,18 @@ class _Builder:
                                      " its permission")
             return None
         return PermissionConfig(user, configure, write, read, vhost=vhost)
+
+    def topic_permission(self, p: dict[str, Any], path: str, skipped: set[str]) -> Any:
+        user, exchange, write, read = (self.reader.get(p, key, str, path)
+                                       for key in ("user", "exchange", "write", "read"))
+        vhost = self.vhost(p, path)
+        if _BAD in (user, exchange, write, read, vhost):
+            return _BAD
+        if user in skipped:
+            self.reader.notes.append(f'{path}: user "{user}" was not imported; nor is'
+                                     " its topic permission")
+            return None
+        return TopicPermissionConfig(user, exchange, write, read, vhost=vhost)
 
     def policy(self, p: dict[str, Any], path: str) -> Any:
         name = self.reader.get(p, "name", str, path)
@@ -260,10 +295,9 @@ def _report_unsupported(reader: _Reader, document: dict[str, Any]) -> None:
     for key in document:
         if key not in _KNOWN_TOP:
             reader.notes.append(f"{key}: not a definitions key; ignored")
-    for index, p in reader.entries(document, "topic_permissions"):
-        reader.notes.append(f"topic_permissions[{index}] (user \"{p.get('user')}\", exchange"
-                            f" \"{p.get('exchange')}\"): topic permissions are not supported")
     for index, p in reader.entries(document, "parameters"):
+        if p.get("component") == "vhost-limits":
+            continue  # read with the vhosts
         reader.notes.append(f"parameters[{index}] ({p.get('component')} \"{p.get('name')}\""
                             f" in vhost \"{p.get('vhost')}\"): runtime parameters (shovels,"
                             " federation) are not supported")
@@ -294,6 +328,9 @@ def config_from_document(document: Any, filename: str = "<definitions>") -> Brok
     has_permissions = "permissions" in document
     permissions = build.section(document, "permissions",
                                 lambda p, path: build.permission(p, path, skipped))
+    topic_permissions = build.section(
+        document, "topic_permissions",
+        lambda p, path: build.topic_permission(p, path, skipped))
     if "users" not in document:
         users = list(BrokerConfig().users)
         reader.notes.append("users: none given; the default guest user (loopback only) serves")
@@ -308,6 +345,7 @@ def config_from_document(document: Any, filename: str = "<definitions>") -> Brok
     cfg = BrokerConfig(
         users=tuple(users), vhosts=tuple(vhosts), default_vhost=default_vhost,
         permissions=tuple(permissions) if has_permissions else None,
+        topic_permissions=tuple(topic_permissions),
         policies=tuple(policies), exchanges=tuple(exchanges), queues=tuple(queues),
         bindings=tuple(bindings), source=ConfigSource(filename, reader.positions, reader.notes),
     )

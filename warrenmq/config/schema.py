@@ -46,10 +46,12 @@ from warrenmq.config.topology import (
     PermissionConfig,
     PolicyConfig,
     QueueConfig,
+    TopicPermissionConfig,
 )
 
 __all__ = [
     "SHORTSTR_MAX",
+    "AuthConfig",
     "BindingConfig",
     "BrokerConfig",
     "ConfigSource",
@@ -62,7 +64,9 @@ __all__ = [
     "QueueConfig",
     "Rule",
     "Spec",
+    "SslConfig",
     "StorageConfig",
+    "TopicPermissionConfig",
     "UserConfig",
     "VhostConfig",
     "format_path",
@@ -76,11 +80,26 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class SslConfig:
+    """TLS for a listener (RabbitMQ's ``ssl_options``): TLS 1.2 or newer only."""
+
+    certfile: str = field(metadata=spec(non_empty=True))
+    keyfile: str = field(metadata=spec(non_empty=True))
+    cafile: str | None = None  # CAs that client certificates must chain to
+    verify: str = field(default="verify_none",
+                        metadata=spec(choices=("verify_none", "verify_peer")))
+    fail_if_no_peer_cert: bool = False
+    # OpenSSL cipher list for TLS 1.2 ("" = Python's modern default); 1.3 has its own
+    ciphers: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ListenerConfig:
-    """One address the broker accepts AMQP connections on."""
+    """One address the broker accepts AMQP connections on (``ssl``: amqps)."""
 
     host: str = field(default="127.0.0.1", metadata=spec(non_empty=True))
     port: int = field(default=5672, metadata=spec(minimum=0, maximum=65535))  # 0 = ephemeral
+    ssl: SslConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +117,12 @@ class LimitsConfig:
     heartbeat: int = field(  # seconds; 0 disables heartbeats
         default=60, metadata=spec(minimum=0, maximum=65535, unit="duration")
     )
+    # seconds from accept to connection.open (the TLS handshake included), as RabbitMQ
+    handshake_timeout: int = field(
+        default=10, metadata=spec(minimum=1, maximum=3600, unit="duration"))
+    # connections past the protocol header but not yet open, at most (0 = unlimited);
+    # further sockets are closed at once, so half-open floods cannot starve real clients
+    max_handshakes: int = field(default=1000, metadata=spec(minimum=0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +152,23 @@ class ManagementConfig:
     enabled: bool = True
     host: str = field(default="127.0.0.1", metadata=spec(non_empty=True))
     port: int = field(default=15672, metadata=spec(minimum=0, maximum=65535))  # 0 = ephemeral
+    ssl: SslConfig | None = None  # HTTPS
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Authentication: EXTERNAL (client certificates) and failed-login throttling."""
+
+    # the user name of an EXTERNAL login: the certificate subject's CN (our default) or
+    # the whole distinguished name (RabbitMQ's default)
+    ssl_cert_login_from: str = field(
+        default="common_name", metadata=spec(choices=("common_name", "distinguished_name")))
+    # after this many failed logins from one address within failed_login_window seconds,
+    # each further attempt from it waits failed_login_delay seconds before its answer
+    failed_login_threshold: int = field(default=5, metadata=spec(minimum=1))
+    failed_login_window: int = field(default=60, metadata=spec(minimum=1, unit="duration"))
+    failed_login_delay: int = field(default=2, metadata=spec(minimum=0, maximum=60,
+                                                              unit="duration"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +180,9 @@ class UserConfig:
     password_hash: str | None = field(default=None, repr=False)
     tags: tuple[str, ...] = ()
     loopback_only: bool = False  # may only connect from 127.0.0.1 / ::1
+    # RabbitMQ's user limits (None: no limit)
+    max_connections: int | None = field(default=None, metadata=spec(minimum=0))
+    max_channels: int | None = field(default=None, metadata=spec(minimum=0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +190,9 @@ class VhostConfig:
     """A virtual host created at startup."""
 
     name: str = field(metadata=spec(non_empty=True))
+    # RabbitMQ's vhost limits (None: no limit)
+    max_connections: int | None = field(default=None, metadata=spec(minimum=0))
+    max_queues: int | None = field(default=None, metadata=spec(minimum=0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +206,7 @@ class BrokerConfig:
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
     management: ManagementConfig = ManagementConfig()
+    auth: AuthConfig = AuthConfig()
     # RabbitMQ's well-known default user, usable only from the local machine.
     users: tuple[UserConfig, ...] = (
         UserConfig(
@@ -182,6 +231,9 @@ class BrokerConfig:
     # vhost -- for the embedded default, guest on "/" as in RabbitMQ. Once given, only the
     # listed permissions apply (a user without one cannot open that vhost).
     permissions: tuple[PermissionConfig, ...] | None = None
+    # RabbitMQ's topic authorisation (routing/binding keys on topic exchanges); an
+    # exchange without an entry is not restricted.
+    topic_permissions: tuple[TopicPermissionConfig, ...] = ()
     policies: tuple[PolicyConfig, ...] = ()
     exchanges: tuple[ExchangeConfig, ...] = ()
     queues: tuple[QueueConfig, ...] = ()
@@ -281,6 +333,8 @@ RULES: dict[type, tuple[Rule, ...]] = {
         rule(checks.binding_references, "default_vhost", "exchanges", "queues", "bindings",
              tolerates=("bindings", "exchanges", "queues")),
         rule(checks.permission_users, "users", "permissions", tolerates=("permissions",)),
+        rule(checks.topic_permission_users, "users", "topic_permissions",
+             tolerates=("topic_permissions",)),
     ),
     **TOPOLOGY_RULES,
 }

@@ -30,6 +30,7 @@ EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 APPLY_TO = ("queues", "exchanges", "all")
 MAX_TTL_MS = 2**32 - 1  # RabbitMQ's limit for x-message-ttl
+MAX_PRIORITY = 255  # RabbitMQ's limit for x-max-priority
 #: Exchanges every vhost has; bindings may use them without declaring them.
 STANDARD_EXCHANGES = {
     "amq.direct": "direct",
@@ -85,6 +86,9 @@ class QueueConfig:
     max_age: str | None = None  # streams: 7D, 12h, 30m (x-max-age)
     stream_max_segment_size_bytes: int | None = field(
         default=None, metadata=spec(minimum=1, maximum=3_000_000_000, unit="size"))
+    max_priority: int | None = field(
+        default=None, metadata=spec(minimum=0, maximum=MAX_PRIORITY))
+    single_active_consumer: bool | None = None
     arguments: FreeMap = NO_ARGUMENTS
 
 
@@ -123,6 +127,19 @@ class PermissionConfig:
     vhost: str | None = field(default=None, metadata=spec(non_empty=True))
 
 
+@dataclass(frozen=True, slots=True)
+class TopicPermissionConfig:
+    """RabbitMQ's topic authorisation: on topic exchange ``exchange`` of ``vhost``, the
+    routing keys ``user`` may publish with (``write``) and the binding keys it may bind
+    with (``read``); regexes in which ``{username}`` and ``{vhost}`` are substituted."""
+
+    user: str = field(metadata=spec(non_empty=True))
+    exchange: str
+    write: str = ".*"
+    read: str = ".*"
+    vhost: str | None = field(default=None, metadata=spec(non_empty=True))
+
+
 # ----------------------------------------------------------------- argument kinds
 
 
@@ -135,6 +152,10 @@ def _kind_int(low: int, high: int | None, unit: str = "") -> Callable[[Any], str
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
         return f"expected an integer {bound}{unit}, got {_show(value)}"
     return check
+
+
+def _kind_bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"expected a boolean, got {_show(value)}"
 
 
 def _kind_str(value: Any) -> str | None:
@@ -199,6 +220,8 @@ QUEUE_FRIENDLY = (
     Friendly("max_age", "x-max-age", _kind_age),
     Friendly("stream_max_segment_size_bytes", "x-stream-max-segment-size-bytes",
              _kind_int(1, 3_000_000_000)),
+    Friendly("max_priority", "x-max-priority", _kind_int(0, MAX_PRIORITY)),
+    Friendly("single_active_consumer", "x-single-active-consumer", _kind_bool),
 )
 EXCHANGE_FRIENDLY = (Friendly("alternate_exchange", "alternate-exchange", _kind_str),)
 
@@ -361,7 +384,8 @@ def _policy_rules(policy: PolicyConfig) -> Iterator[Finding]:
 #: Friendly keys a stream refuses (RabbitMQ: "invalid arg ... of queue type
 #: rabbit_stream_queue"), and the stream-only ones.
 _NOT_ON_STREAMS = ("dead_letter_exchange", "dead_letter_routing_key", "message_ttl",
-                   "expires", "max_length", "overflow", "delivery_limit", "retry_delays")
+                   "expires", "max_length", "overflow", "delivery_limit", "retry_delays",
+                   "max_priority", "single_active_consumer")
 _STREAM_ONLY = ("max_age", "stream_max_segment_size_bytes")
 
 
@@ -389,6 +413,14 @@ def _permission_rules(permission: PermissionConfig) -> Iterator[Finding]:
             yield (name,), problem
 
 
+def _topic_permission_rules(permission: TopicPermissionConfig) -> Iterator[Finding]:
+    for name in ("write", "read"):
+        problem = regex_problem(getattr(permission, name).replace("{username}", "u")
+                                .replace("{vhost}", "v"))
+        if problem:
+            yield (name,), problem
+
+
 def _binding_rules(binding: BindingConfig) -> Iterator[Finding]:
     if binding.source == "":
         yield ("source",), "the default exchange cannot be bound"
@@ -407,11 +439,12 @@ RULES = {
         rule(_name_rules("queue"), "name"),
         rule(_queue_arguments, "arguments", "dead_letter_exchange", "dead_letter_routing_key",
              "message_ttl", "expires", "max_length", "max_length_bytes", "overflow",
-             "delivery_limit", "retry_delays"),
+             "delivery_limit", "retry_delays", "max_priority", "single_active_consumer"),
         rule(_stream_rules, "type", "max_age", "stream_max_segment_size_bytes", "durable",
              "auto_delete", "arguments", *_NOT_ON_STREAMS),
     ),
     BindingConfig: (rule(_binding_rules, "source", "destination", "routing_key"),),
     PolicyConfig: (rule(_policy_rules, "pattern", "definition"),),
     PermissionConfig: (rule(_permission_rules, "configure", "write", "read"),),
+    TopicPermissionConfig: (rule(_topic_permission_rules, "write", "read"),),
 }

@@ -318,7 +318,7 @@ def vhost_json(name: str, server: ServerView) -> dict[str, Any]:
     vhost = server.broker.vhosts[name]
     ready = sum(q.message_count for q in vhost.queues.values())
     unacked = sum(q.unacked for q in vhost.queues.values())
-    return {"name": name, "description": "", "tags": [], "default_queue_type": "classic",
+    return {"name": name, "description": "", "tags": [], "default_queue_type": "undefined",
             "metadata": {"description": "", "tags": []}, "tracing": False,
             "cluster_state": {server.cluster_name: "running"},
             "messages": ready + unacked, "messages_ready": ready,

@@ -92,6 +92,7 @@ def queue_json(queue: Queue, stats: Stats, node: str) -> dict[str, Any]:
         "policy": queue.policy,
         "effective_policy_definition": jsonable(queue.effective_policy_definition),
         "consumers": queue.consumer_count,
+        "single_active_consumer_tag": queue.single_active_consumer_tag,
         "consumer_utilisation": utilisation,
         "consumer_capacity": utilisation if utilisation is not None else 0.0,
         "messages": ready + unacked,
@@ -231,7 +232,9 @@ def channel_json(conn: ConnectionView, channel: ChannelView, node: str) -> dict[
         "prefetch_count": channel.prefetch_count,
         "global_prefetch_count": channel.global_prefetch,
         "confirm": channel.confirm,
-        "transactional": False,
+        "transactional": channel.tx is not None,
+        "messages_uncommitted": channel.tx.messages_uncommitted if channel.tx else 0,
+        "acks_uncommitted": channel.tx.acks_uncommitted if channel.tx else 0,
     }
 
 
@@ -246,6 +249,7 @@ def consumers_json(conn: ConnectionView, channel: ChannelView) -> Iterator[dict[
     }
     for consumer in list(channel.consumers.values()):
         queue = consumer.queue
+        activity = queue.consumer_activity(consumer)  # up, single_active or waiting
         yield {
             "consumer_tag": consumer.tag,
             "queue": {"name": queue.name, "vhost": queue.vhost},
@@ -254,8 +258,8 @@ def consumers_json(conn: ConnectionView, channel: ChannelView) -> Iterator[dict[
             "exclusive": consumer.exclusive,
             "prefetch_count": consumer.prefetch,
             "arguments": jsonable(consumer.arguments),
-            "active": True,
-            "activity_status": "up",
+            "active": activity != "waiting",
+            "activity_status": activity,
         }
 
 

@@ -9,7 +9,8 @@ credentials 401 with ``WWW-Authenticate``; an unexpected exception is logged and
 answered 500 without a traceback. Handlers never await between reading and changing
 broker state, so they keep the loop's "no await between read and mutate" rule.
 
-Owns the aiohttp runner, its site and the statistics sampler (``Stats``) with its timer.
+Owns the aiohttp runner, its site, the statistics sampler (``Stats``) and the charts'
+history (``History``, 10 minutes at 5 s), both fed by its timer.
 Must not import ``warrenmq.server`` (``edge.py`` says what it reads), and must not add
 work on the AMQP hot path: everything here runs on request or on the sampler's timer.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from aiohttp import web
 from warrenmq.errors import AccessRefused, AMQPError, NotFound
 from warrenmq.management.auth import HttpError, Principal, authenticate
 from warrenmq.management.edge import ServerView
+from warrenmq.management.history import History
 from warrenmq.management.metrics import CONTENT_TYPE_LATEST, BrokerCollector, registry_for, render
 from warrenmq.management.stats import COLLECT_INTERVAL, Stats
 
@@ -99,6 +102,7 @@ class ManagementServer:
         self.server = server
         self.broker = server.broker
         self.stats = Stats(server.broker)
+        self.history = History(server.broker, lambda: server.sync_ops)
         self.data_dir = data_dir
         self.registry = registry_for(BrokerCollector(server, self.stats, data_dir))
         self.port: int | None = None
@@ -111,20 +115,24 @@ class ManagementServer:
 
     def application(self) -> web.Application:
         from warrenmq.management.handlers import add_api_routes
+        from warrenmq.management.limits import add_limit_routes
 
         app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
         app.router.add_get("/", self.index)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_static("/dashboard/", DASHBOARD)
         add_api_routes(app, self)
+        add_limit_routes(app, self)  # vhost/user limits, security counters (limits.py)
         return app
 
-    async def start(self, host: str, port: int) -> int:
-        """Bind and serve; returns the bound port (port 0 picks a free one)."""
+    async def start(self, host: str, port: int,
+                    ssl_context: ssl.SSLContext | None = None) -> int:
+        """Bind and serve (HTTPS with ``ssl_context``); returns the bound port (port 0
+        picks a free one)."""
         runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port, reuse_address=True)
+            site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -138,6 +146,7 @@ class ManagementServer:
     def _collect(self) -> None:
         try:
             self.stats.refresh()
+            self.history.record()
         except Exception:
             log.exception("management_stats_failed")
         self._timer = asyncio.get_running_loop().call_later(COLLECT_INTERVAL, self._collect)

@@ -12,7 +12,7 @@ in between. Owns nothing; must not hold broker objects across requests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -25,10 +25,11 @@ from warrenmq.management.app import read_json
 from warrenmq.management.auth import Principal, bad_request, not_authorised, not_found
 from warrenmq.management.edge import ConnectionView
 from warrenmq.management.health import add_health_routes
-from warrenmq.management.listing import arrange
+from warrenmq.management.listing import arrange, arrange_lazy
 from warrenmq.management.messages import get_messages, parse_request
 from warrenmq.management.replay import Replay, ReplayOptions, dead_letter_queues
 from warrenmq.management.stats import broker_totals
+from warrenmq.management.topic_permissions import add_topic_permission_routes
 from warrenmq.management.topology import add_topology_routes
 from warrenmq.queues.queue import Queue
 
@@ -36,6 +37,15 @@ if TYPE_CHECKING:
     from warrenmq.management.app import ManagementServer
 
 CONNECTION_FORCED = 320
+#: queue list fields read straight off the queue, so a page sorted by them renders
+#: only its own items
+QUEUE_KEYS: dict[str, Callable[[Queue], Any]] = {
+    "name": lambda q: q.name, "vhost": lambda q: q.vhost,
+    "messages_ready": lambda q: q.message_count,
+    "messages_unacknowledged": lambda q: q.unacked,
+    "messages": lambda q: q.message_count + q.unacked,
+    "consumers": lambda q: q.consumer_count,
+}
 
 
 def add_api_routes(app: web.Application, mgmt: ManagementServer) -> None:
@@ -63,11 +73,16 @@ def add_api_routes(app: web.Application, mgmt: ManagementServer) -> None:
     r.add_get("/api/connections/{name}", h.connection)
     r.add_delete("/api/connections/{name}", h.close_connection)
     r.add_get("/api/channels", h.channels)
+    r.add_get("/api/channels/{channel}", h.channel)
+    r.add_get("/api/vhosts/{vhost}/channels", h.channels)
+    r.add_get("/api/vhosts/{vhost}/connections", h.vhost_connections)
+    r.add_get("/api/connections/{name}/channels", h.channels)
     r.add_get("/api/consumers", h.consumers)
     r.add_get("/api/consumers/{vhost}", h.consumers)
     r.add_get("/api/definitions", h.export_definitions)
     r.add_post("/api/definitions", h.import_definitions)
     r.add_get("/api/warrenmq/dead-letter-queues", h.dead_letter_queues)
+    add_topic_permission_routes(app, mgmt)
     add_admin_routes(app, mgmt)
     add_health_routes(app, mgmt, mgmt.data_dir)
     add_topology_routes(app, mgmt)
@@ -142,9 +157,11 @@ class Handlers:
     async def overview(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
         self.mgmt.stats.refresh()
-        return web.json_response(api.overview_json(
-            self.server, self.mgmt.stats, self.mgmt.port, broker_totals(self.broker),
-            p.visible_vhosts()))
+        out = api.overview_json(self.server, self.mgmt.stats, self.mgmt.port,
+                                broker_totals(self.broker), p.visible_vhosts())
+        if p.monitor:  # the history is broker-wide: only for those who see every vhost
+            self.mgmt.history.decorate_overview(out, request.query)
+        return web.json_response(out)
 
     async def whoami(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
@@ -159,15 +176,22 @@ class Handlers:
         p = self.mgmt.principal(request)
         self.mgmt.stats.refresh()
         stats = self.mgmt.stats
-        return listing(request, (api.queue_json(q, stats, self.node)
-                                 for v in self._vhosts(request, p)
-                                 for q in list(v.queues.values())))
+        queues = [q for v in self._vhosts(request, p) for q in list(v.queues.values())]
+        return web.json_response(arrange_lazy(
+            request.query, queues, lambda q: api.queue_json(q, stats, self.node),
+            name=lambda q: q.name, vhost=lambda q: q.vhost, keys=QUEUE_KEYS))
 
     async def queue(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
         _, queue = self._queue(request, p)
         self.mgmt.stats.refresh()
-        return web.json_response(api.queue_json(queue, self.mgmt.stats, self.node))
+        out = api.queue_json(queue, self.mgmt.stats, self.node)
+        out["consumer_details"] = [
+            item for c in list(self.server.connections) if c.vhost is not None
+            for ch in list(c.channels.values()) for item in api.consumers_json(c, ch)
+            if item["queue"] == {"name": queue.name, "vhost": queue.vhost}]
+        self.mgmt.history.decorate_queue(out, queue, request.query)
+        return web.json_response(out)
 
     async def declare_queue(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
@@ -326,10 +350,30 @@ class Handlers:
         return web.Response(status=204)
 
     async def channels(self, request: web.Request) -> web.Response:
+        """All channels, or those of ``{vhost}`` or of connection ``{name}``."""
         p = self.mgmt.principal(request)
-        return listing(request, (api.channel_json(c, ch, self.node)
-                                 for c in self._connections(p)
+        if "name" in request.match_info:
+            conns = [self._find(request, p)]
+        else:
+            vhost = request.match_info.get("vhost")
+            conns = [c for c in self._connections(p) if vhost is None
+                     or (c.vhost is not None and c.vhost.name == p.vhost(vhost).name)]
+        return listing(request, (api.channel_json(c, ch, self.node) for c in conns
                                  for ch in list(c.channels.values())))
+
+    async def channel(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        for conn in self._connections(p):
+            for ch in list(conn.channels.values()):
+                if api.channel_name(conn, ch) == request.match_info["channel"]:
+                    return web.json_response(api.channel_json(conn, ch, self.node))
+        raise not_found()
+
+    async def vhost_connections(self, request: web.Request) -> web.Response:
+        p = self.mgmt.principal(request)
+        name = p.vhost(request.match_info["vhost"]).name
+        return listing(request, (api.connection_json(c, self.node) for c in self._connections(p)
+                                 if c.vhost is not None and c.vhost.name == name))
 
     async def consumers(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)

@@ -101,6 +101,7 @@ class HealthHandlers:
             "sockets_used": len(server.connections),
             "sockets_total": fd_total,
             "io_sync_count": server.sync_ops,
+            "io_sync_count_details": {"rate": round(self.mgmt.history.rate("sync_ops"), 2)},
             "rates_mode": "basic",
             "partitions": [],
             "exchange_types": [{"name": t, "description": "", "enabled": True}

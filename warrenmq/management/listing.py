@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from warrenmq.management.auth import HttpError, bad_request
 
+T = TypeVar("T")
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 100
 
@@ -92,22 +93,63 @@ def arrange(query: Mapping[str, str], items: Iterable[dict[str, Any]]) -> Any:
     columns = [c for c in (query.get("columns") or "").split(",") if c]
     if "page" not in query:
         return [pick(item, columns) for item in out] if columns else out
+    page, size = _page(query)
+    pattern = _name_filter(query)
+    total = len(out)
+    if pattern is not None:
+        out = [item for item in out if pattern.search(str(item.get("name", "")))]
+    items = _cut(out, page, size)
+    if columns:
+        items = [pick(item, columns) for item in items]
+    return _answer(items, page, size, len(out), total)
+
+
+def _page(query: Mapping[str, str]) -> tuple[int, int]:
     page = _positive(query, "page", 1)
     size = _positive(query, "page_size", DEFAULT_PAGE_SIZE)
     if page is None or size is None or page < 1 or not 1 <= size <= MAX_PAGE_SIZE:
         shown = "undefined" if "page_size" not in query else size
         raise HttpError(400, "invalid_pagination_parameters",
                         f"Invalid pagination parameters: page number {page}, page size {shown}")
-    pattern = _name_filter(query)
-    total = len(out)
-    if pattern is not None:
-        out = [item for item in out if pattern.search(str(item.get("name", "")))]
-    page_count = math.ceil(len(out) / size)
-    if page > max(1, page_count):
+    return page, size
+
+
+def _cut(out: Sequence[T], page: int, size: int) -> list[T]:
+    if page > max(1, math.ceil(len(out) / size)):
         raise HttpError(400, "page_out_of_range",
                         f"Page out of range, page: {page} page size: {size}, len: {len(out)}")
-    items = out[(page - 1) * size:page * size]
+    return list(out[(page - 1) * size:page * size])
+
+
+def _answer(items: list[dict[str, Any]], page: int, size: int, filtered: int,
+            total: int) -> dict[str, Any]:
+    return {"filtered_count": filtered, "item_count": len(items), "items": items,
+            "page": page, "page_count": math.ceil(filtered / size), "page_size": size,
+            "total_count": total}
+
+
+def arrange_lazy(query: Mapping[str, str], objects: Sequence[T],
+                 render: Callable[[T], dict[str, Any]], name: Callable[[T], str],
+                 vhost: Callable[[T], str], keys: Mapping[str, Callable[[T], Any]]) -> Any:
+    """``arrange`` for long lists: when a page is asked for and the sort field is one of
+    ``keys`` (read straight off the objects), filter, sort and page the objects first and
+    render only the page's items (10,000 queues: one page costs ~100 renders, not
+    10,000). Anything else renders every object and goes through ``arrange``."""
+    sort = query.get("sort")
+    if "page" not in query or (sort and sort not in keys):
+        return arrange(query, (render(o) for o in objects))
+    reverse = query.get("sort_reverse") == "true"
+    if sort:
+        key = keys[sort]
+        ordered = sorted(objects, key=lambda o: _sort_key(key(o)), reverse=reverse)
+    else:
+        ordered = sorted(objects, key=lambda o: (vhost(o), name(o)), reverse=reverse)
+    pattern = _name_filter(query)
+    if pattern is not None:
+        ordered = [o for o in ordered if pattern.search(name(o))]
+    page, size = _page(query)
+    columns = [c for c in (query.get("columns") or "").split(",") if c]
+    items = [render(o) for o in _cut(ordered, page, size)]
     if columns:
         items = [pick(item, columns) for item in items]
-    return {"filtered_count": len(out), "item_count": len(items), "items": items,
-            "page": page, "page_count": page_count, "page_size": size, "total_count": total}
+    return _answer(items, page, size, len(ordered), len(objects))

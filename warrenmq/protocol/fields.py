@@ -9,7 +9,7 @@ RabbitMQ's table grammar (the "spec differences" errata), which clients are writ
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -29,16 +29,31 @@ _F64: Final = struct.Struct(">d")
 
 FieldTable = dict[str, Any]
 
-#: Tables/arrays nested deeper than this are refused: a crafted frame could otherwise nest
-#: thousands of levels in a few KiB and escape as RecursionError instead of FieldError.
-MAX_NESTING: Final = 100
+#: Tables/arrays nested deeper than this are refused (RabbitMQ has no limit). Decoders of
+#: nested tables are recursive, ours and the Python clients' (pika, pamqp/aiormq: two
+#: frames a level, under Python's default recursion limit of 1000): 256 levels keeps every
+#: such consumer able to decode what we pass on, and a crafted frame nesting thousands of
+#: levels in a few KiB gets a clean 502 instead of a RecursionError.
+MAX_NESTING: Final = 256
+
+#: Bytes that are not UTF-8 in table keys, message properties and basic.publish's
+#: exchange and routing key pass through as RabbitMQ passes them: decoded with this
+#: error handler (each bad byte becomes a lone surrogate) and encoded back to the same
+#: bytes.
+RAW_UTF8: Final = "surrogateescape"
 
 
 class FieldError(ValueError):
     """Malformed field data; the server answers it with 502 SYNTAX_ERROR."""
 
 
+class MalformedUtf8(FieldError):
+    """A method's short string argument is not UTF-8: RabbitMQ answers 501 FRAME_ERROR
+    "Malformed UTF-8 in shortstr" (names, consumer tags, reply texts)."""
+
+
 def decode_shortstr(data: bytes, offset: int) -> tuple[str, int]:
+    """A method argument's short string; invalid UTF-8 raises ``MalformedUtf8``."""
     if offset >= len(data):
         raise FieldError("truncated short string")
     length = data[offset]
@@ -48,7 +63,17 @@ def decode_shortstr(data: bytes, offset: int) -> tuple[str, int]:
     try:
         return data[offset + 1 : end].decode("utf-8"), end
     except UnicodeDecodeError as exc:
-        raise FieldError("short string is not valid UTF-8") from exc
+        raise MalformedUtf8("Malformed UTF-8 in shortstr") from exc
+
+
+def decode_shortstr_lenient(data: bytes, offset: int) -> tuple[str, int]:
+    """A short string that passes through whatever its bytes (table keys, properties)."""
+    if offset >= len(data):
+        raise FieldError("truncated short string")
+    end = offset + 1 + data[offset]
+    if end > len(data):
+        raise FieldError("truncated short string")
+    return data[offset + 1 : end].decode("utf-8", RAW_UTF8), end
 
 
 def decode_longstr_bytes(data: bytes, offset: int) -> tuple[bytes, int]:
@@ -100,8 +125,10 @@ def _decode_value(data: bytes, offset: int, depth: int = 0) -> tuple[Any, int]:
         seconds, offset = _fixed(_U64, data, offset)
         try:
             return datetime.fromtimestamp(seconds, tz=UTC), offset
-        except (OverflowError, OSError, ValueError) as exc:
-            raise FieldError("timestamp out of range") from exc
+        except (OverflowError, OSError, ValueError):
+            # past year 9999: kept as a number, encoded back as a timestamp (RabbitMQ
+            # accepts any 64-bit value)
+            return _make_timestamp(seconds), offset
     if tag == 0x44:  # D
         scale, offset = _fixed(_U8, data, offset)
         unscaled, offset = _fixed(_I32, data, offset)
@@ -126,7 +153,7 @@ _FIXED_DECODERS: Final[dict[int, struct.Struct]] = {
 
 def _decode_array(data: bytes, offset: int, depth: int) -> tuple[list[Any], int]:
     if depth > MAX_NESTING:
-        raise FieldError("field tables and arrays nested too deeply")
+        raise FieldError(f"field tables and arrays nested deeper than {MAX_NESTING} levels")
     size, offset = _fixed(_U32, data, offset)
     end = offset + size
     if end > len(data):
@@ -143,14 +170,14 @@ def _decode_array(data: bytes, offset: int, depth: int) -> tuple[list[Any], int]
 def decode_table(data: bytes, offset: int, depth: int = 0) -> tuple[FieldTable, int]:
     """Decode a field table starting at ``offset``; returns (table, next offset)."""
     if depth > MAX_NESTING:
-        raise FieldError("field tables and arrays nested too deeply")
+        raise FieldError(f"field tables and arrays nested deeper than {MAX_NESTING} levels")
     size, offset = _fixed(_U32, data, offset)
     end = offset + size
     if end > len(data):
         raise FieldError("truncated field table")
     table: FieldTable = {}
     while offset < end:
-        key, offset = decode_shortstr(data, offset)
+        key, offset = decode_shortstr_lenient(data, offset)
         value, offset = _decode_value(data, offset, depth)
         table[key] = value
     if offset != end:
@@ -159,14 +186,14 @@ def decode_table(data: bytes, offset: int, depth: int = 0) -> tuple[FieldTable, 
 
 
 def encode_shortstr(value: str) -> bytes:
-    raw = value.encode("utf-8")
+    raw = value.encode("utf-8", RAW_UTF8)
     if len(raw) > 255:
         raise FieldError("short string longer than 255 bytes")
     return _U8.pack(len(raw)) + raw
 
 
 def encode_longstr(value: str | bytes) -> bytes:
-    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    raw = value.encode("utf-8", RAW_UTF8) if isinstance(value, str) else bytes(value)
     return _U32.pack(len(raw)) + raw
 
 
@@ -175,9 +202,23 @@ class Long(int):
     """An integer always encoded as a signed 64-bit 'l' (RabbitMQ's x-death ``count``)."""
 
 
-def _encode_int(value: int, long: bool) -> bytes:
-    # ``long`` is decided by the caller while the value is still an object: compiled
-    # code holds an ``int`` argument as a plain machine int, which drops the subclass
+@mypyc_attr(native_class=False)
+class Timestamp(int):
+    """A 'T' value past what ``datetime`` holds (after year 9999): seconds, re-encoded
+    as a timestamp."""
+
+
+#: Called through an object-typed reference: compiled code would otherwise treat a
+#: ``Timestamp(...)`` as a plain machine int and drop the subclass (and its 'T' tag).
+_make_timestamp: Callable[[int], object] = Timestamp
+
+
+def _encode_int(value: int, long: bool, timestamp: bool = False) -> bytes:
+    # ``long``/``timestamp`` are decided by the caller while the value is still an
+    # object: compiled code holds an ``int`` argument as a plain machine int, which
+    # drops the subclass
+    if timestamp:
+        return b"T" + _U64.pack(value)
     if -(2**31) <= value < 2**31 and not long:
         return b"I" + _I32.pack(value)
     if -(2**63) <= value < 2**63:
@@ -206,7 +247,7 @@ def encode_value(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"t" + _U8.pack(1 if value else 0)
     if isinstance(value, int):
-        return _encode_int(value, kind is Long)
+        return _encode_int(value, kind is Long, kind is Timestamp)
     if isinstance(value, float):
         return b"d" + _F64.pack(value)
     if isinstance(value, str | bytes):
@@ -271,7 +312,7 @@ def _check_value(data: bytes, offset: int, end: int, depth: int) -> int:
 
 def _check_nested(tag: int, data: bytes, offset: int, end: int, depth: int) -> int:
     if depth >= MAX_NESTING:
-        raise FieldError(f"field tables nested deeper than {MAX_NESTING}")
+        raise FieldError(f"field tables and arrays nested deeper than {MAX_NESTING} levels")
     if offset + 4 > end:
         raise FieldError("truncated field table")
     inner_end = offset + 4 + int(_LENGTH(data, offset)[0])
@@ -291,13 +332,9 @@ def _check_nested(tag: int, data: bytes, offset: int, end: int, depth: int) -> i
 def check_table_body(data: bytes, offset: int, end: int, depth: int = 0) -> None:
     """Check the entries of a field table occupying ``data[offset:end]``."""
     while offset < end:
-        key_end = offset + 1 + data[offset]
+        key_end = offset + 1 + data[offset]  # keys pass through unchecked, as in RabbitMQ
         if key_end > end:
             raise FieldError("truncated short string")
-        try:
-            data[offset + 1 : key_end].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise FieldError("short string is not valid UTF-8") from exc
         offset = _check_value(data, key_end, end, depth)
     if offset != end:
         raise FieldError("field table overruns its length")
@@ -311,7 +348,7 @@ def table_entries(data: bytes, offset: int, end: int) -> list[tuple[str, bytes]]
     """
     entries: list[tuple[str, bytes]] = []
     while offset < end:
-        key, value_start = decode_shortstr(data, offset)
+        key, value_start = decode_shortstr_lenient(data, offset)
         stop = _check_value(data, value_start, end, 0)
         entries.append((key, bytes(data[offset:stop])))
         offset = stop

@@ -69,6 +69,9 @@ class FrameReader:
             frame_type, channel, size = unpack(buf, pos)
             if frame_type not in _KNOWN_TYPES:
                 raise FrameError(f"unknown frame type {frame_type}")
+            if size and frame_type == FRAME_HEARTBEAT:
+                # a heartbeat has no payload (§4.2.7); RabbitMQ: 501 FRAME_ERROR
+                raise FrameError(f"heartbeat frame with a payload of {size} bytes")
             if size > limit:
                 raise FrameError(
                     f"frame of {size + FRAME_OVERHEAD} bytes exceeds frame_max {self.frame_max}"

@@ -16,9 +16,11 @@ import struct
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from warrenmq.errors import CommandInvalid, SyntaxError_
+from warrenmq.errors import CommandInvalid, FrameError, SyntaxError_
 from warrenmq.protocol.fields import (
+    RAW_UTF8,
     FieldError,
+    MalformedUtf8,
     decode_longstr_bytes,
     decode_shortstr,
     decode_table,
@@ -173,8 +175,8 @@ def parse_publish(payload: bytes) -> tuple[str, str, int, bytes]:
         if rk_end + 1 != len(payload):
             raise FieldError("malformed basic.publish")
         return (
-            payload[7:ex_end].decode(),
-            payload[ex_end + 1 : rk_end].decode(),
+            payload[7:ex_end].decode("utf-8", RAW_UTF8),  # as RabbitMQ: unchecked
+            payload[ex_end + 1 : rk_end].decode("utf-8", RAW_UTF8),
             payload[rk_end],
             payload[6:rk_end],
         )
@@ -252,6 +254,8 @@ def decode_method(payload: bytes) -> Method:
                 f"unknown method {class_id}.{method_id}", class_id=class_id, method_id=method_id
             )
         return _decode_generic(cls, payload)
+    except MalformedUtf8 as exc:  # RabbitMQ: 501 "Malformed UTF-8 in shortstr"
+        raise FrameError(str(exc), class_id=class_id, method_id=method_id) from exc
     except (FieldError, IndexError, UnicodeDecodeError, struct.error) as exc:
         raise SyntaxError_(
             f"cannot decode method {class_id}.{method_id}: {exc}",

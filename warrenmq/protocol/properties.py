@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from warrenmq.protocol.fields import (
+    RAW_UTF8,
     FieldError,
     check_table_body,
-    decode_shortstr,
+    decode_shortstr_lenient,
     decode_table,
     encode_shortstr,
     encode_table,
@@ -59,7 +60,7 @@ def _skip(kind: str, data: bytes, offset: int) -> int:
 
 def _read(kind: str, data: bytes, offset: int) -> tuple[Any, int]:
     if kind == "shortstr":
-        return decode_shortstr(data, offset)
+        return decode_shortstr_lenient(data, offset)
     if kind == "table":
         return decode_table(data, offset)
     if kind == "octet":
@@ -81,8 +82,6 @@ def validate(raw: bytes) -> None:
     """
     try:
         _validate(raw)
-    except UnicodeDecodeError as exc:
-        raise FieldError("short string property is not valid UTF-8") from exc
     except (IndexError, struct.error) as exc:
         raise FieldError("truncated content properties") from exc
 
@@ -99,10 +98,9 @@ def _validate(raw: bytes) -> None:
         if not flags & flag:
             continue
         if kind == _SHORTSTR:
-            stop = offset + 1 + raw[offset]
+            stop = offset + 1 + raw[offset]  # any bytes: passed through as RabbitMQ does
             if stop > end:
                 raise FieldError("truncated short string property")
-            raw[offset + 1 : stop].decode("utf-8")
             offset = stop
         elif kind == _TABLE:
             stop = offset + 4 + int(_U32.unpack_from(raw, offset)[0])
@@ -198,7 +196,7 @@ def rewrite_properties(
             entries = [(k, encode_shortstr(k) + encode_value(v)) for k, v in set_headers.items()]
             entries += [(key, entry) for key, entry in old if key not in set_headers]
             if sort_headers:
-                entries.sort(key=lambda item: item[0].encode("utf-8"))
+                entries.sort(key=lambda item: item[0].encode("utf-8", RAW_UTF8))
             body = b"".join(entry for _key, entry in entries)
             if body or name in segments:
                 flags |= _FLAG[name]

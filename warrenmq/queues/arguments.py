@@ -4,7 +4,9 @@ Validation follows RabbitMQ's rules and wording (406 PRECONDITION_FAILED, "inval
 'x-message-ttl' for queue 'q' in vhost '/': ..."), so a client gets the same error from
 both brokers. Unknown arguments are kept on the queue and ignored, as RabbitMQ does.
 ``x-retry-delays`` is WarrenMQ's own: a list of delays in milliseconds (see
-``queue.py``, "Retry with backoff").
+``queue.py``, "Retry with backoff"). ``x-max-priority`` (0..255; 0 is one level, a
+plain FIFO, as RabbitMQ 3.10 behaves) and ``x-single-active-consumer`` (a boolean) are
+declare-time only: no policy key sets them (RabbitMQ refuses both as policy settings).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from warrenmq.errors import PreconditionFailed
 
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 MAX_TTL_MS = 2**32 - 1  # RabbitMQ's limit for x-message-ttl and per-message expiration
+MAX_PRIORITY = 255  # RabbitMQ's limit for x-max-priority (a message priority is an octet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,8 @@ class QueueArguments:
     overflow: str = "drop-head"
     delivery_limit: int | None = None
     retry_delays: tuple[int, ...] = ()  # ms
+    max_priority: int | None = None  # x-max-priority; 0 or None: no priority levels
+    single_active_consumer: bool = False
 
     @property
     def has_limits(self) -> bool:
@@ -98,6 +103,19 @@ def _delays(value: Any) -> tuple[int, ...]:
     return tuple(_ttl(item) for item in value)
 
 
+def _max_priority(value: Any) -> int:
+    number = _non_negative(value)
+    if number > MAX_PRIORITY:
+        raise ValueError(f"value must be at most {MAX_PRIORITY}, got {number}")
+    return number
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected a boolean, got {_show(value)}")
+    return value
+
+
 def _show(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
@@ -112,6 +130,25 @@ _PARSERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "x-overflow": ("overflow", _overflow),
     "x-delivery-limit": ("delivery_limit", _non_negative),
     "x-retry-delays": ("retry_delays", _delays),
+    "x-max-priority": ("max_priority", _max_priority),
+    "x-single-active-consumer": ("single_active_consumer", _boolean),
+}
+
+
+QUEUE_TYPES = ("classic", "quorum", "stream")  # quorum runs as a classic queue here
+
+
+def _queue_type(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_show(value)}")
+    if value not in QUEUE_TYPES:
+        raise ValueError(f"unsupported queue type '{value}'")
+    return value
+
+
+#: Checked at declare as RabbitMQ checks them (406), not used by the queue itself.
+_CHECKED: dict[str, Callable[[Any], Any]] = {
+    "x-queue-type": _queue_type,
 }
 
 
@@ -139,6 +176,12 @@ def parse_arguments(
             raise PreconditionFailed(f"invalid arg '{key}' for {where}: {exc}") from None
     if effective:
         return QueueArguments(**values)
+    for key, check in _CHECKED.items():
+        if key in arguments:
+            try:
+                check(arguments[key])
+            except ValueError as exc:
+                raise PreconditionFailed(f"invalid arg '{key}' for {where}: {exc}") from None
     if "dead_letter_routing_key" in values and "dead_letter_exchange" not in values:
         raise PreconditionFailed(
             f"invalid arg 'x-dead-letter-routing-key' for {where}:"

@@ -7,15 +7,20 @@ Every message that enters the queue gets a sequence number; ready messages live 
 closed channel, basic.recover) to its original position, RabbitMQ's classic-queue
 behaviour, and lets a message die in place.
 
+With ``x-max-priority`` the ready list is a ``PriorityReadyList`` (priority.py): the
+same interface, one level per priority, chosen once at construction.
+
 ``dispatch`` is the only place messages leave for consumers. It walks the consumers
 round-robin, handing one message to each whose ``credit()`` is positive (prefetch, the
 channel's global prefetch, channel.flow and the socket's write buffer all live behind
 that one call), until the queue is empty or a full pass finds nobody with credit. With a
 single consumer it hands over as many messages as the credit allows in one ``deliver``
 call — the per-message cost of the round-robin bookkeeping is what it saves. Callers
-invoke it after anything that can create credit: requeue, ack, a consumer added, a socket
-drained, channel.flow. Enqueue never needs to: a message is left ready only when nobody
-had credit.
+invoke it after anything that can create credit: requeue, ack, a consumer added or
+removed (a single active consumer's successor), a socket drained, channel.flow. Enqueue
+never needs to: a message is left ready only when nobody had credit. Which consumers it
+walks is the ``Roster``'s (consumers.py): all of them, or only the single active one;
+when their ``x-priority`` differ (``_tiered``) the roster picks each one.
 
 Expiry (x-message-ttl, the per-message ``expiration``; the lower wins) is kept in a heap
 of (deadline, message). A message expiring in the middle of the queue is killed in place
@@ -51,8 +56,10 @@ from warrenmq.errors import AccessRefused
 from warrenmq.message import Message
 from warrenmq.queues import dead_letter as dl
 from warrenmq.queues.arguments import QueueArguments
+from warrenmq.queues.consumers import Roster
 from warrenmq.queues.expiry import message_expiration_ms, with_delivery_count
 from warrenmq.queues.journal import Journal
+from warrenmq.queues.priority import PriorityReadyList
 from warrenmq.queues.ready import DEAD, DELAYED, OUT, READY, QueuedMessage, ReadyList
 from warrenmq.queues.utilisation import Utilisation
 
@@ -115,11 +122,14 @@ class Queue:
         self.effective_arguments: dict[str, Any] = self.arguments
         self.clock = clock
         self._use_args(args or QueueArguments())
-        self._ready = ReadyList()
+        levels = self.args.max_priority
+        self._ready = PriorityReadyList(levels) if levels else ReadyList()
         self._expiry: list[tuple[float, int, QueuedMessage]] = []
         self._delayed: list[tuple[float, int, QueuedMessage]] = []
         self._next_seq = 0  # the next message's sequence number (its place in the queue)
-        self._consumers: list[DeliveryTarget] = []
+        self._roster = Roster(self.args.single_active_consumer)
+        self._consumers = self._roster.eligible  # the roster updates this list in place
+        self._tiered = False  # consumers' x-priority differ: the roster picks each one
         self._rr = 0
         self._dispatching = False
         self.dead: list[dl.DeadLetter] = []
@@ -190,7 +200,7 @@ class Queue:
 
     @property
     def consumer_count(self) -> int:
-        return len(self._consumers)
+        return len(self._roster)
 
     @property
     def exclusive(self) -> bool:
@@ -211,11 +221,7 @@ class Queue:
         if self._has_ttl or message.properties[0] & 0x01:  # 0x01: expiration is set
             expires_at = self._deadline(message)
         if self._rejects and self._full(message.size):
-            if self.args.overflow == "reject-publish-dlx":
-                self._dead_letter(message, dl.MAXLEN)
-            else:
-                self._forget(message)
-            return False
+            return self._refuse(message)
         seq = self._next_seq
         self._next_seq = seq + 1
         qm = QueuedMessage(message, seq, expires_at, self)
@@ -223,6 +229,8 @@ class Queue:
         if consumers and self._ready.size() == 0 and not self._dispatching:
             # Fast path: nothing is waiting, so hand it straight to the next consumer
             # with credit, skipping the deque round trip.
+            if self._tiered:  # x-priority differ: only the roster's choice, if any
+                consumers = self._roster.chosen()
             count = len(consumers)
             for _ in range(count):
                 index = self._rr % count
@@ -252,6 +260,14 @@ class Queue:
         if self._drops_head:
             self._drop_head_over_limit()
         return True
+
+    def _refuse(self, message: Message) -> bool:
+        """The queue is full and refuses new messages (x-overflow reject-publish[-dlx])."""
+        if self.args.overflow == "reject-publish-dlx":
+            self._dead_letter(message, dl.MAXLEN)
+        else:
+            self._forget(message)
+        return False
 
     def restore(self, recovered: Iterable[tuple[Message, bool, int, float]]) -> None:
         """Messages recovered from the store at startup, in their original order, with
@@ -298,7 +314,7 @@ class Queue:
             (max_length is not None and self.ready_count > max_length)
             or (max_bytes is not None and self.ready_bytes > max_bytes)
         ):
-            self._kill(self._ready.pop(), dl.MAXLEN)
+            self._kill(self._ready.evict(), dl.MAXLEN)
 
     # ------------------------------------------------------------------ messages out
     def dispatch(self) -> None:
@@ -312,7 +328,9 @@ class Queue:
                 if len(consumers) == 1:
                     self._dispatch_batches(consumers[0])
                     break
-                if not self._dispatch_pass(consumers):
+                progressed = self._dispatch_tiers() if self._tiered \
+                    else self._dispatch_pass(consumers)
+                if not progressed:
                     self.utilisation.saturate()
                     break
         finally:
@@ -346,6 +364,21 @@ class Queue:
                     self.delivered += 1
                     self.unacked += consumer.deliver(self, batch)
                     delivered = True
+        return delivered
+
+    def _dispatch_tiers(self) -> bool:
+        """Messages to the highest-priority consumers with credit until none is left or
+        nobody can take one; False if nobody took one."""
+        delivered = False
+        while self.ready_count:
+            consumer, count = self._roster.pick()
+            if consumer is None:
+                return delivered
+            batch = self._take(count)
+            if batch:
+                self.delivered += len(batch)
+                self.unacked += consumer.deliver(self, batch)
+                delivered = True
         return delivered
 
     def _take(self, limit: int) -> list[QueuedMessage]:
@@ -525,6 +558,14 @@ class Queue:
         far: statistics take the difference over a window (see ``utilisation``)."""
         return self.utilisation.seconds(bool(self._consumers and self.ready_count))
 
+    def consumer_activity(self, consumer: object) -> str:
+        """RabbitMQ's ``activity_status``: up, single_active or waiting."""
+        return self._roster.activity(consumer)
+
+    @property
+    def single_active_consumer_tag(self) -> str | None:
+        return self._roster.active_tag
+
     def head_enqueued_at(self) -> float | None:
         """When the oldest ready message entered the queue (wall clock, tick precision)."""
         head = self._ready.head()
@@ -532,26 +573,33 @@ class Queue:
 
     # ------------------------------------------------------------------ consumers
     def check_consumer(self, *, exclusive: bool) -> None:
-        """Raise 403 if a consumer with this exclusivity cannot join (basic.consume)."""
-        if self._consumers and (exclusive or self._consumers[0].exclusive):
+        """Raise 403 if a consumer with this exclusivity cannot join (basic.consume);
+        a single-active-consumer queue refuses exclusive consumers (RabbitMQ's text)."""
+        consumers = self._consumers
+        if (consumers and (exclusive or consumers[0].exclusive)) or (
+                exclusive and self.args.single_active_consumer):
             raise AccessRefused(
                 f"queue '{self.name}' in vhost '{self.vhost}' in exclusive use"
             )
 
-    def add_consumer(self, consumer: DeliveryTarget) -> None:
+    def add_consumer(self, consumer: DeliveryTarget, priority: int = 0) -> None:
+        """A consumer joins with its ``x-priority`` (see consumers.py) and is served."""
         self.check_consumer(exclusive=consumer.exclusive)
         if not self._consumers:
             self.utilisation.consumers_came()
-        self._consumers.append(consumer)
+        self._roster.add(consumer, priority)
+        self._tiered = self._roster.tiered
         self.touch()
         self.dispatch()
 
     def remove_consumer(self, consumer: DeliveryTarget) -> bool:
-        """Remove a consumer; True when an auto-delete queue has just lost its last one."""
-        try:
-            self._consumers.remove(consumer)
-        except ValueError:
+        """Remove a consumer; True when an auto-delete queue has just lost its last one.
+
+        It does not dispatch: the caller does once the consumer's channel has requeued
+        what it held, so a single active consumer's successor gets those first."""
+        if not self._roster.remove(consumer):
             return False
+        self._tiered = self._roster.tiered
         if not self._consumers:
             self.utilisation.consumers_left()
         self.touch()
@@ -560,7 +608,8 @@ class Queue:
     def delete(self) -> list[DeliveryTarget]:
         """Mark deleted; returns the consumers the server must notify with basic.cancel."""
         self.deleted = True
-        consumers, self._consumers = self._consumers, []
+        consumers = self._roster.clear()
+        self._tiered = False
         self.utilisation.consumers_left()
         if self.journal is not None:
             self.journal.drop_queue(self.journal_key)

@@ -134,6 +134,10 @@ class ReadyList:
                 return qm
             self._tombstones -= 1
 
+    def evict(self) -> QueuedMessage:
+        """The message x-max-length drops (drop-head): the head; must not be empty."""
+        return self.pop()
+
     def head(self) -> QueuedMessage | None:
         """The next live message without removing it (cold path: statistics)."""
         fresh = next((qm for qm in self._fresh if qm.state != DEAD), None)

@@ -23,6 +23,7 @@ import structlog
 from warrenmq.errors import (
     AccessRefused,
     AMQPError,
+    ChannelError,
     CommandInvalid,
     NotFound,
     NotImplemented_,
@@ -46,6 +47,7 @@ from warrenmq.protocol.properties import get_property
 from warrenmq.protocol.properties import validate as validate_properties
 from warrenmq.server.logctx import bound_channel, method_name
 from warrenmq.server.methods import HANDLERS
+from warrenmq.server.publish_checks import CHECKED_BITS, check_properties
 from warrenmq.server.unacked import Unacked
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from warrenmq.queues.ready import QueuedMessage
     from warrenmq.server.connection import Connection
     from warrenmq.server.consumer import Consumer
+    from warrenmq.server.transaction import Transaction
 
 log = structlog.get_logger("warrenmq.channel")
 
@@ -69,6 +72,7 @@ _COLD: Final = frozenset(
 _CONTENT_HEADER: Final = struct.Struct(">HHQ")
 _PUBLISH_PREFIX: Final = b"\x00\x3c\x00\x28"
 ChannelOpenOk: Final = method_class("ChannelOpenOk")
+ChannelOpen: Final = method_class("ChannelOpen")
 ChannelClose: Final = method_class("ChannelClose")
 ChannelCloseOk: Final = method_class("ChannelCloseOk")
 BasicCancel: Final = method_class("BasicCancel")
@@ -86,6 +90,8 @@ class Channel:
         self.grant = grant
         # exchanges basic.publish may use: the grant's set, cleared in place on a change
         self.writable = grant.writable
+        # topic permissions by exchange name: the grant's dict, replaced in place
+        self.topic_rules = grant.topics.rules
         self.state = "open"
         self.max_message_size = conn.settings.max_message_size  # fixed for the process
         self.active = True
@@ -101,6 +107,7 @@ class Channel:
         self.nacks: list[int] = []  # publish sequence numbers to nack, ascending
         self.unsynced: deque[tuple[int, int]] = deque()  # (publish seq, store ticket)
         self.last_queue = ""
+        self.tx: Transaction | None = None  # set by tx.select (server/transaction.py)
         # the last publish's route bytes and their decoded (exchange, routing key)
         self._route = b""
         self._names = ("", "")
@@ -170,16 +177,20 @@ class Channel:
             self.close_with(exc)
 
     def _unhandled(self, method: Method) -> None:
-        if method.CLASS_ID == 90:
-            raise NotImplemented_("transactions (tx.*) are not supported")
         raise CommandInvalid(f"unexpected method {method.NAME} from a client")
 
     def _on_method_closing(self, method: Method) -> None:
         # After we sent channel.close only close-ok (or a crossing close) matters (§2.2.4).
-        if isinstance(method, ChannelCloseOk):
-            self.conn.release_channel(self.number)
-        elif isinstance(method, ChannelClose):
+        # After the client's close ("closed", until the rest of that read is handled),
+        # RabbitMQ ignores methods too, answers another close, refuses a reopen (504).
+        if isinstance(method, ChannelClose):
             self.send(ChannelCloseOk())
+        elif self.state == "closed":
+            if isinstance(method, ChannelOpen):
+                raise ChannelError(f"second 'channel.open' seen on channel {self.number}",
+                                   class_id=20, method_id=10)
+        elif isinstance(method, ChannelCloseOk):
+            self.conn.release_channel(self.number)
 
     def on_header_frame(self, payload: bytes) -> None:
         if self._publish is None or self._in_body:
@@ -190,9 +201,10 @@ class Channel:
                                   class_id=ids[0], method_id=ids[1])
         if len(payload) < 14:
             raise SyntaxError_("content header frame too short", class_id=60, method_id=40)
-        class_id, _weight, size = _CONTENT_HEADER.unpack_from(payload, 0)
-        if class_id != 60:
-            raise UnexpectedFrame(f"content header for class {class_id}, expected 60",
+        class_id, weight, size = _CONTENT_HEADER.unpack_from(payload, 0)
+        if class_id != 60 or weight != 0:  # RabbitMQ: weight must be 0, else 505
+            raise UnexpectedFrame(f"content header for class {class_id} weight {weight},"
+                                  " expected class 60 weight 0",
                                   class_id=60, method_id=40)
         properties = payload[12:]
         if properties != EMPTY_PROPERTIES:
@@ -266,7 +278,7 @@ class Channel:
             return -1
         number = self.number
         header_stop = content_header_end(buf, header, end, number, limit)
-        if header_stop < 0:
+        if header_stop < 0 or buf[header + 9] or buf[header + 10]:  # weight != 0: 505 below
             return -1
         size = 0
         for i in range(header + 11, header + 19):
@@ -328,9 +340,20 @@ class Channel:
             raise AccessRefused(
                 f"cannot publish to internal exchange '{exchange.name}' in vhost '{vhost.name}'"
             )
+        topic_rules = self.topic_rules
+        if topic_rules and exchange.name in topic_rules:  # topic authorisation
+            self.grant.topics.check("write", exchange.name, exchange.type_name,
+                                    message.routing_key)
         props = message.properties  # RabbitMQ checks user_id after the exchange
-        if len(props) > 1 and props[1] & _USER_ID_FLAG:
-            self._check_user_id(get_property(props, "user_id"))
+        if len(props) > 1:
+            if props[0] & CHECKED_BITS:  # expiration, delivery_mode, headers: 406s
+                check_properties(props)
+            if props[1] & _USER_ID_FLAG:
+                self._check_user_id(get_property(props, "user_id"))
+        tx = self.tx
+        if tx is not None:  # checked now, routed at tx.commit
+            tx.hold_publish(exchange, message, mandatory)
+            return
         routed, rejected, ticket = vhost.publish(exchange, message)
         self.conn.published = True
         if not routed and not rejected and mandatory:
@@ -338,12 +361,16 @@ class Channel:
                 self.number, 312, "NO_ROUTE", message.route, message.properties, message.body,
                 self.conn.frame_max))
         if self.confirm:
-            self.publish_seq += 1
-            if rejected:
-                self.nacks.append(self.publish_seq)
-            elif ticket:
-                self.unsynced.append((self.publish_seq, ticket))
-            self.conn.mark_dirty(self)
+            self._count_publish(rejected, ticket)
+
+    def _count_publish(self, rejected: bool, ticket: int) -> None:
+        """A publish in confirm mode: a nack to send, or an ack once ``ticket`` is synced."""
+        self.publish_seq += 1
+        if rejected:
+            self.nacks.append(self.publish_seq)
+        elif ticket:
+            self.unsynced.append((self.publish_seq, ticket))
+        self.conn.mark_dirty(self)
 
     def _check_user_id(self, claimed: str) -> None:
         """RabbitMQ's check_user_id_header: user_id must be the authenticated user."""
@@ -478,16 +505,22 @@ class Channel:
         self.release()
         self.send(ChannelCloseOk())
         self.state = "closed"
-        self.conn.release_channel(self.number)
+        self.conn.loop.call_soon(self.conn.forget_channel, self)
 
-    def remove_consumers(self) -> None:
+    def remove_consumers(self) -> list[Queue]:
+        """Cancel this channel's consumers; returns the queues that lost one and remain
+        (to dispatch once the unacked messages are back: a successor gets them first)."""
         vhost = self.conn.vhost
         consumers, self.consumers = self.consumers, {}
+        remaining: list[Queue] = []
         for consumer in consumers.values():
             consumer.log_cancelled("channel_closed", channel=self.number)
             queue = consumer.queue
             if queue.remove_consumer(consumer) and vhost is not None:
                 vhost.remove_queue(queue, "auto_delete")
+            elif not queue.deleted:
+                remaining.append(queue)
+        return remaining
 
     def requeue_unacked(self) -> None:
         entries = self.unacked.take_all()
@@ -499,6 +532,11 @@ class Channel:
         self._publish = None
         self._in_body = False
         self._parts = []
-        self.remove_consumers()
+        tx = self.tx
+        if tx is not None:  # an uncommitted transaction is discarded
+            tx.discard(self)
+        queues = self.remove_consumers()
         self.requeue_unacked()
+        for queue in queues:
+            queue.dispatch()
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from warrenmq.broker.vhost import VirtualHost
     from warrenmq.queues.queue import Queue
     from warrenmq.server.listener import Server
+    from warrenmq.server.tls import TlsContext
 
 log = structlog.get_logger("warrenmq.connection")
 
@@ -71,8 +72,9 @@ FRAMES_PER_TURN: Final = 300
 class Connection(asyncio.Protocol):
     """One client connection. ``state`` is one of the handshake steps or running/closing."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, tls: TlsContext | None = None) -> None:
         self.server = server
+        self.tls = tls  # the listener's TLS context; None on a plain listener
         self.settings = server.settings
         self.loop = asyncio.get_running_loop()
         self.id = next(_IDS)
@@ -91,6 +93,7 @@ class Connection(asyncio.Protocol):
         self.state = "header"
         self.frame_max = self.settings.frame_max
         self.channel_max = self.settings.channel_max
+        self.client_closed = False  # connection.close came from the client: it closes
         self.write_high_water = self.settings.write_high_water  # read per delivery batch
         self.heartbeat = 0
         self.user: User | None = None
@@ -129,6 +132,9 @@ class Connection(asyncio.Protocol):
             high=self.settings.write_high_water, low=self.settings.write_low_water
         )
         self.server.connections.add(self)
+        if not self.server.guard.admit(self):  # too many handshakes at once
+            self.abort()
+            return
         self._timers.append(
             self.loop.call_later(self.settings.handshake_timeout, self._handshake_timeout)
         )
@@ -139,6 +145,7 @@ class Connection(asyncio.Protocol):
 
     def _lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        self.server.guard.left(self)
         if not self.closed.done():
             self.closed.set_result(None)
         for timer in self._timers:
@@ -224,6 +231,8 @@ class Connection(asyncio.Protocol):
                 raise FrameError(
                     f"frame of {size + FRAME_OVERHEAD} bytes exceeds frame_max {reader.frame_max}"
                 )
+            if size and frame_type == FRAME_HEARTBEAT:  # §4.2.7: none; RabbitMQ: 501
+                raise FrameError(f"heartbeat frame with a payload of {size} bytes")
             stop = pos + 7 + size
             if stop >= end:
                 break
@@ -268,8 +277,9 @@ class Connection(asyncio.Protocol):
 
     def _after_frames(self) -> None:
         if self._dirty:
-            for dirty in self._dirty:
-                dirty.flush_confirms()
+            if self.state == "running":  # after our connection.close: nothing but close-ok
+                for dirty in self._dirty:
+                    dirty.flush_confirms()
             self._dirty.clear()
         if self.published:
             self.published = False
@@ -303,7 +313,7 @@ class Connection(asyncio.Protocol):
             rest = self._header[8:]
             self._header = b""
             self.state = "start"
-            self.write(method_frame(0, handshake.start_method(self.server)))
+            self.write(method_frame(0, handshake.start_method(self)))
             return rest
         # AMQP 0-9-1 §4.2.2: answer a bad header with ours, then close the socket.
         log.warning("bad_protocol_header", header=self._header[:8])
@@ -344,18 +354,17 @@ class Connection(asyncio.Protocol):
         method = decode_method(payload) if frame_type == FRAME_METHOD else None
         if method is None or method.INDEX != ChannelOpenIndex:
             raise ChannelError(
-                f"expected 'channel.open' on unopened channel {channel_id}",
+                "expected 'channel.open'",  # RabbitMQ's text
                 class_id=method.CLASS_ID if method else 0,
                 method_id=method.METHOD_ID if method else 0,
             )
-        if channel_id > self.channel_max:
-            # 530 as RabbitMQ's create_channel ("... has reached the negotiated channel_max");
-            # numbers are 1..channel_max, so this also bounds the number of open channels.
+        if len(self.channels) >= self.channel_max:
+            # RabbitMQ's create_channel: channel_max bounds how many channels are open at
+            # once (any number up to 65535 may be used), a 530 without method ids.
             raise NotAllowed(
-                f"channel {channel_id} is above the negotiated channel_max {self.channel_max}",
-                class_id=method.CLASS_ID,
-                method_id=method.METHOD_ID,
-            )
+                f"number of channels opened ({len(self.channels)}) has reached the"
+                f" negotiated channel_max ({self.channel_max})")
+        self.server.guard.check_channel_limit(self)  # user max-channels (530)
         channel = Channel(self, channel_id)
         self.channels[channel_id] = channel
         channel.opened()
@@ -363,10 +372,14 @@ class Connection(asyncio.Protocol):
     def _on_frame_closing(self, frame_type: int, channel_id: int, payload: bytes) -> None:
         if frame_type != FRAME_METHOD or channel_id != 0:
             return
+        # RabbitMQ 3.10 answers every connection.close with close-ok, ignores every other
+        # frame and leaves the socket to the client (closing it would reset a close still
+        # in flight, e.g. from a client that closes from several threads); the close-ok to
+        # a close we sent ends the connection.
         method = decode_method(payload)
-        if isinstance(method, ConnectionCloseOk | ConnectionClose):
-            if isinstance(method, ConnectionClose):
-                self.write(method_frame(0, ConnectionCloseOk()))
+        if isinstance(method, ConnectionClose):
+            self.write(method_frame(0, ConnectionCloseOk()))
+        elif isinstance(method, ConnectionCloseOk) and not self.client_closed:
             self.terminate()
 
     def _on_connection_method(self, method: Method) -> None:
@@ -497,6 +510,7 @@ class Connection(asyncio.Protocol):
         after close-ok; closing first would reset its in-flight writes), with a timeout."""
         self.write(method_frame(0, ConnectionCloseOk()))
         self.state = "closing"
+        self.client_closed = True
         self._release()
         self._timers.append(self.loop.call_later(self.settings.close_timeout, self.terminate))
 
@@ -518,10 +532,14 @@ class Connection(asyncio.Protocol):
         channels, self.channels = self.channels, {}
         # Consumers first, on every channel, so requeued messages cannot be pushed to
         # another channel of this same dying connection.
+        left: list[Queue] = []
         for channel in channels.values():
-            channel.remove_consumers()
+            left += channel.remove_consumers()
         for channel in channels.values():
             channel.release()
+        for queue in left:  # after the requeues: a single active successor gets them first
+            if not queue.deleted:
+                queue.dispatch()
         queues, self.exclusive_queues = self.exclusive_queues, []
         for queue in queues:
             if self.vhost is not None:
@@ -549,3 +567,8 @@ class Connection(asyncio.Protocol):
 
     def release_channel(self, channel_id: int) -> None:
         self.channels.pop(channel_id, None)
+
+    def forget_channel(self, channel: Channel) -> None:
+        """Drop a channel the client closed, once the read that closed it is handled."""
+        if self.channels.get(channel.number) is channel:
+            del self.channels[channel.number]

@@ -20,10 +20,10 @@ from warrenmq import __version__
 from warrenmq.errors import AccessRefused, CommandInvalid, NotAllowed, UnexpectedFrame
 from warrenmq.protocol.fields import FieldError, decode_table
 from warrenmq.protocol.methods import Method, method_class, method_frame
+from warrenmq.server.tls import peer_identity
 
 if TYPE_CHECKING:
     from warrenmq.server.connection import Connection
-    from warrenmq.server.listener import Server
 
 log = structlog.get_logger("warrenmq.connection")
 
@@ -53,7 +53,17 @@ CAPABILITIES = {
 }
 
 
-def start_method(server: Server) -> Method:
+def mechanisms(conn: Connection) -> list[str]:
+    """PLAIN and AMQPLAIN; EXTERNAL first on a verify_peer TLS listener whose client
+    presented a certificate (RabbitMQ's rabbitmq_auth_mechanism_ssl)."""
+    if conn.tls is not None and conn.tls.verify_peer and conn.transport is not None \
+            and conn.transport.get_extra_info("peercert"):
+        return ["EXTERNAL", "PLAIN", "AMQPLAIN"]
+    return ["PLAIN", "AMQPLAIN"]
+
+
+def start_method(conn: Connection) -> Method:
+    server = conn.server
     properties: dict[str, Any] = {
         "capabilities": CAPABILITIES,
         "product": "WarrenMQ",
@@ -63,7 +73,7 @@ def start_method(server: Server) -> Method:
         "copyright": "WarrenMQ contributors",
         "information": "Licensed under the Apache License 2.0",
     }
-    return Start(0, 9, properties, b"PLAIN AMQPLAIN", b"en_US")
+    return Start(0, 9, properties, " ".join(mechanisms(conn)).encode(), b"en_US")
 
 
 def _credentials(mechanism: str, response: bytes) -> tuple[str, str]:
@@ -86,18 +96,43 @@ def _on_start_ok(conn: Connection, method: Method) -> None:
     conn.client_properties = dict(method.client_properties)
     caps = conn.client_properties.get("capabilities")
     conn.client_capabilities = dict(caps) if isinstance(caps, dict) else {}
-    username, password = _credentials(method.mechanism, method.response)
-    user = conn.server.broker.authenticate(username, password, loopback=conn.loopback)
+    if method.mechanism not in mechanisms(conn):
+        if method.mechanism not in ("PLAIN", "AMQPLAIN", "EXTERNAL"):
+            raise CommandInvalid(f"unknown authentication mechanism '{method.mechanism}'")
+        _refuse(conn, method.mechanism, "", "mechanism not offered on this listener")
+        return
+    if method.mechanism == "EXTERNAL":
+        assert conn.transport is not None
+        username = peer_identity(conn.transport, conn.settings.ssl_cert_login_from) or ""
+        user = conn.server.broker.users.get(username)
+        if user is not None and user.loopback_only and not conn.loopback:
+            user = None
+    else:
+        username, password = _credentials(method.mechanism, method.response)
+        user = conn.server.broker.authenticate(username, password, loopback=conn.loopback)
     if user is None:
-        log.warning("authentication_failed", user=username, mechanism=method.mechanism)
-        raise AccessRefused(
-            f"Login was refused using authentication mechanism {method.mechanism}."
-            " For details see the broker logfile."
-        )
+        _refuse(conn, method.mechanism, username, "invalid credentials")
+        return
     conn.user = user
     conn.state = "tune"
     settings = conn.settings
     conn.write(method_frame(0, Tune(settings.channel_max, settings.frame_max, settings.heartbeat)))
+
+
+def _refuse(conn: Connection, mechanism: str, username: str, reason: str) -> None:
+    """403 for a failed login, logged with the peer and counted; after repeated failures
+    from one address the answer waits (the socket is not read meanwhile)."""
+    log.warning("authentication_failed", user=username, mechanism=mechanism, reason=reason)
+    error = AccessRefused(
+        f"Login was refused using authentication mechanism {mechanism}."
+        " For details see the broker logfile.", class_id=10, method_id=11)
+    delay = conn.server.guard.login_failed(conn.peer.rpartition(":")[0], conn.loop.time())
+    if not delay:
+        raise error
+    assert conn.transport is not None
+    conn.transport.pause_reading()
+    conn.state = "secure"  # nothing more is read; the close goes out after the delay
+    conn.loop.call_later(delay, conn.context.run, conn.close_with, error)
 
 
 def _on_tune_ok(conn: Connection, method: Method) -> None:
@@ -133,6 +168,12 @@ def _on_open(conn: Connection, method: Method) -> None:
     limit = conn.settings.max_connections
     if limit and sum(c.state == "running" for c in conn.server.connections) >= limit:
         raise NotAllowed(f"connection refused: node connection limit ({limit}) is reached")
+    broker = conn.server.broker
+    conn.server.guard.check_connection_limits(
+        conn, vhost.name, conn.user.name,
+        broker.vhost_limits.get(vhost.name, {}).get("max-connections"),
+        broker.user_limits.get(conn.user.name, {}).get("max-connections"))
+    conn.server.guard.opened(conn)
     conn.vhost = vhost
     conn.grant = conn.server.broker.grant(conn.user.name, vhost.name)
     conn.state = "running"

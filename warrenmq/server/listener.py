@@ -29,7 +29,9 @@ from warrenmq.clock import COARSE
 from warrenmq.errors import ReplyCode
 from warrenmq.server.committer import Committable, Committer
 from warrenmq.server.connection import Connection
+from warrenmq.server.guard import ConnectionGuard
 from warrenmq.server.settings import ServerSettings
+from warrenmq.server.tls import TlsContext, TlsOptions
 
 log = structlog.get_logger("warrenmq.server")
 
@@ -43,6 +45,9 @@ class Server:
         self.settings = settings or ServerSettings()
         self.cluster_name = cluster_name or f"warrenmq@{socket.gethostname()}"
         self.connections: set[Connection] = set()
+        self.guard = ConnectionGuard(self.settings)  # handshakes, failed logins, limits
+        self.tls_contexts: list[TlsContext] = []  # re-read on SIGHUP
+        self.tls_ports: set[int] = set()
         self._servers: list[asyncio.Server] = []
         #: saves the durable definitions document; set by the composition root
         self.save_definitions: Callable[[dict[str, Any]], None] | None = None
@@ -64,19 +69,35 @@ class Server:
     def _protocol(self) -> Connection:
         return Connection(self)
 
-    async def listen(self, host: str, port: int) -> tuple[str, int]:
-        """Start a listener; returns the bound (host, port) — port 0 picks a free one."""
+    async def listen(self, host: str, port: int,
+                     tls: TlsOptions | None = None) -> tuple[str, int]:
+        """Start a listener (amqps with ``tls``); returns the bound (host, port) — port 0
+        picks a free one. A TLS handshake must finish within the handshake timeout."""
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(self._protocol, host, port, reuse_address=True,
-                                       backlog=1024)
+        if tls is None:
+            srv = await loop.create_server(self._protocol, host, port, reuse_address=True,
+                                           backlog=1024)
+        else:
+            context = TlsContext(tls, f"{host}:{port}")
+            srv = await loop.create_server(
+                lambda: Connection(self, context), host, port, reuse_address=True,
+                backlog=1024, ssl=context.context,
+                ssl_handshake_timeout=self.settings.handshake_timeout)
+            self.tls_contexts.append(context)
+            self.tls_ports.add(int(srv.sockets[0].getsockname()[1]))
         self._servers.append(srv)
         if self.settings.memory_high_watermark and self._alarm_timer is None:
             self._check_memory()
         if self._tick_timer is None:
             self._tick()
         bound = srv.sockets[0].getsockname()
-        log.info("listener_started", host=bound[0], port=bound[1])
+        log.info("listener_started", host=bound[0], port=bound[1], tls=tls is not None)
         return str(bound[0]), int(bound[1])
+
+    def reload_tls(self) -> None:
+        """SIGHUP: every TLS listener re-reads its certificate, key and CAs."""
+        for context in self.tls_contexts:
+            context.reload()
 
     @property
     def ports(self) -> list[int]:
@@ -115,6 +136,8 @@ class Server:
             for channel in list(conn.channels.values()):
                 if channel.unsynced:
                     channel.flush_confirms()
+                elif channel.tx is not None and channel.tx.committing:
+                    channel.tx.release_commits(channel)
         self._unblock_if_clear()
 
     @property

@@ -17,6 +17,11 @@ class ServerSettings:
     max_message_size: int = 128 * 1024 * 1024
     max_connections: int = 0
     handshake_timeout: float = 10.0
+    max_handshakes: int = 1000  # connections not yet open, at most; 0 = unlimited
+    ssl_cert_login_from: str = "common_name"  # EXTERNAL: or "distinguished_name"
+    failed_login_threshold: int = 5  # failures from one address before the delay
+    failed_login_window: float = 60.0
+    failed_login_delay: float = 2.0
     close_timeout: float = 1.0
     write_high_water: int = 1024 * 1024
     write_low_water: int = 256 * 1024

@@ -117,3 +117,25 @@ class Unacked:
     def values(self) -> list[QueuedMessage]:
         """The held messages in tag order, left in place (statistics)."""
         return [qm for qm in self._entries[self._start :] if qm is not None]
+
+    def items(self) -> list[tuple[int, QueuedMessage]]:
+        """(delivery tag, message) pairs held, in tag order (cold: transactions)."""
+        first, start = self._first_tag, self._start
+        return [(first + index - start, qm)
+                for index, qm in enumerate(self._entries[start:], start) if qm is not None]
+
+    def restore(self, pairs: list[tuple[int, QueuedMessage]]) -> None:
+        """Put back messages taken earlier under their tags (tx.rollback; cold): the held
+        ones and these are laid out again in tag order, with holes between."""
+        merged = sorted([*self.items(), *pairs], key=lambda pair: pair[0])
+        self.take_all()
+        if not merged:
+            return
+        first = merged[0][0]
+        entries: list[QueuedMessage | None] = [None] * (merged[-1][0] - first + 1)
+        for tag, qm in merged:
+            entries[tag - first] = qm
+        self._entries = entries
+        self._first_tag = first
+        self._holes = len(entries) - len(merged)
+        self.count = len(merged)

@@ -115,7 +115,7 @@ def _queue(key: str) -> bytes:
 
 @functools.lru_cache(maxsize=4096)
 def _short(text: str) -> bytes:
-    raw = text.encode("utf-8")
+    raw = text.encode("utf-8", "surrogateescape")  # a publish's bytes, UTF-8 or not
     if len(raw) > 0xFF:
         raise ValueError(f"short string of {len(raw)} bytes is too long: {text[:40]!r}")
     return bytes((len(raw),)) + raw
@@ -241,7 +241,7 @@ def _read_short(buf: bytes, pos: int, end: int) -> tuple[str, int]:
     pos += 1
     if pos + n > end:
         raise ValueError("short string overruns the record")
-    return buf[pos : pos + n].decode("utf-8"), pos + n
+    return buf[pos : pos + n].decode("utf-8", "surrogateescape"), pos + n
 
 
 def decode_publish(buf: bytes, start: int, end: int) -> PublishRecord:

@@ -260,10 +260,10 @@ class _Replay:
         try:
             pos = pub[P_TAIL]
             n = buf[pos]
-            exchange = buf[pos + 1 : pos + 1 + n].decode("utf-8")
+            exchange = buf[pos + 1 : pos + 1 + n].decode("utf-8", "surrogateescape")
             pos += 1 + n
             n = buf[pos]
-            routing_key = buf[pos + 1 : pos + 1 + n].decode("utf-8")
+            routing_key = buf[pos + 1 : pos + 1 + n].decode("utf-8", "surrogateescape")
             pos += 1 + n
             published, plen = _U64_U32.unpack_from(buf, pos)
         except (struct.error, IndexError) as exc:

@@ -36,7 +36,8 @@ import aiormq
 from aiormq.abc import AbstractChannel, DeliveredMessage
 from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
 
-from warrenmq.tools.dlq import _connection, _describe
+from warrenmq.tools.dlq import _describe
+from warrenmq.tools.dlq import connection as _connection
 from warrenmq.tools.queues import ToolError, _request
 
 _INTERVAL = re.compile(r"^[0-9]+(Y|M|D|h|m|s)$")

@@ -18,10 +18,11 @@ Handler = Callable[["Channel", Method], None]
 
 
 def _collect() -> dict[int, Handler]:
+    from warrenmq.server import transaction
     from warrenmq.server.methods import basic, channel, confirm, exchange, queue
 
     table: dict[int, Handler] = {}
-    for module in (channel, exchange, queue, basic, confirm):
+    for module in (channel, exchange, queue, basic, confirm, transaction):
         table.update(module.HANDLERS)
     return table
 

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Final
 from warrenmq.errors import NotAllowed, NotImplemented_, PreconditionFailed
 from warrenmq.protocol.content import encode_get_ok
 from warrenmq.protocol.methods import Method, method_class
+from warrenmq.queues.consumers import consumer_priority
 from warrenmq.queues.stream import StreamQueue
 from warrenmq.server.consumer import Consumer
 from warrenmq.server.methods.queue import queue_name
+from warrenmq.server.publish_checks import check_consumer_arguments
 
 if TYPE_CHECKING:
     from warrenmq.queues.ready import QueuedMessage
@@ -51,6 +53,9 @@ def basic_consume(channel: Channel, m: Method) -> None:
     tag = m.consumer_tag or _consumer_tag()
     if tag in channel.consumers:
         raise NotAllowed(f"attempt to reuse consumer tag '{tag}'")
+    if m.arguments:
+        check_consumer_arguments(m.arguments, f"queue '{name}' in vhost '{queue.vhost}'")
+    priority = consumer_priority(m.arguments, f"queue '{name}' in vhost '{queue.vhost}'")
     queue.check_consumer(exclusive=m.exclusive)
     stream = queue if isinstance(queue, StreamQueue) else None
     start = None if stream is None else stream.consume_start(
@@ -73,7 +78,7 @@ def basic_consume(channel: Channel, m: Method) -> None:
     if stream is not None and start is not None:
         stream.add_reader(consumer, start)  # starts at its offset, then as add_consumer
     else:
-        queue.add_consumer(consumer)
+        queue.add_consumer(consumer, priority)
     consumer.log_added()
 
 
@@ -81,8 +86,11 @@ def basic_cancel(channel: Channel, m: Method) -> None:
     consumer = channel.consumers.pop(m.consumer_tag, None)
     if consumer is not None:
         consumer.log_cancelled("basic.cancel")
-        if consumer.queue.remove_consumer(consumer):
-            channel.vhost.remove_queue(consumer.queue, "auto_delete")
+        queue = consumer.queue
+        if queue.remove_consumer(consumer):
+            channel.vhost.remove_queue(queue, "auto_delete")
+        elif not queue.deleted:
+            queue.dispatch()  # a single active consumer's successor (nothing is requeued)
     if not m.nowait:
         channel.send(CancelOk(m.consumer_tag))
 
@@ -111,10 +119,18 @@ def basic_get(channel: Channel, m: Method) -> None:
 
 
 def basic_ack(channel: Channel, m: Method) -> None:
+    tx = channel.tx
+    if tx is not None:  # held until tx.commit (server/transaction.py)
+        tx.hold_settle(channel, m.delivery_tag, m.multiple, None)
+        return
     channel.settle(channel.take_unacked(m.delivery_tag, m.multiple), None)
 
 
 def basic_reject(channel: Channel, m: Method) -> None:
+    tx = channel.tx
+    if tx is not None:
+        tx.hold_settle(channel, m.delivery_tag, False, m.requeue)
+        return
     entries = channel.take_unacked(m.delivery_tag, False)
     if channel.vhost.streams_in_use:
         refuse_stream_settle(entries)
@@ -122,6 +138,10 @@ def basic_reject(channel: Channel, m: Method) -> None:
 
 
 def basic_nack(channel: Channel, m: Method) -> None:
+    tx = channel.tx
+    if tx is not None:
+        tx.hold_settle(channel, m.delivery_tag, m.multiple, m.requeue)
+        return
     entries = channel.take_unacked(m.delivery_tag, m.multiple)
     if channel.vhost.streams_in_use:
         refuse_stream_settle(entries)

@@ -58,6 +58,9 @@ def _check_binding(channel: Channel, m: Method) -> None:
     channel.grant.check("write", "exchange", m.destination)
     if m.source and m.destination:
         channel.grant.check("read", "exchange", m.source)
+        source = channel.vhost.exchanges.get(m.source)
+        if source is not None:  # topic authorisation: the binding key, read access
+            channel.grant.topics.check("read", m.source, source.type_name, m.routing_key)
 
 
 def exchange_bind(channel: Channel, m: Method) -> None:

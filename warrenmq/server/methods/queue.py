@@ -67,16 +67,19 @@ def queue_declare(channel: Channel, m: Method) -> None:
         channel.send(DeclareOk(queue.name, queue.message_count, queue.consumer_count))
 
 
-def _check_binding(channel: Channel, queue: str, exchange: str) -> None:
+def _check_binding(channel: Channel, queue: str, exchange: str, key: str) -> None:
     channel.grant.check("write", "queue", queue)
     if exchange:
         channel.grant.check("read", "exchange", exchange)
+        source = channel.vhost.exchanges.get(exchange)
+        if source is not None:  # topic authorisation: the binding key, read access
+            channel.grant.topics.check("read", exchange, source.type_name, key)
 
 
 def queue_bind(channel: Channel, m: Method) -> None:
     name = queue_name(channel, m.queue)
     key = m.routing_key if (m.queue or m.routing_key) else name
-    _check_binding(channel, name, m.exchange)
+    _check_binding(channel, name, m.exchange, key)
     channel.vhost.bind_queue(name, m.exchange, key, m.arguments, channel.conn)
     if not m.nowait:
         channel.send(BindOk())
@@ -85,7 +88,7 @@ def queue_bind(channel: Channel, m: Method) -> None:
 def queue_unbind(channel: Channel, m: Method) -> None:
     name = queue_name(channel, m.queue)
     key = m.routing_key if (m.queue or m.routing_key) else name
-    _check_binding(channel, name, m.exchange)
+    _check_binding(channel, name, m.exchange, key)
     channel.vhost.unbind_queue(name, m.exchange, key, m.arguments, channel.conn)
     channel.send(UnbindOk())
 
@@ -110,10 +113,10 @@ def queue_delete(channel: Channel, m: Method) -> None:
     count, consumers = vhost.delete_queue(
         name, owner=channel.conn, if_unused=m.if_unused, if_empty=m.if_empty
     )
+    if not m.nowait:  # RabbitMQ: delete-ok before the basic.cancel of its consumers
+        channel.send(DeleteOk(count))
     for consumer in consumers:
         consumer.cancelled_by_server()  # type: ignore[attr-defined]
-    if not m.nowait:
-        channel.send(DeleteOk(count))
 
 
 HANDLERS = {
