@@ -199,8 +199,9 @@ async def test_export_and_import_default_to_the_same_data_dir(tmp_path: Path) ->
     config = write_config(tmp_path, "")
     result = await run("definitions", "import", str(definitions), "--config", str(config))
     assert result.returncode == 0, result.stderr
-    assert "imported: 2 users, 2 vhosts, 1 permissions, 1 policies, 1 exchanges, 2 queues," \
-        " 1 bindings" in result.stderr
+    counts = ", ".join(f"{len(RABBIT_EXPORT[s])} {s}" for s in (  # type: ignore[arg-type]
+        "users", "vhosts", "permissions", "policies", "exchanges", "queues", "bindings"))
+    assert f"imported: {counts}" in result.stderr
     result = await run("definitions", "export", "--config", str(config))  # no --data-dir
     assert result.returncode == 0, result.stderr
     assert "jobs" in by_name(json.loads(result.stdout)["queues"])

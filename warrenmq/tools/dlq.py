@@ -204,3 +204,6 @@ async def _inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(line.rstrip(), file=out)
     print(f"{len(records)} message(s) shown; {args.queue} held {available}", file=err)
     return 0
+
+
+_connection = connection  # the name warrenmq.tools.stream imports
