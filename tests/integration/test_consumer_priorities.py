@@ -86,7 +86,7 @@ async def test_x_priority_must_be_an_integer(broker: BrokerHandle, value: Any) -
             aiormq.exceptions.ChannelPreconditionFailed)
         # RabbitMQ 3.10.8: "... for queue 'cq' in vhost '/': \"expected integer, got longstr\""
         assert text.startswith("PRECONDITION_FAILED - invalid arg 'x-priority' for queue 'cq'"
-                               " in vhost '/': expected an integer, got ")
+                               " in vhost '/': \"expected integer, got ")
     assert broker.vhost().queues["cq"].consumer_count == 0
 
 
