@@ -25,7 +25,6 @@ FRAME_END_BYTE: Final = b"\xce"
 FRAME_OVERHEAD: Final = 8  # type(1) + channel(2) + size(4) + frame-end(1)
 
 _FRAME_HEAD: Final = struct.Struct(">BHI")
-_KNOWN_TYPES: Final = frozenset({FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT})
 
 HEARTBEAT: Final = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 
@@ -63,28 +62,37 @@ class FrameReader:
         pos = 0
         end = len(buf)
         frames: list[Frame] = []
-        limit = self.frame_max - FRAME_OVERHEAD
-        unpack = _FRAME_HEAD.unpack_from
         while end - pos >= 7:
-            frame_type, channel, size = unpack(buf, pos)
-            if frame_type not in _KNOWN_TYPES:
-                raise FrameError(f"unknown frame type {frame_type}")
-            if size and frame_type == FRAME_HEARTBEAT:
-                # a heartbeat has no payload (§4.2.7); RabbitMQ: 501 FRAME_ERROR
-                raise FrameError(f"heartbeat frame with a payload of {size} bytes")
-            if size > limit:
-                raise FrameError(
-                    f"frame of {size + FRAME_OVERHEAD} bytes exceeds frame_max {self.frame_max}"
-                )
-            stop = pos + 7 + size
-            if stop >= end:
+            stop = frame_stop(buf, pos, end, self.frame_max)
+            if stop < 0:
                 break
-            if buf[stop] != FRAME_END:
-                raise FrameError(f"frame end byte is 0x{buf[stop]:02x}, expected 0xce")
-            frames.append((frame_type, channel, buf[pos + 7 : stop]))
+            frames.append((buf[pos], (buf[pos + 1] << 8) | buf[pos + 2], buf[pos + 7 : stop]))
             pos = stop + 1
         self._tail = buf[pos:] if pos < end else b""
         return frames
+
+
+def frame_stop(buf: bytes, pos: int, end: int, frame_max: int) -> int:
+    """Check the frame header at ``buf[pos]`` (at least 7 bytes there): the offset of the
+    frame's end byte, or -1 when the frame is not complete yet. A bad type, a heartbeat
+    with a payload, a payload past ``frame_max`` (found before it arrives) or a wrong end
+    byte raise ``FrameError`` (501). Shared by ``FrameReader.feed`` and the connection's
+    own walk over a read."""
+    frame_type = buf[pos]
+    if (frame_type > FRAME_BODY and frame_type != FRAME_HEARTBEAT) or frame_type == 0:
+        raise FrameError(f"unknown frame type {frame_type}")
+    size = (buf[pos + 3] << 24) | (buf[pos + 4] << 16) | (buf[pos + 5] << 8) | buf[pos + 6]
+    if size and frame_type == FRAME_HEARTBEAT:
+        # a heartbeat has no payload (§4.2.7); RabbitMQ: 501 FRAME_ERROR
+        raise FrameError(f"heartbeat frame with a payload of {size} bytes")
+    if size > frame_max - FRAME_OVERHEAD:
+        raise FrameError(f"frame of {size + FRAME_OVERHEAD} bytes exceeds frame_max {frame_max}")
+    stop = pos + 7 + size
+    if stop >= end:
+        return -1
+    if buf[stop] != FRAME_END:
+        raise FrameError(f"frame end byte is 0x{buf[stop]:02x}, expected 0xce")
+    return stop
 
 
 def content_header_end(buf: bytes, pos: int, end: int, channel: int, limit: int) -> int:

@@ -27,20 +27,19 @@ from warrenmq.clock import COARSE
 from warrenmq.errors import (
     AMQPError,
     ChannelError,
-    FrameError,
     InternalError,
     NotAllowed,
     UnexpectedFrame,
 )
 from warrenmq.protocol.frames import (
     FRAME_BODY,
-    FRAME_END,
     FRAME_HEADER,
     FRAME_HEARTBEAT,
     FRAME_METHOD,
     FRAME_OVERHEAD,
     PROTOCOL_HEADER,
     FrameReader,
+    frame_stop,
 )
 from warrenmq.protocol.methods import Method, decode_method, method_class, method_frame
 from warrenmq.server import handshake
@@ -65,7 +64,7 @@ ConnectionBlocked: Final = method_class("ConnectionBlocked")
 ConnectionUnblocked: Final = method_class("ConnectionUnblocked")
 _IDS: Final = itertools.count(1)  # connection ids, unique in the process
 #: A big read is handled in slices of this many frames (about 100 publishes), checking
-#: between slices whether a store commit has landed (see _on_frames_in_slices).
+#: between slices whether a store commit has landed (see _read).
 FRAMES_PER_TURN: Final = 300
 
 
@@ -221,22 +220,11 @@ class Connection(asyncio.Protocol):
         channels = self.channels
         handled = 0
         while end - pos >= 7:
-            frame_type = buf[pos]
-            if (frame_type > FRAME_BODY and frame_type != FRAME_HEARTBEAT) or frame_type == 0:
-                raise FrameError(f"unknown frame type {frame_type}")
-            size = (buf[pos + 3] << 24) | (buf[pos + 4] << 16) | (buf[pos + 5] << 8) \
-                | buf[pos + 6]
-            if size > limit:
-                raise FrameError(
-                    f"frame of {size + FRAME_OVERHEAD} bytes exceeds frame_max {reader.frame_max}"
-                )
-            if size and frame_type == FRAME_HEARTBEAT:  # §4.2.7: none; RabbitMQ: 501
-                raise FrameError(f"heartbeat frame with a payload of {size} bytes")
-            stop = pos + 7 + size
-            if stop >= end:
+            stop = frame_stop(buf, pos, end, reader.frame_max)
+            if stop < 0:
                 break
-            if buf[stop] != FRAME_END:
-                raise FrameError(f"frame end byte is 0x{buf[stop]:02x}, expected 0xce")
+            frame_type = buf[pos]
+            size = stop - pos - 7
             channel_id = (buf[pos + 1] << 8) | buf[pos + 2]
             following = -1
             if frame_type == FRAME_METHOD and size > 10 and buf[pos + 10] == 40 \
