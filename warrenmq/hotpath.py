@@ -50,12 +50,14 @@ HOT: tuple[str, ...] = (
     "warrenmq.queues.dead_letter",
     "warrenmq.queues.utilisation",
     "warrenmq.queues.stream",  # issue 14: subclasses Queue and QueuedMessage (native)
+    "warrenmq.queues.dedup",  # issue 13: deduplication caches (per message when in use)
     "warrenmq.exchange.base",
     "warrenmq.exchange.direct",
     "warrenmq.exchange.fanout",
     "warrenmq.exchange.topic",
     "warrenmq.exchange.headers",
     "warrenmq.broker.flow",
+    "warrenmq.broker.dedup",
     "warrenmq.broker.routing",
     "warrenmq.broker.vhost",
     "warrenmq.server.connection",

@@ -41,10 +41,21 @@ MAX_CASCADE: Final = 100_000
 
 def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> tuple[int, bool, int]:
     """Route, store and enqueue; returns (queues that took it, whether any queue refused
-    it, the store ticket whose commit makes it durable, or 0 when nothing was stored)."""
+    it, the store ticket whose commit makes it durable, or 0 when nothing was stored).
+    With deduplication in the vhost, ``broker/dedup.py`` does it (routed is -1 for a
+    dropped duplicate: confirmed, never returned)."""
+    dedup = vhost.dedup
+    if dedup is not None:
+        return dedup.publish(exchange, message)
     queues = route(vhost, exchange, message)
     if not queues:
         return 0, False, 0
+    return enqueue_routed(vhost, queues, message)
+
+
+def enqueue_routed(vhost: VirtualHost, queues: list[Queue], message: Message
+                   ) -> tuple[int, bool, int]:
+    """``publish`` once the queues are known (at least one)."""
     ticket = persist(vhost, queues, message)
     routed = 0
     rejected = False
