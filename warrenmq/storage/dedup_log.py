@@ -267,6 +267,8 @@ class Committable(Protocol):
 
     def finish_commit(self, batch: PreparedCommit, ok: bool) -> None: ...
 
+    def synced(self, batch: PreparedCommit) -> bool: ...
+
 
 class WithDedup:
     """The store (with its streams) plus the dedup log, as one ``Committable``: the keys
@@ -277,6 +279,7 @@ class WithDedup:
         self.dedup = dedup
         dedup.tickets = tickets
         self._taken: DedupBatch | None = None
+        self._wrote = False  # the last finished commit wrote keys
 
     @property
     def pending_bytes(self) -> int:
@@ -295,6 +298,11 @@ class WithDedup:
 
     def finish_commit(self, batch: PreparedCommit, ok: bool) -> None:
         taken, self._taken = self._taken, None
+        self._wrote = taken is not None and taken.written
         if taken is not None:
             self.dedup.finish(taken, ok)
         self.inner.finish_commit(batch, ok)
+
+    def synced(self, batch: PreparedCommit) -> bool:
+        """The finished commit wrote messages, stream data or deduplication keys."""
+        return self.inner.synced(batch) or self._wrote
