@@ -321,3 +321,24 @@ async def test_aio_pika_exchange_dedup(broker: BrokerHandle) -> None:
         assert await q.get(fail=False) is None
     finally:
         await conn.close()
+
+
+async def test_duplicates_in_a_transaction_are_not_returned(broker: BrokerHandle) -> None:
+    """tx.commit routes the held publishes: a mandatory duplicate gets no basic.return
+    there either, and the commit succeeds."""
+    conn = await aiormq.connect(broker.url)
+    try:
+        ch = await conn.channel(publisher_confirms=False)
+        await ch.queue_declare("txq", arguments=DEDUP)
+        returned: list[Any] = []
+        ch.on_return_callbacks.add(returned.append)
+        await ch.tx_select()
+        for body in (b"1", b"2", b"3"):
+            await ch.basic_publish(body, routing_key="txq", properties=props("same"),
+                                   mandatory=True)
+        await asyncio.wait_for(ch.tx_commit(), TIMEOUT)
+        await asyncio.sleep(0.1)
+        assert returned == []
+        assert await drain(ch, "txq") == [b"1"]
+    finally:
+        await conn.close()

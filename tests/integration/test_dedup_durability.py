@@ -23,6 +23,7 @@ from tests.conftest import make_config
 from tests.helpers import TIMEOUT
 from tests.process import BrokerProcess
 from warrenmq.app import start
+from warrenmq.broker.policies import Policy
 
 pytestmark = pytest.mark.asyncio
 
@@ -154,3 +155,26 @@ async def test_keys_survive_sigkill(tmp_path: Path) -> None:
         await publish_all(broker.amqp_url, keys + transient)
         assert await depths(broker.amqp_url) == {"dq": 200, "behind-dx": 200, "mem": 300}
         assert await broker.stop() == 0
+
+
+async def test_a_policy_made_cache_survives_a_restart(tmp_path: Path) -> None:
+    """Deduplication from a policy on a durable queue: the keys come back at start-up
+    whether the policy or the queue is restored first."""
+    server = await start(make_config(tmp_path))
+    server.broker.set_policy(Policy("dedup", "/", "^pq$", "queues", 0,
+                                    {"message-deduplication": True}))
+    server.definitions_changed()
+    url = f"amqp://guest:guest@127.0.0.1:{server.ports[0]}/"
+    conn = await aiormq.connect(url)
+    ch = await conn.channel(publisher_confirms=True)
+    await ch.queue_declare("pq", durable=True)
+    for key in ("a", "b", "a"):
+        await ch.basic_publish(b"x", routing_key="pq", properties=keyed(key))
+    await conn.close()
+    await server.close(grace=2.0)
+    server = await start(make_config(tmp_path))
+    try:
+        queue = server.broker.vhosts["/"].queues["pq"]
+        assert queue.dedup is not None and list(queue.dedup.entries) == [b"sa", b"sb"]
+    finally:
+        await server.close(grace=2.0)
