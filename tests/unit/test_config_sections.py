@@ -427,10 +427,11 @@ def test_shipped_reference_examples_load_when_uncommented():
         elif re.match(r"^[a-z_]+: \[\]$", line):
             lines.append(line[:-3])
     cfg = load_config_text("\n".join(lines) + "\n", "uncommented.yaml")
-    assert [q.name for q in cfg.queues] == ["email", "audit", "jobs", "ledger"]
+    assert [q.name for q in cfg.queues] == ["email", "audit", "jobs", "ledger", "payments"]
     assert cfg.queues[2].max_priority == 10
     assert cfg.queues[3].single_active_consumer is True
-    assert [x.name for x in cfg.exchanges] == ["orders", "events"]
+    assert (cfg.queues[4].message_deduplication, cfg.queues[4].cache_ttl) == (True, 600_000)
+    assert [x.name for x in cfg.exchanges] == ["orders", "events", "checkout"]
     assert len(cfg.bindings) == 3 and len(cfg.policies) == 1
     assert cfg.permissions is not None and len(cfg.permissions) == 1
     assert [t.write for t in cfg.topic_permissions] == ["^{username}\\."]
