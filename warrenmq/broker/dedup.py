@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from warrenmq.broker.flow import enqueue_routed
+from warrenmq.broker import flow
 from warrenmq.broker.routing import route
 from warrenmq.exchange import Exchange
 from warrenmq.message import Message
@@ -72,7 +72,7 @@ class Deduplication:
                 return DUPLICATE, False, held
         if not queues:
             return 0, False, held
-        routed, rejected, ticket = enqueue_routed(self.vhost, queues, message)
+        routed, rejected, ticket = flow.publish(self.vhost, exchange, message, queues)
         if rejected:  # nacked: the publisher will retry, and the retry must get through
             for cache in added:
                 cache.forget(cache.last_key)

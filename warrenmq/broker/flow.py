@@ -39,23 +39,21 @@ log = structlog.get_logger("warrenmq.dead_letter")
 MAX_CASCADE: Final = 100_000
 
 
-def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> tuple[int, bool, int]:
+def publish(vhost: VirtualHost, exchange: Exchange, message: Message,
+            routed_to: list[Queue] | None = None) -> tuple[int, bool, int]:
     """Route, store and enqueue; returns (queues that took it, whether any queue refused
     it, the store ticket whose commit makes it durable, or 0 when nothing was stored).
-    With deduplication in the vhost, ``broker/dedup.py`` does it (routed is -1 for a
-    dropped duplicate: confirmed, never returned)."""
-    dedup = vhost.dedup
-    if dedup is not None:
-        return dedup.publish(exchange, message)
-    queues = route(vhost, exchange, message)
-    if not queues:
-        return 0, False, 0
-    return enqueue_routed(vhost, queues, message)
-
-
-def enqueue_routed(vhost: VirtualHost, queues: list[Queue], message: Message
-                   ) -> tuple[int, bool, int]:
-    """``publish`` once the queues are known (at least one)."""
+    With deduplication in the vhost, ``broker/dedup.py`` routes and filters, and calls
+    back with ``routed_to`` (at least one queue); routed is -1 for a dropped duplicate
+    (confirmed, never returned). Without, the cost is one attribute test."""
+    if routed_to is None:
+        if vhost.dedup is not None:
+            return vhost.dedup.publish(exchange, message)
+        queues = route(vhost, exchange, message)
+        if not queues:
+            return 0, False, 0
+    else:
+        queues = routed_to
     ticket = persist(vhost, queues, message)
     routed = 0
     rejected = False
