@@ -38,7 +38,7 @@ from typing import Final, Protocol
 
 import structlog
 
-from warrenmq.storage.atomic import write_atomic
+from warrenmq.storage.atomic import fsync_dir, write_atomic
 from warrenmq.storage.log import PreparedCommit
 from warrenmq.storage.records import MAGIC, T_DEDUP_CLEAR, T_DEDUP_KEY
 from warrenmq.storage.segment import scan
@@ -147,7 +147,10 @@ class DedupLog:
                 write_atomic(path, data)
             else:
                 path.write_bytes(data)
+        created = not path.exists()
         store._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if created and fsync:
+            fsync_dir(path.parent)  # the new name itself survives a power cut
         store._size = len(data)
         store._compact_at = 2 * len(data) + slack
         log.info("dedup_keys_recovered", file=str(path), entities=len(store.recovered),
