@@ -173,7 +173,8 @@ def _address(conn: ConnectionView, which: str) -> tuple[str, int]:
     return (str(found[0]), int(found[1])) if found else ("?", 0)
 
 
-def connection_json(conn: ConnectionView, node: str) -> dict[str, Any]:
+def connection_json(conn: ConnectionView, node: str, stats: Stats | None = None
+                    ) -> dict[str, Any]:
     peer = _address(conn, "peername")
     local = _address(conn, "sockname")
     state = "blocked" if conn.blocked else ("running" if conn.state == "running" else
@@ -193,13 +194,38 @@ def connection_json(conn: ConnectionView, node: str) -> dict[str, Any]:
         "peer_port": peer[1],
         "host": local[0],
         "port": local[1],
-        "ssl": False,
+        **_tls(conn),
         "auth_mechanism": "PLAIN",
         "frame_max": conn.frame_max,
         "channel_max": conn.channel_max,
         "timeout": conn.heartbeat,
         "connected_at": int(conn.connected_at * 1000),
         "client_properties": jsonable(conn.client_properties),
+        **_traffic(conn, stats),
+    }
+
+
+def _tls(conn: ConnectionView) -> dict[str, Any]:
+    """``ssl`` and ``ssl_protocol`` as RabbitMQ names them (``tlsv1.3``)."""
+    transport = conn.transport
+    found = transport.get_extra_info("ssl_object") if transport is not None else None
+    version = found.version() if found is not None else None
+    return {"ssl": found is not None,
+            "ssl_protocol": version.lower() if isinstance(version, str) else None}
+
+
+def _traffic(conn: ConnectionView, stats: Stats | None) -> dict[str, Any]:
+    """RabbitMQ's byte and packet counters of a connection, with rates over the last
+    ~5 s (``stats``' samples); ``send_pend`` is what waits in the socket's buffer."""
+    rates = stats.connection_rates(conn) if stats is not None else {}
+    transport = conn.transport
+    pending = transport.get_write_buffer_size() if transport is not None else 0
+    return {
+        "recv_oct": conn.recv_oct, "recv_cnt": conn.recv_cnt,
+        "recv_oct_details": {"rate": rates.get("recv_oct", 0.0)},
+        "send_oct": conn.send_oct, "send_cnt": conn.send_cnt,
+        "send_oct_details": {"rate": rates.get("send_oct", 0.0)},
+        "send_pend": pending,
     }
 
 

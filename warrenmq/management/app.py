@@ -101,7 +101,7 @@ class ManagementServer:
     def __init__(self, server: ServerView, *, data_dir: Path | None = None) -> None:
         self.server = server
         self.broker = server.broker
-        self.stats = Stats(server.broker)
+        self.stats = Stats(server.broker, connections=lambda: server.connections)
         self.history = History(server.broker, lambda: server.sync_ops)
         self.data_dir = data_dir
         self.registry = registry_for(BrokerCollector(server, self.stats, data_dir))
