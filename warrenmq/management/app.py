@@ -62,6 +62,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except HttpError as exc:
+        if not exc.error:  # RabbitMQ's bare challenge (no credentials): no body
+            return web.Response(status=exc.status, headers=exc.headers)
         return error_response(exc.status, exc.error, exc.reason, exc.headers)
     except AMQPError as exc:
         err = _amqp_error(exc)
