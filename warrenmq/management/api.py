@@ -205,6 +205,19 @@ def connection_json(conn: ConnectionView, node: str, stats: Stats | None = None
     }
 
 
+def listeners_json(server: ServerView, management_port: int | None) -> list[dict[str, Any]]:
+    """The node's listeners as RabbitMQ lists them: ``amqp``, ``amqp/ssl``, ``http``,
+    ``https``."""
+    node = server.cluster_name
+    tls = {c.port: c.protocol for c in server.tls_contexts}
+    out = [{"node": node, "protocol": tls.get(p, "amqp"), "ip_address": "127.0.0.1",
+            "port": p} for p in server.ports]
+    if management_port is not None:
+        out.append({"node": node, "protocol": tls.get(management_port, "http"),
+                    "ip_address": "127.0.0.1", "port": management_port})
+    return out
+
+
 def _tls(conn: ConnectionView) -> dict[str, Any]:
     """``ssl`` and ``ssl_protocol`` as RabbitMQ names them (``tlsv1.3``)."""
     transport = conn.transport
@@ -300,11 +313,7 @@ def overview_json(server: ServerView, stats: Stats, management_port: int | None,
     mstats["publish"] = totals["received"]
     mstats["publish_details"] = _details(rates["received"])
     node = server.cluster_name
-    listeners = [{"node": node, "protocol": "amqp", "ip_address": "127.0.0.1", "port": p}
-                 for p in server.ports]
-    if management_port is not None:
-        listeners.append({"node": node, "protocol": "http", "ip_address": "127.0.0.1",
-                          "port": management_port})
+    listeners = listeners_json(server, management_port)
     connections = list(server.connections)
     return {
         "management_version": MANAGEMENT_VERSION,

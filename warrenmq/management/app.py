@@ -116,6 +116,7 @@ class ManagementServer:
                             loopback=is_loopback(request))
 
     def application(self) -> web.Application:
+        from warrenmq.management.certificates import add_certificate_route
         from warrenmq.management.handlers import add_api_routes
         from warrenmq.management.limits import add_limit_routes
 
@@ -123,6 +124,7 @@ class ManagementServer:
         app.router.add_get("/", self.index)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_static("/dashboard/", DASHBOARD)
+        add_certificate_route(app, self)  # certificate-expiration check (certificates.py)
         add_api_routes(app, self)
         add_limit_routes(app, self)  # vhost/user limits, security counters (limits.py)
         return app

@@ -8,7 +8,7 @@ methods that mutate the edge beyond closing a connection and the server's own ho
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sized
+from collections.abc import Collection, Mapping, Sequence, Sized
 from typing import Any, Protocol
 
 from warrenmq.broker.broker import Broker, User
@@ -114,6 +114,26 @@ class CommitterView(Protocol):
     def is_failed(self, ticket: int) -> bool: ...
 
 
+class TlsOptionsView(Protocol):
+    @property
+    def certfile(self) -> str: ...
+    @property
+    def cafile(self) -> str | None: ...
+
+
+class TlsListenerView(Protocol):
+    """A TLS listener (amqps or the management's HTTPS) and its certificate files."""
+
+    @property
+    def protocol(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def options(self) -> TlsOptionsView: ...
+
+
 class ServerView(Protocol):
     @property
     def broker(self) -> Broker: ...
@@ -133,6 +153,8 @@ class ServerView(Protocol):
     def definitions_unsaved(self) -> bool: ...
     @property
     def committer(self) -> CommitterView | None: ...
+    @property
+    def tls_contexts(self) -> Sequence[TlsListenerView]: ...
 
     def held_bytes(self) -> int: ...
     def definitions_changed(self) -> None: ...

@@ -84,7 +84,8 @@ class Server:
                 backlog=1024, ssl=context.context,
                 ssl_handshake_timeout=self.settings.handshake_timeout)
             self.tls_contexts.append(context)
-            self.tls_ports.add(int(srv.sockets[0].getsockname()[1]))
+            context.port = int(srv.sockets[0].getsockname()[1])
+            self.tls_ports.add(context.port)
         self._servers.append(srv)
         if self.settings.memory_high_watermark and self._alarm_timer is None:
             self._check_memory()
