@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from warrenmq.broker.broker import USER_LIMITS, VHOST_LIMITS, Broker, User
+from warrenmq.broker.broker import USER_LIMITS, VHOST_LIMITS, Broker, User, VhostMetadata
 from warrenmq.broker.permissions import Permission
 from warrenmq.broker.policies import EXCHANGE_KEYS, QUEUE_KEYS, Policy
 from warrenmq.broker.topic_permissions import TopicPermission
@@ -245,10 +245,7 @@ def apply(broker: Broker, document: Mapping[str, Any], *, strict: bool) -> Appli
     if strict and plan.issues:
         raise DefinitionsConflict(plan.issues)
     done = Applied(issues=plan.issues, notes=plan.notes)
-    for v in document.get("vhosts", []):
-        if v["name"] not in broker.vhosts:
-            broker.add_vhost(v["name"])
-            done.added.append(_what("vhost", v["name"]))
+    _apply_vhosts(broker, document, done)
     for u in document.get("users", []):
         _upsert(done, _what("user", u["name"]), broker.users.get(u["name"]), _user(u),
                 broker.set_user)
@@ -275,6 +272,19 @@ def apply(broker: Broker, document: Mapping[str, Any], *, strict: bool) -> Appli
     if strict and done.issues:  # refused although the dry run passed: report, stop the start
         raise DefinitionsConflict(done.issues)
     return done
+
+
+def _apply_vhosts(broker: Broker, document: Mapping[str, Any], done: Applied) -> None:
+    """Create the missing vhosts; set description and tags where an entry gives them."""
+    for v in document.get("vhosts", []):
+        if v["name"] not in broker.vhosts:
+            broker.add_vhost(v["name"])
+            done.added.append(_what("vhost", v["name"]))
+        if "description" in v or "tags" in v:
+            wanted = VhostMetadata(v.get("description") or "", tuple(v.get("tags") or ()))
+            if broker.vhost_metadata.get(v["name"], VhostMetadata()) != wanted:
+                broker.set_vhost_metadata(v["name"], wanted)
+                done.changed.append(f'description and tags of vhost "{v["name"]}"')
 
 
 def _upsert(done: Applied, what: str, current: Any, wanted: Any, setter: Any) -> None:
