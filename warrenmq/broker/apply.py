@@ -295,25 +295,33 @@ def _upsert(done: Applied, what: str, current: Any, wanted: Any, setter: Any) ->
 
 
 def _apply_limits(broker: Broker, document: Mapping[str, Any], done: Applied) -> None:
-    """RabbitMQ's vhost and user limits, where an entry gives ``limits``."""
-    for section, kind, known in (("vhosts", "vhost", VHOST_LIMITS),
-                                 ("users", "user", USER_LIMITS)):
-        for entry in document.get(section, []):
-            limits = entry.get("limits")
-            if not isinstance(limits, Mapping):
+    """RabbitMQ's vhost and user limits, where an entry gives ``limits``: each limit it
+    names is set (a negative value clears it); limits it does not name are left alone
+    (a reload clears those its file dropped). ``user_limits`` entries (``{"user",
+    "limits"}``, what the data directory keeps for users the config declares) too."""
+    entries = [("vhost", VHOST_LIMITS, e["name"], e.get("limits"))
+               for e in document.get("vhosts", [])]
+    entries += [("user", USER_LIMITS, e["name"], e.get("limits"))
+                for e in document.get("users", [])]
+    entries += [("user", USER_LIMITS, e["user"], e.get("limits"))
+                for e in document.get("user_limits", []) if e.get("user") in broker.users]
+    for kind, known, name, limits in entries:
+        if not isinstance(limits, Mapping):
+            continue
+        table = broker.vhost_limits if kind == "vhost" else broker.user_limits
+        for limit in known:
+            if limit not in limits:
                 continue
-            table = broker.vhost_limits if kind == "vhost" else broker.user_limits
-            for limit in known:
-                value = limits.get(limit)
-                value = value if isinstance(value, int) and value >= 0 else None
-                if table.get(entry["name"], {}).get(limit) == value:
-                    continue
-                try:
-                    broker.set_limit(kind, entry["name"], limit, value)
-                except ValueError as exc:
-                    done.notes.append(f"{kind} '{entry['name']}': {exc}")
-                else:
-                    done.changed.append(f"{limit} limit of {kind} \"{entry['name']}\"")
+            value = limits[limit]
+            value = value if isinstance(value, int) and value >= 0 else None
+            if table.get(name, {}).get(limit) == value:
+                continue
+            try:
+                broker.set_limit(kind, name, limit, value)
+            except ValueError as exc:
+                done.notes.append(f"{kind} '{name}': {exc}")
+            else:
+                done.changed.append(f'{limit} limit of {kind} "{name}"')
 
 
 def _user(u: Mapping[str, Any]) -> User:

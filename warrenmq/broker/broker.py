@@ -198,6 +198,7 @@ class Broker:
         listens on ``on_user_deleted``. False if there was no such user."""
         if self.users.pop(name, None) is None:
             return False
+        self.user_limits.pop(name, None)
         for key in [key for key in self._permissions if key[0] == name]:
             self.clear_permission(*key)
         for key in [key for key in self._topic_permissions if key[0] == name]:

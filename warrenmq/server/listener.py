@@ -95,6 +95,12 @@ class Server:
         log.info("listener_started", host=bound[0], port=bound[1], tls=tls is not None)
         return str(bound[0]), int(bound[1])
 
+    def apply_settings(self, settings: ServerSettings) -> None:
+        """A reload's new settings: connections accepted from now on read them (open
+        ones keep theirs); the handshake and login guard reads them at once."""
+        self.settings = settings
+        self.guard.settings = settings
+
     def reload_tls(self) -> None:
         """SIGHUP: every TLS listener re-reads its certificate, key and CAs."""
         for context in self.tls_contexts:
