@@ -183,6 +183,8 @@ async def test_api_limits_on_config_users_survive_a_restart(tmp_path: Path) -> N
         assert limits == [{"user": "app", "value": {"max-channels": 1, "max-connections": 3}}]
         assert await http.json("/api/vhost-limits/%2F") == [
             {"vhost": "/", "value": {"max-queues": 4}}]
+        user = await http.json("/api/users/app")  # as RabbitMQ 3.10.8 shows a user's limits
+        assert user["limits"] == {"max-channels": 1, "max-connections": 3}
         connection = await aiormq.connect(broker.amqp("app", "pw"))
         await connection.channel()
         with pytest.raises(aiormq.exceptions.ConnectionNotAllowed,

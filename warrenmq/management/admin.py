@@ -73,11 +73,11 @@ def policy_json(p: Policy) -> dict[str, Any]:
             "definition": dict(p.definition), "priority": p.priority}
 
 
-def user_json(user: User) -> dict[str, Any]:
+def user_json(user: User, limits: dict[str, int] | None = None) -> dict[str, Any]:
     entry = user_document(user)
     return {"name": user.name, "password_hash": entry.get("password_hash") or "",
             "hashing_algorithm": entry["hashing_algorithm"], "tags": list(user.tags),
-            "limits": {}}
+            "limits": dict(limits or {})}
 
 
 class AdminHandlers:
@@ -112,17 +112,20 @@ class AdminHandlers:
     async def users(self, request: web.Request) -> web.Response:
         self._admin(request)
         return web.json_response(arrange(request.query, (
-            user_json(u) for u in self.broker.users.values())))
+            user_json(u, self.broker.user_limits.get(u.name))
+            for u in self.broker.users.values())))
 
     async def users_without_permissions(self, request: web.Request) -> web.Response:
         self._admin(request)
         granted = {user for user, _ in self.broker.permissions}
         return web.json_response(arrange(request.query, (
-            user_json(u) for u in self.broker.users.values() if u.name not in granted)))
+            user_json(u, self.broker.user_limits.get(u.name))
+            for u in self.broker.users.values() if u.name not in granted)))
 
     async def user(self, request: web.Request) -> web.Response:
         self._admin(request)
-        return web.json_response(user_json(self._user(request.match_info["name"])))
+        user = self._user(request.match_info["name"])
+        return web.json_response(user_json(user, self.broker.user_limits.get(user.name)))
 
     async def put_user(self, request: web.Request) -> web.Response:
         self._admin(request)
