@@ -97,6 +97,8 @@ async def test_inside_and_outside_the_window(setup: Setup) -> None:
     assert await ports("13/months") == {setup.soon_port}  # 390 days < 400
     assert await ports("14/months") == {setup.soon_port, setup.lasting_port}  # 420 days
     assert await ports("1/years") == {setup.soon_port}  # 365 days
+    assert len(await ports("99999999999999999999/years")) == 2  # no overflow, as RabbitMQ
+    assert (await http.get(f"{CHECK}/-99999999999999999999/days")).status == 200
 
 
 async def test_bad_number_or_unit_is_400_as_rabbitmq(setup: Setup) -> None:

@@ -39,15 +39,20 @@ class CertificateError(ValueError):
     """A certificate file that cannot be read or parsed."""
 
 
-def period(within: str, unit: str) -> timedelta:
-    """The window asked for; 400 with RabbitMQ's words for a bad number or unit."""
+def deadline(within: str, unit: str, now: datetime) -> datetime:
+    """Now plus the window asked for (clamped to the calendar for absurd numbers); 400
+    with RabbitMQ's words for a bad number or unit."""
     if not _NUMBER.fullmatch(within):
         raise bad_request("Invalid expiration value.")
     days = UNIT_DAYS.get(unit.lower())
     if days is None:
         raise bad_request("Time unit not recognised. Supported units: days, weeks, months,"
                           " years.")
-    return timedelta(days=int(within) * days)
+    try:
+        return now + timedelta(days=int(within) * days)
+    except OverflowError:
+        edge = datetime.max if not within.startswith("-") else datetime.min
+        return edge.replace(tzinfo=UTC)
 
 
 def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
@@ -134,13 +139,13 @@ def expiring(listener: TlsListenerView, node: str, deadline: datetime) -> dict[s
 def add_certificate_route(app: web.Application, mgmt: ManagementServer) -> None:
     async def check(request: web.Request) -> web.Response:
         mgmt.principal(request)
-        window = period(request.match_info["within"], request.match_info["unit"])
-        deadline = datetime.now(UTC) + window
+        until = deadline(request.match_info["within"], request.match_info["unit"],
+                         datetime.now(UTC))
         node = mgmt.server.cluster_name
         found: list[dict[str, Any]] = []
         for listener in list(mgmt.server.tls_contexts):
             try:
-                entry = expiring(listener, node, deadline)
+                entry = expiring(listener, node, until)
             except CertificateError as exc:
                 return web.json_response(
                     {"status": "failed", "reason": f"Certificate unreadable: {exc}",
