@@ -67,6 +67,7 @@ HOT: tuple[str, ...] = (
     "warrenmq.storage.pending",
     "warrenmq.storage.live",
     "warrenmq.storage.log",
+    "warrenmq.storage.stream",  # a stream consumer's reads: pread, decode per record
 )
 
 
