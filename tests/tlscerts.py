@@ -40,23 +40,23 @@ def _write(folder: Path, stem: str, cert: x509.Certificate,
 
 
 class Authority:
-    def __init__(self, folder: Path, name: str) -> None:
+    def __init__(self, folder: Path, name: str, days: float = 30) -> None:
         self.folder = folder
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.name = _name(name)
         self.cert = (x509.CertificateBuilder().subject_name(self.name).issuer_name(self.name)
                      .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
                      .not_valid_before(NOW - datetime.timedelta(days=1))
-                     .not_valid_after(NOW + datetime.timedelta(days=30))
+                     .not_valid_after(NOW + datetime.timedelta(days=days))
                      .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
                      .sign(self.key, hashes.SHA256()))
         self.path = _write(folder, name, self.cert, self.key).cert
 
-    def issue(self, stem: str, cn: str, *, server: bool = False, expired: bool = False
-              ) -> Issued:
+    def issue(self, stem: str, cn: str, *, server: bool = False, expired: bool = False,
+              days: float = 30) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
         start = NOW - datetime.timedelta(days=10 if expired else 1)
-        end = NOW - datetime.timedelta(days=1) if expired else NOW + datetime.timedelta(days=30)
+        end = NOW - datetime.timedelta(days=1) if expired else NOW + datetime.timedelta(days=days)
         builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self.name)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(start).not_valid_after(end))

@@ -270,6 +270,9 @@ async def start_management(server: Server, config: BrokerConfig) -> None:
         server.management_port = await management.start(host, port, context)
     except OSError as exc:
         raise management_listener_error(host, port, exc) from exc
+    if tls is not None:
+        server.tls_contexts[-1].protocol = "https"
+        server.tls_contexts[-1].port = server.management_port
     server.before_close.append(management.close)
 
 

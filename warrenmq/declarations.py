@@ -4,15 +4,18 @@ Composition-layer logic (it reads the config and calls the broker): the declarat
 sections -- vhosts, users, permissions, policies, exchanges, queues, bindings -- become
 a definitions document (``config.rabbit.declarations``) that ``broker.apply`` checks and
 applies. At start a conflict with an existing durable entity stops the broker with the
-config file's line (exit 2). A reload applies additions and safe changes, removes users,
-permissions and policies the file no longer lists, and reports what it cannot apply
-live (listeners, limits, storage, a changed queue's arguments) and what it never does
-(delete an exchange, queue or binding). Must not touch sockets or await.
+config file's line (exit 2). A reload applies additions and safe changes (vhost and
+user limits included), removes users, permissions, policies and limits the file no longer lists,
+swaps in the new ``limits`` and ``auth`` settings (``live_settings``), and reports what
+it cannot apply live (listeners, storage, a changed queue's arguments) and what it
+never does (delete an exchange, queue or binding). Must not touch sockets or await.
 
 Saving: users, permissions and policies the config declares are left out of the data
 directory's definitions (the config declares them again at every start, so removing
 one from the file removes it); those made at run time (definitions import, the
-management API) are kept. Vhosts and durable topology are always kept.
+management API) are kept, and so are limits set through the API on users and vhosts the
+config declares (``user_limits``), except the limits the config itself states. Vhosts
+and durable topology are always kept.
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ from warrenmq.broker.definitions import mark_changed
 from warrenmq.config import BrokerConfig, ConfigError
 from warrenmq.config.rabbit import declarations, entity_key
 from warrenmq.config.spec import ConfigSource
+from warrenmq.live_settings import apply_live_settings
 from warrenmq.logging import configure_logging
 from warrenmq.server.listener import Server
 
 log = structlog.get_logger("warrenmq.config")
 
 #: Settings a reload cannot change on a running broker.
-RESTART_ONLY = ("listeners", "limits", "storage", "management", "default_vhost",
+RESTART_ONLY = ("listeners", "storage", "management", "default_vhost",
                 "memory_high_watermark_bytes", "write_buffer_high_water",
                 "write_buffer_low_water")
 #: Sections whose entries the config owns (not saved in the data directory).
@@ -92,7 +96,24 @@ class SavedDefinitions:
             mine = {entity_key(section, entry) for entry in owned[section]}
             out[section] = [entry for entry in document.get(section, [])
                             if entity_key(section, entry) not in mine]
+        stated = {(kind, e["name"]): set(e.get("limits") or {})
+                  for kind in ("vhosts", "users") for e in owned[kind]}
+        # limits set at run time (the management API) on users the config declares:
+        # kept apart, as their user entries are not saved; limits the config itself
+        # states are its own (a reload or restart sets them from the file)
+        out["user_limits"] = [
+            {"user": e["name"], "limits": extra}
+            for e in document.get("users", []) if ("users", e["name"]) in stated
+            and (extra := _unstated(e, stated[("users", e["name"])]))]
+        out["vhosts"] = [
+            {**e, "limits": _unstated(e, stated[("vhosts", e["name"])])}
+            if ("vhosts", e["name"]) in stated and e.get("limits") else e
+            for e in document.get("vhosts", [])]
         self.save(out)
+
+
+def _unstated(entry: dict[str, Any], stated: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in (entry.get("limits") or {}).items() if k not in stated}
 
 
 def reload(server: Server, old: BrokerConfig, new: BrokerConfig) -> dict[str, list[str]]:
@@ -105,12 +126,15 @@ def reload(server: Server, old: BrokerConfig, new: BrokerConfig) -> dict[str, li
         for entry in before[section]:
             if entity_key(section, entry) not in keep and _remove(broker, section, entry):
                 removed.append(_describe(section, entry))
+    removed += _clear_dropped_limits(broker, before, after)
     applied = apply(broker, after, strict=False)
     if old.logging != new.logging:
         configure_logging(new.logging)
         applied.changed.append("logging")
-    not_live = [f"{name} (restart to apply)" for name in RESTART_ONLY
-                if getattr(old, name) != getattr(new, name)]
+    settings_changed, not_live = apply_live_settings(server, old, new)
+    applied.changed += settings_changed
+    not_live += [f"{name} (restart to apply)" for name in RESTART_ONLY
+                 if getattr(old, name) != getattr(new, name)]
     source = _source(new)
     not_live += [str(source.problem((i.section, i.index), i.message)) for i in applied.issues]
     kept = _kept(before, after)
@@ -125,6 +149,24 @@ def reload(server: Server, old: BrokerConfig, new: BrokerConfig) -> dict[str, li
                     notes=applied.notes,
                     hint="exchanges, queues and bindings are never deleted on reload")
     return report
+
+
+def _clear_dropped_limits(broker: Broker, before: dict[str, Any], after: dict[str, Any]
+                          ) -> list[str]:
+    """Vhost and user limits the old file set and the new one no longer does."""
+    cleared: list[str] = []
+    for section, kind in (("vhosts", "vhost"), ("users", "user")):
+        now = {e["name"]: e.get("limits") or {} for e in after[section]}
+        table = broker.vhost_limits if kind == "vhost" else broker.user_limits
+        for entry in before[section]:
+            if entry["name"] not in (broker.vhosts if kind == "vhost" else broker.users):
+                continue
+            for limit in entry.get("limits") or {}:
+                if limit not in now.get(entry["name"], {}) \
+                        and limit in table.get(entry["name"], {}):
+                    broker.set_limit(kind, entry["name"], limit, None)
+                    cleared.append(f'{limit} limit of {kind} "{entry["name"]}"')
+    return cleared
 
 
 def _remove(broker: Broker, section: str, entry: dict[str, Any]) -> bool:

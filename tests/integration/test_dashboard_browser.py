@@ -102,6 +102,9 @@ async def test_sign_in_every_tab_and_sign_out(broker_factory: Any, tmp_path: Pat
         product = await page.evaluate("document.querySelector('#connections td.product')"
                                       ".textContent")
         assert product.startswith("aiormq")
+        rates = await page.evaluate("[...document.querySelectorAll('#connections td.recv_rate')]"
+                                    ".map(c => c.textContent)")
+        assert rates and all(r.endswith("B") for r in rates), rates  # e.g. "0 B", "1.2 KiB"
         await tab(page, "channels")
         await page.wait_for("[...document.querySelectorAll('#channels td.prefetch')]"
                             ".map(c => c.textContent).includes('7')", True)

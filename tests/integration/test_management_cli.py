@@ -78,7 +78,7 @@ async def test_warrenmq_queues_errors(mgmt: tuple[BrokerHandle, Http]) -> None:
     code, _, err = await run(sys.executable, "-m", "warrenmq", "queues", "--url",
                              f"http://guest:bad@127.0.0.1:{port}")
     assert code == 2
-    assert "HTTP 401 Not_Authorized" in err and "Traceback" not in err
+    assert "HTTP 401 Login failed" in err and "Traceback" not in err
     code, _, err = await run(sys.executable, "-m", "warrenmq", "queues", "--url",
                              f"http://guest:guest@127.0.0.1:{port}", "--vhost", "nope")
     assert code == 2 and "HTTP 404" in err

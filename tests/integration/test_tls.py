@@ -256,7 +256,18 @@ async def test_management_over_https(tls_broker: TlsBroker) -> None:
         async with session.get(f"https://localhost:{port}/api/overview",
                                ssl=tls_broker.context()) as response:
             assert response.status == 200
-            assert isinstance(await response.json(), dict)
+            overview = await response.json()
+        protocols = {(item["protocol"], item["port"]) for item in overview["listeners"]}
+        assert {("amqp", tls_broker.plain_port), ("amqp/ssl", tls_broker.tls_port),
+                ("https", port)} <= protocols
+        # the test certificates expire in 30 days: both listeners are in a 5-week window
+        async with session.get(f"https://localhost:{port}/api/health/checks/"
+                               "certificate-expiration/5/weeks",
+                               ssl=tls_broker.context()) as response:
+            assert response.status == 503
+            expired = (await response.json())["expired"]
+        assert {(e["protocol"], e["port"]) for e in expired} == {
+            ("amqp/ssl", tls_broker.tls_port), ("https", port)}
         with pytest.raises(aiohttp.ClientError):
             async with session.get(f"http://localhost:{port}/api/overview") as response:
                 await response.read()

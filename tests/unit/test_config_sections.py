@@ -621,7 +621,8 @@ def test_reading_a_rabbitmq_export_notes_what_it_cannot_keep():
     assert [u.name for u in cfg.users] == ["guest", "capped"]
     assert cfg.users[0] == UserConfig("guest", password_hash=HASH, tags=("administrator",),
                                       loopback_only=True)  # RabbitMQ's loopback_users default
-    assert cfg.vhosts == (VhostConfig("/"), VhostConfig("v2", max_queues=5))
+    assert cfg.vhosts == (VhostConfig("/", description="Default virtual host"),
+                          VhostConfig("v2", max_queues=5))  # description and tags are kept
     assert cfg.users[1].max_connections == 2  # RabbitMQ's user and vhost limits are kept
     assert cfg.permissions == (PermissionConfig("guest", ".*", ".*", ".*"),)
     assert cfg.topic_permissions == (

@@ -182,3 +182,45 @@ def test_utilisation_window_and_no_consumers(coarse: None) -> None:
     stats.refresh()
     share = stats.utilisation(queue)
     assert share == pytest.approx(0.5)  # saturated 2 of the 4 s since the first sample
+
+
+class Counted:
+    """A connection's traffic counters, as ``Stats`` reads them."""
+
+    def __init__(self, ident: int) -> None:
+        self.id = ident
+        self.recv_oct = 0
+        self.send_oct = 0
+
+
+def test_connection_byte_rates() -> None:
+    now = [0.0]
+    early, late = Counted(1), Counted(2)
+    open_now = [early]
+    stats = Stats(Broker(), clock=lambda: now[0], connections=lambda: open_now)
+    stats.refresh()
+    assert stats.connection_rates(early) == {"recv_oct": 0.0, "send_oct": 0.0}  # one sample
+    early.recv_oct, early.send_oct = 10_000, 500
+    open_now.append(late)  # opened between two samples
+    late.recv_oct = 999
+    now[0] = 5.0
+    stats.refresh()
+    assert stats.connection_rates(early) == {"recv_oct": 2000.0, "send_oct": 100.0}
+    assert stats.connection_rates(late)["recv_oct"] == 0.0  # seen once: no rate yet
+    late.recv_oct += 4000
+    now[0] = 7.0
+    stats.refresh()
+    assert stats.connection_rates(late)["recv_oct"] == 2000.0  # from its first sample
+    # the window is ~5 s: the 0 s sample is out, and nothing moved since the 5 s one
+    assert stats.connection_rates(early)["recv_oct"] == 0.0
+    early.recv_oct += 3000
+    for step in range(8, 30):
+        now[0] = float(step)
+        stats.refresh()
+        if step == 8:  # 3000 bytes over the 3 s since the oldest sample in the window
+            assert stats.connection_rates(early)["recv_oct"] == 1000.0
+    assert stats.connection_rates(early) == {"recv_oct": 0.0, "send_oct": 0.0}  # idle
+    open_now.remove(early)
+    now[0] = 31.0
+    stats.refresh()
+    assert stats.connection_rates(early) == {"recv_oct": 0.0, "send_oct": 0.0}  # closed

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from warrenmq.broker.broker import USER_LIMITS, VHOST_LIMITS, Broker, User
+from warrenmq.broker.broker import USER_LIMITS, VHOST_LIMITS, Broker, User, VhostMetadata
 from warrenmq.broker.permissions import Permission
 from warrenmq.broker.policies import EXCHANGE_KEYS, QUEUE_KEYS, Policy
 from warrenmq.broker.topic_permissions import TopicPermission
@@ -245,10 +245,7 @@ def apply(broker: Broker, document: Mapping[str, Any], *, strict: bool) -> Appli
     if strict and plan.issues:
         raise DefinitionsConflict(plan.issues)
     done = Applied(issues=plan.issues, notes=plan.notes)
-    for v in document.get("vhosts", []):
-        if v["name"] not in broker.vhosts:
-            broker.add_vhost(v["name"])
-            done.added.append(_what("vhost", v["name"]))
+    _apply_vhosts(broker, document, done)
     for u in document.get("users", []):
         _upsert(done, _what("user", u["name"]), broker.users.get(u["name"]), _user(u),
                 broker.set_user)
@@ -277,6 +274,19 @@ def apply(broker: Broker, document: Mapping[str, Any], *, strict: bool) -> Appli
     return done
 
 
+def _apply_vhosts(broker: Broker, document: Mapping[str, Any], done: Applied) -> None:
+    """Create the missing vhosts; set description and tags where an entry gives them."""
+    for v in document.get("vhosts", []):
+        if v["name"] not in broker.vhosts:
+            broker.add_vhost(v["name"])
+            done.added.append(_what("vhost", v["name"]))
+        if "description" in v or "tags" in v:
+            wanted = VhostMetadata(v.get("description") or "", tuple(v.get("tags") or ()))
+            if broker.vhost_metadata.get(v["name"], VhostMetadata()) != wanted:
+                broker.set_vhost_metadata(v["name"], wanted)
+                done.changed.append(f'description and tags of vhost "{v["name"]}"')
+
+
 def _upsert(done: Applied, what: str, current: Any, wanted: Any, setter: Any) -> None:
     if current == wanted:
         return
@@ -285,25 +295,33 @@ def _upsert(done: Applied, what: str, current: Any, wanted: Any, setter: Any) ->
 
 
 def _apply_limits(broker: Broker, document: Mapping[str, Any], done: Applied) -> None:
-    """RabbitMQ's vhost and user limits, where an entry gives ``limits``."""
-    for section, kind, known in (("vhosts", "vhost", VHOST_LIMITS),
-                                 ("users", "user", USER_LIMITS)):
-        for entry in document.get(section, []):
-            limits = entry.get("limits")
-            if not isinstance(limits, Mapping):
+    """RabbitMQ's vhost and user limits, where an entry gives ``limits``: each limit it
+    names is set (a negative value clears it); limits it does not name are left alone
+    (a reload clears those its file dropped). ``user_limits`` entries (``{"user",
+    "limits"}``, what the data directory keeps for users the config declares) too."""
+    entries = [("vhost", VHOST_LIMITS, e["name"], e.get("limits"))
+               for e in document.get("vhosts", [])]
+    entries += [("user", USER_LIMITS, e["name"], e.get("limits"))
+                for e in document.get("users", [])]
+    entries += [("user", USER_LIMITS, e["user"], e.get("limits"))
+                for e in document.get("user_limits", []) if e.get("user") in broker.users]
+    for kind, known, name, limits in entries:
+        if not isinstance(limits, Mapping):
+            continue
+        table = broker.vhost_limits if kind == "vhost" else broker.user_limits
+        for limit in known:
+            if limit not in limits:
                 continue
-            table = broker.vhost_limits if kind == "vhost" else broker.user_limits
-            for limit in known:
-                value = limits.get(limit)
-                value = value if isinstance(value, int) and value >= 0 else None
-                if table.get(entry["name"], {}).get(limit) == value:
-                    continue
-                try:
-                    broker.set_limit(kind, entry["name"], limit, value)
-                except ValueError as exc:
-                    done.notes.append(f"{kind} '{entry['name']}': {exc}")
-                else:
-                    done.changed.append(f"{limit} limit of {kind} \"{entry['name']}\"")
+            value = limits[limit]
+            value = value if isinstance(value, int) and value >= 0 else None
+            if table.get(name, {}).get(limit) == value:
+                continue
+            try:
+                broker.set_limit(kind, name, limit, value)
+            except ValueError as exc:
+                done.notes.append(f"{kind} '{name}': {exc}")
+            else:
+                done.changed.append(f'{limit} limit of {kind} "{name}"')
 
 
 def _user(u: Mapping[str, Any]) -> User:

@@ -52,6 +52,14 @@ class User:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class VhostMetadata:
+    """A vhost's description and tags (RabbitMQ's vhost metadata); kept, shown, saved."""
+
+    description: str = ""
+    tags: tuple[str, ...] = ()
+
+
 def _check_rabbit_hash(encoded: str, password: str) -> bool:
     """RabbitMQ's rabbit_password_hashing_sha256: base64(salt(4) + sha256(salt + pw))."""
     try:
@@ -91,6 +99,8 @@ class Broker:
         #: (max-connections, max-channels): name -> {limit: value}; see set_limit
         self.vhost_limits: dict[str, dict[str, int]] = {}
         self.user_limits: dict[str, dict[str, int]] = {}
+        #: description and tags of the vhosts that have any (set_vhost_metadata)
+        self.vhost_metadata: dict[str, VhostMetadata] = {}
         #: called with a user's name after ``delete_user`` (the server closes connections)
         self.on_user_deleted: list[Callable[[str], None]] = []
         if permissions is None:
@@ -158,6 +168,8 @@ class Broker:
         vhost = self.vhosts.pop(name, None)
         if vhost is None:
             return None
+        self.vhost_metadata.pop(name, None)
+        self.vhost_limits.pop(name, None)
         for key in [key for key in self._permissions if key[1] == name]:
             self.clear_permission(*key)
         for key in [key for key in self._grants if key[1] == name]:
@@ -168,6 +180,15 @@ class Broker:
         log.info("vhost_deleted", vhost=name)
         return vhost
 
+    def set_vhost_metadata(self, name: str, metadata: VhostMetadata) -> None:
+        """Set a vhost's description and tags (ValueError for an unknown vhost)."""
+        if name not in self.vhosts:
+            raise ValueError(f"no vhost '{name}'")
+        if metadata == VhostMetadata():
+            self.vhost_metadata.pop(name, None)
+        else:
+            self.vhost_metadata[name] = metadata
+
     def set_user(self, user: User) -> None:
         """Add a user or replace one (its open connections keep running)."""
         self.users[user.name] = user
@@ -177,6 +198,7 @@ class Broker:
         listens on ``on_user_deleted``. False if there was no such user."""
         if self.users.pop(name, None) is None:
             return False
+        self.user_limits.pop(name, None)
         for key in [key for key in self._permissions if key[0] == name]:
             self.clear_permission(*key)
         for key in [key for key in self._topic_permissions if key[0] == name]:

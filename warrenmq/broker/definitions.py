@@ -108,6 +108,12 @@ def _limits(table: dict[str, dict[str, int]], name: str) -> dict[str, Any]:
     return {"limits": dict(table[name])} if table.get(name) else {}
 
 
+def _metadata(broker: Broker, name: str) -> dict[str, Any]:
+    """``description`` and ``tags`` of a vhost that has any, else nothing."""
+    found = broker.vhost_metadata.get(name)
+    return {"description": found.description, "tags": list(found.tags)} if found else {}
+
+
 def user_document(user: User) -> dict[str, Any]:
     """A user as RabbitMQ's definitions and management API show it (a plain password
     as a salted hash, stable between calls)."""
@@ -117,8 +123,8 @@ def user_document(user: User) -> dict[str, Any]:
 def _access(broker: Broker) -> dict[str, list[dict[str, Any]]]:
     """Vhosts, users, permissions and policies as document sections."""
     return {
-        "vhosts": [{"name": name, **_limits(broker.vhost_limits, name)}
-                   for name in broker.vhosts],
+        "vhosts": [{"name": name, **_limits(broker.vhost_limits, name),
+                    **_metadata(broker, name)} for name in broker.vhosts],
         "users": [{**_user(u), **_limits(broker.user_limits, u.name)}
                   for u in broker.users.values()],
         "permissions": [

@@ -88,11 +88,18 @@ def user_entry(user: UserConfig) -> dict[str, Any]:
 
 
 def vhost_entry(vhost: VhostConfig) -> dict[str, Any]:
-    """A vhost as a definitions entry, with RabbitMQ's ``limits`` when it has any."""
+    """A vhost as a definitions entry, with RabbitMQ's ``limits`` and its description
+    and tags when it has any (absent: the config leaves them to the API)."""
     limits = {name: value for name, value in (("max-connections", vhost.max_connections),
                                               ("max-queues", vhost.max_queues))
               if value is not None}
-    return {"name": vhost.name, "limits": limits} if limits else {"name": vhost.name}
+    entry: dict[str, Any] = {"name": vhost.name}
+    if limits:
+        entry["limits"] = limits
+    if vhost.description or vhost.tags:
+        entry["description"] = vhost.description
+        entry["tags"] = list(vhost.tags)
+    return entry
 
 
 def declarations(cfg: BrokerConfig) -> dict[str, list[dict[str, Any]]]:
@@ -203,9 +210,7 @@ def for_rabbitmq(document: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "product_name": "WarrenMQ",
         "product_version": __version__,
         "users": users,
-        "vhosts": [{"name": v["name"], "limits": [],
-                    "metadata": {"description": "", "tags": []}}
-                   for v in document.get("vhosts") or []],
+        "vhosts": [_rabbit_vhost(v) for v in document.get("vhosts") or []],
         "permissions": list(document.get("permissions") or []),
         "topic_permissions": list(document.get("topic_permissions") or []),
         "parameters": [{"value": dict(v["limits"]), "vhost": v["name"],
@@ -218,6 +223,14 @@ def for_rabbitmq(document: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "bindings": list(document.get("bindings") or []),
     }
     return out, notes
+
+
+def _rabbit_vhost(v: dict[str, Any]) -> dict[str, Any]:
+    """A vhost as RabbitMQ 3.11+ exports it, description and tags in ``metadata``
+    (3.10.8 exports the name only, losing both; its import reads this form)."""
+    description, tags = v.get("description") or "", list(v.get("tags") or [])
+    return {"name": v["name"], "limits": [],
+            "metadata": {"description": description, "tags": tags}}
 
 
 def _rabbit_policies(policies: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any]]:

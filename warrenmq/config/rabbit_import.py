@@ -162,15 +162,31 @@ def _vhosts(reader: _Reader, document: dict[str, Any]) -> list[VhostConfig]:
                     and p.get("vhost") == name:
                 limits.update(_limits(reader, p.get("value"),
                                       ("max-connections", "max-queues"), path))
-        metadata = v.get("metadata") or {}
-        description = metadata.get("description", "") if isinstance(metadata, dict) else ""
-        if description not in ("", "Default virtual host") or (
-                isinstance(metadata, dict) and metadata.get("tags")):
-            reader.notes.append(f'{path} ("{name}"): description and tags are not kept')
+        description, tags = _vhost_metadata(reader, v, path)
         reader.positions[f"vhosts[{len(vhosts)}]"] = path
         vhosts.append(VhostConfig(name, max_connections=limits.get("max-connections"),
-                                  max_queues=limits.get("max-queues")))
+                                  max_queues=limits.get("max-queues"),
+                                  description=description, tags=tags))
     return vhosts
+
+
+def _vhost_metadata(reader: _Reader, v: dict[str, Any], path: str
+                    ) -> tuple[str, tuple[str, ...]]:
+    """Description and tags, top-level (RabbitMQ 3.10's import form) or in ``metadata``
+    (3.11+ exports); tags a list or a comma-separated string. Bad types are noted."""
+    found = v.get("metadata")
+    metadata: dict[str, Any] = found if isinstance(found, dict) else {}
+    description = v.get("description", metadata.get("description", ""))
+    tags = v.get("tags", metadata.get("tags", []))
+    if not isinstance(description, str):
+        reader.notes.append(f"{path}: description {description!r} is not a string; ignored")
+        description = ""
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        reader.notes.append(f"{path}: tags {tags!r} are not a list of strings; ignored")
+        tags = []
+    return description, tuple(t.strip() for t in tags if t.strip())
 
 
 class _Builder:

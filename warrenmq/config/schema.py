@@ -193,6 +193,9 @@ class VhostConfig:
     # RabbitMQ's vhost limits (None: no limit)
     max_connections: int | None = field(default=None, metadata=spec(minimum=0))
     max_queues: int | None = field(default=None, metadata=spec(minimum=0))
+    # RabbitMQ's vhost metadata, shown by the management API and kept in definitions
+    description: str = ""
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

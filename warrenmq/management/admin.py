@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from warrenmq.broker.broker import User
+from warrenmq.broker.broker import User, VhostMetadata
 from warrenmq.broker.definitions import mark_changed, user_document
 from warrenmq.broker.permissions import FULL_ACCESS, Permission
 from warrenmq.broker.policies import Policy
@@ -73,11 +73,11 @@ def policy_json(p: Policy) -> dict[str, Any]:
             "definition": dict(p.definition), "priority": p.priority}
 
 
-def user_json(user: User) -> dict[str, Any]:
+def user_json(user: User, limits: dict[str, int] | None = None) -> dict[str, Any]:
     entry = user_document(user)
     return {"name": user.name, "password_hash": entry.get("password_hash") or "",
             "hashing_algorithm": entry["hashing_algorithm"], "tags": list(user.tags),
-            "limits": {}}
+            "limits": dict(limits or {})}
 
 
 class AdminHandlers:
@@ -112,17 +112,20 @@ class AdminHandlers:
     async def users(self, request: web.Request) -> web.Response:
         self._admin(request)
         return web.json_response(arrange(request.query, (
-            user_json(u) for u in self.broker.users.values())))
+            user_json(u, self.broker.user_limits.get(u.name))
+            for u in self.broker.users.values())))
 
     async def users_without_permissions(self, request: web.Request) -> web.Response:
         self._admin(request)
         granted = {user for user, _ in self.broker.permissions}
         return web.json_response(arrange(request.query, (
-            user_json(u) for u in self.broker.users.values() if u.name not in granted)))
+            user_json(u, self.broker.user_limits.get(u.name))
+            for u in self.broker.users.values() if u.name not in granted)))
 
     async def user(self, request: web.Request) -> web.Response:
         self._admin(request)
-        return web.json_response(user_json(self._user(request.match_info["name"])))
+        user = self._user(request.match_info["name"])
+        return web.json_response(user_json(user, self.broker.user_limits.get(user.name)))
 
     async def put_user(self, request: web.Request) -> web.Response:
         self._admin(request)
@@ -191,19 +194,29 @@ class AdminHandlers:
         return web.json_response(vhost_json(vhost.name, self.server))
 
     async def put_vhost(self, request: web.Request) -> web.Response:
+        """Create a vhost, or set an existing one's description and tags (a PUT sets
+        both: one left out is cleared, as RabbitMQ 3.10.8 does). ``default_queue_type``
+        is ignored, as 3.10.8 ignores it."""
         p = self._admin(request)
-        _body(await read_json(request))
+        body = _body(await read_json(request))
         name = request.match_info["vhost"]
-        if name in self.broker.vhosts:
+        description = body.get("description", "")
+        if not isinstance(description, str):
+            raise bad_request("description must be a string")
+        metadata = VhostMetadata(description, _tags(body.get("tags", [])))
+        existed = name in self.broker.vhosts
+        if existed and self.broker.vhost_metadata.get(name, VhostMetadata()) == metadata:
             return web.Response(status=204)
-        try:
-            self.broker.add_vhost(name)
-        except ValueError as exc:
-            raise bad_request(str(exc)) from None
-        # RabbitMQ gives the user who created a vhost full permissions in it
-        self.broker.set_permission(p.user.name, name, FULL_ACCESS)
+        if not existed:
+            try:
+                self.broker.add_vhost(name)
+            except ValueError as exc:
+                raise bad_request(str(exc)) from None
+            # RabbitMQ gives the user who created a vhost full permissions in it
+            self.broker.set_permission(p.user.name, name, FULL_ACCESS)
+        self.broker.set_vhost_metadata(name, metadata)
         persist(self.server)
-        return web.Response(status=201)
+        return web.Response(status=204 if existed else 201)
 
     async def delete_vhost(self, request: web.Request) -> web.Response:
         self._admin(request)
@@ -314,12 +327,15 @@ class AdminHandlers:
 
 
 def vhost_json(name: str, server: ServerView) -> dict[str, Any]:
-    """RabbitMQ's vhost object (no description or tags are kept: both are empty)."""
+    """RabbitMQ's vhost object; ``default_queue_type`` is "undefined" as 3.10.8 says."""
     vhost = server.broker.vhosts[name]
     ready = sum(q.message_count for q in vhost.queues.values())
     unacked = sum(q.unacked for q in vhost.queues.values())
-    return {"name": name, "description": "", "tags": [], "default_queue_type": "undefined",
-            "metadata": {"description": "", "tags": []}, "tracing": False,
+    meta = server.broker.vhost_metadata.get(name, VhostMetadata())
+    return {"name": name, "description": meta.description, "tags": list(meta.tags),
+            "default_queue_type": "undefined",
+            "metadata": {"description": meta.description, "tags": list(meta.tags)},
+            "tracing": False,
             "cluster_state": {server.cluster_name: "running"},
             "messages": ready + unacked, "messages_ready": ready,
             "messages_unacknowledged": unacked}

@@ -177,7 +177,8 @@ def _address(conn: ConnectionView, which: str) -> tuple[str, int]:
     return (str(found[0]), int(found[1])) if found else ("?", 0)
 
 
-def connection_json(conn: ConnectionView, node: str) -> dict[str, Any]:
+def connection_json(conn: ConnectionView, node: str, stats: Stats | None = None
+                    ) -> dict[str, Any]:
     peer = _address(conn, "peername")
     local = _address(conn, "sockname")
     state = "blocked" if conn.blocked else ("running" if conn.state == "running" else
@@ -197,13 +198,51 @@ def connection_json(conn: ConnectionView, node: str) -> dict[str, Any]:
         "peer_port": peer[1],
         "host": local[0],
         "port": local[1],
-        "ssl": False,
+        **_tls(conn),
         "auth_mechanism": "PLAIN",
         "frame_max": conn.frame_max,
         "channel_max": conn.channel_max,
         "timeout": conn.heartbeat,
         "connected_at": int(conn.connected_at * 1000),
         "client_properties": jsonable(conn.client_properties),
+        **_traffic(conn, stats),
+    }
+
+
+def listeners_json(server: ServerView, management_port: int | None) -> list[dict[str, Any]]:
+    """The node's listeners as RabbitMQ lists them: ``amqp``, ``amqp/ssl``, ``http``,
+    ``https``."""
+    node = server.cluster_name
+    tls = {c.port: c.protocol for c in server.tls_contexts}
+    out = [{"node": node, "protocol": tls.get(p, "amqp"), "ip_address": "127.0.0.1",
+            "port": p} for p in server.ports]
+    if management_port is not None:
+        out.append({"node": node, "protocol": tls.get(management_port, "http"),
+                    "ip_address": "127.0.0.1", "port": management_port})
+    return out
+
+
+def _tls(conn: ConnectionView) -> dict[str, Any]:
+    """``ssl`` and ``ssl_protocol`` as RabbitMQ names them (``tlsv1.3``)."""
+    transport = conn.transport
+    found = transport.get_extra_info("ssl_object") if transport is not None else None
+    version = found.version() if found is not None else None
+    return {"ssl": found is not None,
+            "ssl_protocol": version.lower() if isinstance(version, str) else None}
+
+
+def _traffic(conn: ConnectionView, stats: Stats | None) -> dict[str, Any]:
+    """RabbitMQ's byte and packet counters of a connection, with rates over the last
+    ~5 s (``stats``' samples); ``send_pend`` is what waits in the socket's buffer."""
+    rates = stats.connection_rates(conn) if stats is not None else {}
+    transport = conn.transport
+    pending = transport.get_write_buffer_size() if transport is not None else 0
+    return {
+        "recv_oct": conn.recv_oct, "recv_cnt": conn.recv_cnt,
+        "recv_oct_details": {"rate": rates.get("recv_oct", 0.0)},
+        "send_oct": conn.send_oct, "send_cnt": conn.send_cnt,
+        "send_oct_details": {"rate": rates.get("send_oct", 0.0)},
+        "send_pend": pending,
     }
 
 
@@ -278,11 +317,7 @@ def overview_json(server: ServerView, stats: Stats, management_port: int | None,
     mstats["publish"] = totals["received"]
     mstats["publish_details"] = _details(rates["received"])
     node = server.cluster_name
-    listeners = [{"node": node, "protocol": "amqp", "ip_address": "127.0.0.1", "port": p}
-                 for p in server.ports]
-    if management_port is not None:
-        listeners.append({"node": node, "protocol": "http", "ip_address": "127.0.0.1",
-                          "port": management_port})
+    listeners = listeners_json(server, management_port)
     connections = list(server.connections)
     return {
         "management_version": MANAGEMENT_VERSION,

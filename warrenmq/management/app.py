@@ -62,6 +62,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except HttpError as exc:
+        if not exc.error:  # RabbitMQ's bare challenge (no credentials): no body
+            return web.Response(status=exc.status, headers=exc.headers)
         return error_response(exc.status, exc.error, exc.reason, exc.headers)
     except AMQPError as exc:
         err = _amqp_error(exc)
@@ -101,7 +103,7 @@ class ManagementServer:
     def __init__(self, server: ServerView, *, data_dir: Path | None = None) -> None:
         self.server = server
         self.broker = server.broker
-        self.stats = Stats(server.broker)
+        self.stats = Stats(server.broker, connections=lambda: server.connections)
         self.history = History(server.broker, lambda: server.sync_ops)
         self.data_dir = data_dir
         self.registry = registry_for(BrokerCollector(server, self.stats, data_dir))
@@ -114,6 +116,7 @@ class ManagementServer:
                             loopback=is_loopback(request))
 
     def application(self) -> web.Application:
+        from warrenmq.management.certificates import add_certificate_route
         from warrenmq.management.handlers import add_api_routes
         from warrenmq.management.limits import add_limit_routes
 
@@ -121,6 +124,7 @@ class ManagementServer:
         app.router.add_get("/", self.index)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_static("/dashboard/", DASHBOARD)
+        add_certificate_route(app, self)  # certificate-expiration check (certificates.py)
         add_api_routes(app, self)
         add_limit_routes(app, self)  # vhost/user limits, security counters (limits.py)
         return app

@@ -6,9 +6,12 @@ must carry a management tag, as RabbitMQ's management plugin requires
 its own connections; ``monitoring`` sees every vhost and connection; ``administrator``
 may also close others' connections and export/import definitions (``policymaker`` is
 treated as ``management`` here). The loopback-only rule applies to HTTP as to AMQP.
-Failures are ``HttpError``s with RabbitMQ's bodies and codes: bad credentials get 401
-with ``WWW-Authenticate`` (``not_authorized``), a user without the needed tag 401
-``not_authorised`` as RabbitMQ 3.x answers. Owns nothing; must not cache credentials.
+Failures are ``HttpError``s with RabbitMQ 3.10.8's bodies and codes (checked against a
+node): no credentials get 401 with ``WWW-Authenticate`` and an empty body; bad ones
+(wrong password, unknown user, another scheme) 401 ``not_authorized`` "Login failed"
+with ``WWW-Authenticate``; undecodable Basic credentials 400; a user without a
+management tag 401 ``not_authorised`` "Not management user". Owns nothing; must not
+cache credentials.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ def not_found(reason: str = "Not Found") -> HttpError:
 
 def bad_request(reason: str) -> HttpError:
     return HttpError(400, "bad_request", reason)
+
+
+#: bad credentials, as RabbitMQ 3.10.8 words it
+LOGIN_FAILED = HttpError(401, "not_authorized", "Login failed", {"WWW-Authenticate": REALM})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +101,15 @@ class Principal:
 
 def authenticate(broker: Broker, header: str | None, *, loopback: bool) -> Principal:
     """The request's user from its ``Authorization: Basic`` header, or an HttpError."""
+    if not header:  # RabbitMQ: the challenge alone, no body
+        raise HttpError(401, "", "", {"WWW-Authenticate": REALM})
     credentials = _basic(header)
     if credentials is None:
-        raise HttpError(401, "not_authorized", "Not_Authorized", {"WWW-Authenticate": REALM})
+        raise LOGIN_FAILED
     username, password = credentials
     user = broker.authenticate(username, password, loopback=True)
     if user is None:
-        raise HttpError(401, "not_authorized", "Not_Authorized", {"WWW-Authenticate": REALM})
+        raise LOGIN_FAILED
     if user.loopback_only and not loopback:
         raise not_authorised("User can only log in via localhost")
     if not MANAGEMENT_TAGS.intersection(user.tags):
@@ -108,15 +117,16 @@ def authenticate(broker: Broker, header: str | None, *, loopback: bool) -> Princ
     return Principal(user, broker)
 
 
-def _basic(header: str | None) -> tuple[str, str] | None:
-    if not header:
-        return None
+def _basic(header: str) -> tuple[str, str] | None:
+    """(user, password) of Basic credentials; None for another scheme (Login failed);
+    400 for Basic credentials that do not decode (RabbitMQ 3.10.8: 400 too)."""
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        return None
+        raise bad_request("malformed Basic credentials in the Authorization header: expected"
+                          " base64 of user:password") from None
     username, sep, password = decoded.partition(":")
     return (username, password) if sep else None

@@ -28,7 +28,7 @@ from warrenmq.management.health import add_health_routes
 from warrenmq.management.listing import arrange, arrange_lazy
 from warrenmq.management.messages import get_messages, parse_request
 from warrenmq.management.replay import Replay, ReplayOptions, dead_letter_queues
-from warrenmq.management.stats import broker_totals
+from warrenmq.management.stats import Stats, broker_totals
 from warrenmq.management.topic_permissions import add_topic_permission_routes
 from warrenmq.management.topology import add_topology_routes
 from warrenmq.queues.queue import Queue
@@ -333,14 +333,20 @@ class Handlers:
                 return conn
         raise not_found()
 
+    def _stats(self) -> Stats:
+        self.mgmt.stats.refresh()
+        return self.mgmt.stats
+
     async def connections(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
-        return listing(request, (api.connection_json(c, self.node)
+        stats = self._stats()
+        return listing(request, (api.connection_json(c, self.node, stats)
                                  for c in self._connections(p)))
 
     async def connection(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
-        return web.json_response(api.connection_json(self._find(request, p), self.node))
+        return web.json_response(api.connection_json(self._find(request, p), self.node,
+                                                     self._stats()))
 
     async def close_connection(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
@@ -372,7 +378,9 @@ class Handlers:
     async def vhost_connections(self, request: web.Request) -> web.Response:
         p = self.mgmt.principal(request)
         name = p.vhost(request.match_info["vhost"]).name
-        return listing(request, (api.connection_json(c, self.node) for c in self._connections(p)
+        stats = self._stats()
+        return listing(request, (api.connection_json(c, self.node, stats)
+                                 for c in self._connections(p)
                                  if c.vhost is not None and c.vhost.name == name))
 
     async def consumers(self, request: web.Request) -> web.Response:

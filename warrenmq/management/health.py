@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from warrenmq import __version__
-from warrenmq.management.api import EXCHANGE_TYPES, MANAGEMENT_VERSION
+from warrenmq.management.api import EXCHANGE_TYPES, MANAGEMENT_VERSION, listeners_json
 from warrenmq.management.auth import not_found
 from warrenmq.management.metrics import resident_memory_bytes
 from warrenmq.message import Message
@@ -62,13 +62,7 @@ class HealthHandlers:
         self.started = time.monotonic()
 
     def listeners(self) -> list[dict[str, Any]]:
-        node = self.server.cluster_name
-        out = [{"node": node, "protocol": "amqp", "ip_address": "127.0.0.1", "port": p}
-               for p in self.server.ports]
-        if self.mgmt.port is not None:
-            out.append({"node": node, "protocol": "http", "ip_address": "127.0.0.1",
-                        "port": self.mgmt.port})
-        return out
+        return listeners_json(self.server, self.mgmt.port)
 
     def alarms(self) -> list[dict[str, str]]:
         node = self.server.cluster_name
@@ -163,7 +157,7 @@ class HealthHandlers:
         wanted = request.match_info["protocol"].lower()
         protocols = sorted({str(entry["protocol"]) for entry in self.listeners()})
         aliases = {"amqp091": "amqp", "amqp0.9.1": "amqp", "amqp0-9-1": "amqp",
-                   "https": "http", "management": "http"}
+                   "amqps": "amqp/ssl", "management": "http"}
         if aliases.get(wanted, wanted) not in protocols:
             return failed("No active listener", missing=wanted, protocols=protocols)
         return ok(protocol=wanted)

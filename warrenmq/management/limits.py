@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from warrenmq.broker.definitions import mark_changed
+from warrenmq.management.admin import persist
 from warrenmq.management.app import read_json
 from warrenmq.management.auth import HttpError, bad_request, not_authorised, not_found
 
@@ -93,8 +93,7 @@ class Limits:
             self.broker.set_limit(kind, name, request.match_info["limit"], value)
         except ValueError as exc:
             raise HttpError(400, "bad_request", str(exc)) from None
-        mark_changed(self.broker)  # saved with the durable definitions
-        self.mgmt.server.definitions_changed()
+        persist(self.mgmt.server)  # in the data directory before the answer
 
 
 class SecurityCollector:

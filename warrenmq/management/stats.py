@@ -1,8 +1,9 @@
 """Rates and consumer utilisation for the management API, from sampled counters.
 
 Queues only count (plain ints bumped where messages pass anyway); a rate needs two
-readings. ``Stats`` keeps a few recent samples of every queue's counters and of the
-broker totals, taken at most once a second — on request, and every
+readings. ``Stats`` keeps a few recent samples of every queue's counters, of each
+connection's byte counters (``recv_oct``/``send_oct``, bumped once per socket read and
+per flush) and of the broker totals, taken at most once a second — on request, and every
 ``COLLECT_INTERVAL`` seconds from the management listener's timer, like RabbitMQ's
 ``collect_statistics_interval`` — and answers rates (per second) and consumer
 utilisation over the last ``WINDOW`` seconds. Owns the samples; must not keep more
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from warrenmq.broker.broker import Broker
 from warrenmq.queues.queue import COUNTERS, Queue
@@ -26,6 +28,19 @@ WINDOW = 5.0  # rates and utilisation cover about this many seconds
 TOTALS = ("received", *COUNTERS)
 
 QueueKey = tuple[str, str]  # (vhost, queue name)
+#: connection counters with a rate, in sample order (RabbitMQ's ``*_details``)
+CONNECTION_RATES = ("recv_oct", "send_oct")
+
+
+class Counted(Protocol):
+    """What the sampler reads of a connection (``server.connection.Connection``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def recv_oct(self) -> int: ...
+    @property
+    def send_oct(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +49,7 @@ class Sample:
     # counters in COUNTERS order, then seconds with consumers and seconds saturated
     queues: dict[QueueKey, tuple[float, ...]]
     totals: tuple[int, ...]
+    connections: dict[int, tuple[int, int]]  # connection id -> CONNECTION_RATES
 
 
 def queue_reading(queue: Queue) -> tuple[float, ...]:
@@ -54,9 +70,11 @@ def broker_totals(broker: Broker) -> dict[str, int]:
 
 
 class Stats:
-    def __init__(self, broker: Broker, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, broker: Broker, clock: Callable[[], float] = time.monotonic,
+                 connections: Callable[[], Iterable[Counted]] = tuple) -> None:
         self.broker = broker
         self.clock = clock
+        self.connections = connections
         self.samples: deque[Sample] = deque()
 
     def refresh(self) -> None:
@@ -70,7 +88,8 @@ class Stats:
             for queue in vhost.queues.values()
         }
         totals = broker_totals(self.broker)
-        self.samples.append(Sample(now, queues, tuple(totals[t] for t in TOTALS)))
+        conns = {c.id: (c.recv_oct, c.send_oct) for c in list(self.connections())}
+        self.samples.append(Sample(now, queues, tuple(totals[t] for t in TOTALS), conns))
         while len(self.samples) > 2 and now - self.samples[0].at > 2 * WINDOW:
             self.samples.popleft()
 
@@ -95,6 +114,23 @@ class Stats:
         elapsed = latest.at - ref.at
         before, after = ref.queues[key], latest.queues[key]
         return {c: max(0.0, (after[i] - before[i]) / elapsed) for i, c in enumerate(COUNTERS)}
+
+    def connection_rates(self, conn: Counted) -> dict[str, float]:
+        """Bytes per second received and sent by ``conn`` over the window: from the
+        oldest sample in it that has seen the connection (0.0 until two have)."""
+        if len(self.samples) < 2 or conn.id not in self.samples[-1].connections:
+            return dict.fromkeys(CONNECTION_RATES, 0.0)
+        latest = self.samples[-1]
+        ref = next((s for s in self.samples if s is not latest and conn.id in s.connections
+                    and latest.at - s.at <= WINDOW + MIN_INTERVAL), None)
+        if ref is None:
+            ref = self.samples[-2]
+            if conn.id not in ref.connections:
+                return dict.fromkeys(CONNECTION_RATES, 0.0)
+        elapsed = latest.at - ref.at
+        before, after = ref.connections[conn.id], latest.connections[conn.id]
+        return {name: round(max(0.0, (after[i] - before[i]) / elapsed), 1)
+                for i, name in enumerate(CONNECTION_RATES)}
 
     def total_rates(self) -> dict[str, float]:
         pair = self._pair()

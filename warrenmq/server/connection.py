@@ -113,6 +113,12 @@ class Connection(asyncio.Protocol):
         self.blocked = False
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self.connected_at = COARSE.now  # wall clock, for the management API
+        # bytes and socket reads/writes, for the management API's rates: one add per read
+        # and per flush, never per frame (RabbitMQ's recv_oct/recv_cnt/send_oct/send_cnt)
+        self.recv_oct = 0
+        self.recv_cnt = 0
+        self.send_oct = 0
+        self.send_cnt = 0
 
     # ----------------------------------------------------------------- transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -181,6 +187,8 @@ class Connection(asyncio.Protocol):
 
     def _received(self, data: bytes) -> None:
         self.monitor.received = True
+        self.recv_oct += len(data)
+        self.recv_cnt += 1
         if self.state == "header":
             data = self._read_protocol_header(data)
             if not data:
@@ -436,6 +444,8 @@ class Connection(asyncio.Protocol):
             else:
                 self.transport.writelines(out)
             self.monitor.sent = True
+            self.send_oct += self._out_bytes
+            self.send_cnt += 1
         self._out = []
         self._out_bytes = 0
         if self._starved and not self._paused:

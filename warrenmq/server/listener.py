@@ -84,7 +84,8 @@ class Server:
                 backlog=1024, ssl=context.context,
                 ssl_handshake_timeout=self.settings.handshake_timeout)
             self.tls_contexts.append(context)
-            self.tls_ports.add(int(srv.sockets[0].getsockname()[1]))
+            context.port = int(srv.sockets[0].getsockname()[1])
+            self.tls_ports.add(context.port)
         self._servers.append(srv)
         if self.settings.memory_high_watermark and self._alarm_timer is None:
             self._check_memory()
@@ -93,6 +94,12 @@ class Server:
         bound = srv.sockets[0].getsockname()
         log.info("listener_started", host=bound[0], port=bound[1], tls=tls is not None)
         return str(bound[0]), int(bound[1])
+
+    def apply_settings(self, settings: ServerSettings) -> None:
+        """A reload's new settings: connections accepted from now on read them (open
+        ones keep theirs); the handshake and login guard reads them at once."""
+        self.settings = settings
+        self.guard.settings = settings
 
     def reload_tls(self) -> None:
         """SIGHUP: every TLS listener re-reads its certificate, key and CAs."""

@@ -44,6 +44,10 @@ class TlsContext:
     def __init__(self, options: TlsOptions, where: str) -> None:
         self.options = options
         self.where = where  # "127.0.0.1:5671", for messages
+        # the listener as the management API shows it; port set once bound
+        self.protocol = "amqp/ssl"
+        self.host, _, port = where.rpartition(":")
+        self.port = int(port) if port.isdigit() else 0
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION

@@ -106,12 +106,15 @@ function pagedView({ id, path, columns, sortFields = {}, defaultSort = "name", e
 
 const connections = pagedView({
   id: "connections", path: "/api/connections", defaultSort: "name",
-  sortFields: { client: "client_properties.connection_name", product: "client_properties.product" },
+  sortFields: { client: "client_properties.connection_name", product: "client_properties.product",
+    recv_rate: "recv_oct_details.rate", send_rate: "send_oct_details.rate" },
   columns: [
     { key: "name", label: "connection" }, { key: "user", label: "user" }, { key: "vhost", label: "vhost" },
     { key: "client", label: "client name", render: (r) => (r.client_properties || {}).connection_name || "" },
     { key: "product", label: "product", render: (r) => { const p = r.client_properties || {}; return [p.product, p.version].filter(Boolean).join(" "); } },
     { key: "channels", label: "channels", num: true }, { key: "state", label: "state" },
+    { key: "recv_rate", label: "from client /s", num: true, render: (r) => `${fmtBytes((r.recv_oct_details || {}).rate || 0)}` },
+    { key: "send_rate", label: "to client /s", num: true, render: (r) => `${fmtBytes((r.send_oct_details || {}).rate || 0)}` },
     { key: "connected_at", label: "connected", render: (r) => new Date(r.connected_at).toLocaleTimeString() },
     { key: "close", label: "", sort: false, render: (r) => el("button", { type: "button", class: "danger close", onclick: () => act(async () => {
       if (!(await confirmAction(`Close connection ${r.name}? The client gets 320 CONNECTION_FORCED.`, "Close"))) return;
