@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
+from warrenmq.broker.delays import hold
 from warrenmq.broker.routing import route
+from warrenmq.exchange.delayed import DelayedExchange
 from warrenmq.message import Message
 from warrenmq.queues.dead_letter import dead_letter_message, is_cycle
 from warrenmq.queues.stream import stream_ticket
@@ -39,9 +41,21 @@ log = structlog.get_logger("warrenmq.dead_letter")
 MAX_CASCADE: Final = 100_000
 
 
-def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> tuple[int, bool, int]:
+def publish(vhost: VirtualHost, exchange: Exchange, message: Message,
+            mandatory: bool = False) -> tuple[int, bool, int]:
     """Route, store and enqueue; returns (queues that took it, whether any queue refused
-    it, the store ticket whose commit makes it durable, or 0 when nothing was stored)."""
+    it, the store ticket whose commit makes it durable, or 0 when nothing was stored).
+    An x-delayed-message exchange may hold the message instead (``delays.hold``)."""
+    if isinstance(exchange, DelayedExchange):
+        held = hold(vhost, exchange, message, mandatory)
+        if held is not None:
+            return held
+    return route_and_enqueue(vhost, exchange, message)
+
+
+def route_and_enqueue(vhost: VirtualHost, exchange: Exchange, message: Message
+                      ) -> tuple[int, bool, int]:
+    """``publish`` without the delay: what a released delayed message goes through."""
     queues = route(vhost, exchange, message)
     if not queues:
         return 0, False, 0

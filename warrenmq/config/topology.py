@@ -26,7 +26,9 @@ from warrenmq.config.spec import (
 )
 from warrenmq.config.units import age_ms
 
-EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
+EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers", "x-delayed-message")
+#: What an x-delayed-message exchange may route as (its x-delayed-type): any other type.
+DELAYED_TYPES = tuple(t for t in EXCHANGE_TYPES if t != "x-delayed-message")
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 APPLY_TO = ("queues", "exchanges", "all")
 MAX_TTL_MS = 2**32 - 1  # RabbitMQ's limit for x-message-ttl
@@ -59,6 +61,8 @@ class ExchangeConfig:
     auto_delete: bool = False
     internal: bool = False
     alternate_exchange: str | None = None  # the "alternate-exchange" argument
+    # "x-delayed-type": what an x-delayed-message exchange routes as
+    delayed_type: str | None = field(default=None, metadata=spec(choices=DELAYED_TYPES))
     arguments: FreeMap = NO_ARGUMENTS
 
 
@@ -223,7 +227,10 @@ QUEUE_FRIENDLY = (
     Friendly("max_priority", "x-max-priority", _kind_int(0, MAX_PRIORITY)),
     Friendly("single_active_consumer", "x-single-active-consumer", _kind_bool),
 )
-EXCHANGE_FRIENDLY = (Friendly("alternate_exchange", "alternate-exchange", _kind_str),)
+EXCHANGE_FRIENDLY = (
+    Friendly("alternate_exchange", "alternate-exchange", _kind_str),
+    Friendly("delayed_type", "x-delayed-type", _kind_choice(DELAYED_TYPES)),
+)
 
 
 def queue_arguments(queue: QueueConfig) -> dict[str, Any]:
@@ -360,6 +367,13 @@ def _queue_arguments(queue: QueueConfig) -> Iterator[Finding]:
 
 def _exchange_arguments(exchange: ExchangeConfig) -> Iterator[Finding]:
     yield from _argument_findings(exchange, EXCHANGE_FRIENDLY)
+    delayed = exchange.delayed_type
+    given = delayed is not None or "x-delayed-type" in exchange.arguments
+    if exchange.type == "x-delayed-message" and not given:
+        yield (("type",), "an x-delayed-message exchange needs delayed_type (the exchange"
+               " type that routes its messages once due), e.g. delayed_type: direct")
+    elif exchange.type != "x-delayed-message" and delayed is not None:
+        yield ("delayed_type",), "only an exchange of type x-delayed-message takes this key"
 
 
 def _policy_rules(policy: PolicyConfig) -> Iterator[Finding]:
@@ -433,7 +447,7 @@ def _binding_rules(binding: BindingConfig) -> Iterator[Finding]:
 RULES = {
     ExchangeConfig: (
         rule(_name_rules("exchange"), "name"),
-        rule(_exchange_arguments, "arguments", "alternate_exchange"),
+        rule(_exchange_arguments, "arguments", "alternate_exchange", "delayed_type", "type"),
     ),
     QueueConfig: (
         rule(_name_rules("queue"), "name"),

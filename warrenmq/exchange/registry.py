@@ -12,14 +12,17 @@ from typing import Any
 
 from warrenmq.errors import CommandInvalid
 from warrenmq.exchange.base import Exchange
+from warrenmq.exchange.delayed import DelayedExchange
 from warrenmq.exchange.direct import DirectExchange
 from warrenmq.exchange.fanout import FanoutExchange
 from warrenmq.exchange.headers import HeadersExchange
 from warrenmq.exchange.topic import TopicExchange
 
 EXCHANGE_TYPES: Mapping[str, type[Exchange]] = MappingProxyType(
-    {cls.type_name: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange)}
+    {cls.type_name: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange,
+                                    DelayedExchange)}
 )
+DelayedExchange.lookup = EXCHANGE_TYPES.get  # its x-delayed-type: any registered type
 
 
 def create_exchange(

@@ -21,13 +21,15 @@ from urllib.parse import quote
 from warrenmq import __version__
 from warrenmq.broker.vhost import VirtualHost
 from warrenmq.exchange import Exchange
+from warrenmq.exchange.delayed import DelayedExchange
+from warrenmq.management.delayed import delayed_json
 from warrenmq.management.edge import ChannelView, ConnectionView, ServerView
 from warrenmq.management.stats import Stats
 from warrenmq.queues.queue import Queue
 from warrenmq.queues.stream import stream_fields
 
 MANAGEMENT_VERSION = "3.10.8"  # the RabbitMQ management API release whose shapes we follow
-EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
+EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers", "x-delayed-message")
 
 
 def jsonable(value: Any) -> Any:
@@ -111,7 +113,7 @@ def queue_json(queue: Queue, stats: Stats, node: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- exchanges
 def exchange_json(vhost: VirtualHost, exchange: Exchange) -> dict[str, Any]:
-    return {
+    out = {
         "name": exchange.name,
         "vhost": vhost.name,
         "type": exchange.type_name,
@@ -122,6 +124,9 @@ def exchange_json(vhost: VirtualHost, exchange: Exchange) -> dict[str, Any]:
         "policy": exchange.policy,
         "user_who_performed_action": "",
     }
+    if isinstance(exchange, DelayedExchange):
+        out.update(delayed_json(exchange))
+    return out
 
 
 def properties_key(routing_key: str, arguments: Mapping[str, Any]) -> str:

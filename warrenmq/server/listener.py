@@ -29,6 +29,7 @@ from warrenmq.clock import COARSE
 from warrenmq.errors import ReplyCode
 from warrenmq.server.committer import Committable, Committer
 from warrenmq.server.connection import Connection
+from warrenmq.server.delay_timer import DelayTimer
 from warrenmq.server.guard import ConnectionGuard
 from warrenmq.server.settings import ServerSettings
 from warrenmq.server.tls import TlsContext, TlsOptions
@@ -63,6 +64,7 @@ class Server:
         self.committer: Committer | None = None  # set by attach_store()
         self._alarm_timer: asyncio.TimerHandle | None = None
         self._tick_timer: asyncio.TimerHandle | None = None
+        self.delay_timer = DelayTimer(broker, self.kick_commit)  # x-delayed-message
         self._dead_letters_logged_due = 0.0  # loop time the next dead-letter lines may go
         broker.on_user_deleted.append(self._user_deleted)
 
@@ -189,6 +191,7 @@ class Server:
         loop = asyncio.get_running_loop()
         COARSE.refresh()
         try:
+            self.delay_timer.attach()  # vhosts added since the last tick
             for vhost in self.broker.vhosts.values():
                 if vhost.timed:
                     generation = vhost.generation
@@ -255,6 +258,7 @@ class Server:
         await self._before_close()
         if self._alarm_timer is not None:
             self._alarm_timer.cancel()
+        self.delay_timer.close()
         if self._tick_timer is not None:
             self._tick_timer.cancel()
         for srv in self._servers:

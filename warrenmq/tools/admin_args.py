@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-LISTS = ("queues", "exchanges", "bindings", "connections", "channels", "consumers", "users",
-         "vhosts", "policies", "permissions")
-EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
+LISTS = ("queues", "exchanges", "delayed", "bindings", "connections", "channels", "consumers",
+         "users", "vhosts", "policies", "permissions")
+EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers", "x-delayed-message")
 
 
 def _common() -> argparse.ArgumentParser:
