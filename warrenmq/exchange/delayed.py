@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import re
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Final, NamedTuple
 
@@ -104,8 +104,6 @@ class DelayHeap:
     the ``bytes`` object header and a list slot -- no tuple, int or Message per message.
     """
 
-    __slots__ = ("body_bytes", "entries")
-
     def __init__(self) -> None:
         self.entries: list[bytes] = []
         self.body_bytes = 0  # bodies held (for the management API)
@@ -166,10 +164,6 @@ def pack(due_ms: int, seq: int, stored: bool, route: bytes, properties: bytes,
 
 
 # --------------------------------------------------------------------------- the type
-#: Set by the registry (which imports this module): type name -> exchange class.
-TypeLookup = Callable[[str], "type[Exchange] | None"]
-
-
 class DelayedExchange(Exchange):
     """Routes as its ``x-delayed-type``; holds delayed messages in ``held``.
 
@@ -179,8 +173,6 @@ class DelayedExchange(Exchange):
     """
 
     type_name: ClassVar[str] = DELAYED_TYPE
-    #: how to find the delayed type's class; the registry sets it on import
-    lookup: ClassVar[TypeLookup | None] = None
 
     def _init_index(self) -> None:
         self.inner = self._make_inner()
@@ -191,8 +183,9 @@ class DelayedExchange(Exchange):
         kind = self.arguments.get(TYPE_ARGUMENT)
         if isinstance(kind, bytes | bytearray):
             kind = bytes(kind).decode("utf-8", "replace")
-        lookup = type(self).lookup
-        found = lookup(kind) if isinstance(kind, str) and lookup is not None else None
+        from warrenmq.exchange.registry import EXCHANGE_TYPES  # it imports this module
+
+        found = EXCHANGE_TYPES.get(kind) if isinstance(kind, str) else None
         if found is None or kind == DELAYED_TYPE:
             got = "none given" if kind is None else f"got '{kind}'"
             raise PreconditionFailed(f"{BAD_TYPE} ({got})")

@@ -22,7 +22,6 @@ EXCHANGE_TYPES: Mapping[str, type[Exchange]] = MappingProxyType(
     {cls.type_name: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange,
                                     DelayedExchange)}
 )
-DelayedExchange.lookup = EXCHANGE_TYPES.get  # its x-delayed-type: any registered type
 
 
 def create_exchange(

@@ -228,9 +228,10 @@ class Server:
                            f"CONNECTION_FORCED - user '{name}' is deleted")
 
     def held_bytes(self) -> int:
-        return sum(
-            q.ready_bytes for vhost in self.broker.vhosts.values() for q in vhost.queues.values()
-        )
+        """Ready message bytes of every queue, and the bodies delayed exchanges hold."""
+        vhosts = self.broker.vhosts.values()
+        return sum(q.ready_bytes for vhost in vhosts for q in vhost.queues.values()) + sum(
+            x.held.body_bytes for vhost in vhosts for x in vhost.delayed)
 
     def _check_memory(self) -> None:
         held = self.held_bytes()
