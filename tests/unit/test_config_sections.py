@@ -217,9 +217,9 @@ def test_format_duration_ms_picks_the_largest_exact_unit():
             "c.yaml:2:12: queues[0].name: queue names starting with 'amq.' are reserved",
         ),
         (
-            "exchanges:\n  - {name: x, type: x-delayed-message}\n",
-            'c.yaml:2:21: exchanges[0].type: expected one of "direct", "fanout", "topic",'
-            ' "headers", got "x-delayed-message"',
+            "exchanges:\n  - {name: x, type: x-random}\n",
+            'c.yaml:2:21: exchanges[0].type: unknown exchange type "x-random"; expected one'
+            ' of "direct", "fanout", "topic", "headers", "x-consistent-hash"',
         ),
         (
             "exchanges:\n  - {name: amq.direct, type: direct}\n",
@@ -601,8 +601,8 @@ RABBIT_EXPORT = {
          "arguments": {"x-max-length": 10}},
     ],
     "exchanges": [
-        {"name": "delayed", "vhost": "/", "type": "x-delayed-message", "durable": True,
-         "auto_delete": False, "internal": False, "arguments": {"x-delayed-type": "direct"}},
+        {"name": "delayed", "vhost": "/", "type": "x-random", "durable": True,
+         "auto_delete": False, "internal": False, "arguments": {}},
         {"name": "ex", "vhost": "/", "type": "direct", "durable": True, "auto_delete": False,
          "internal": False, "arguments": {"alternate-exchange": "ae"}},
     ],
@@ -640,7 +640,7 @@ def test_reading_a_rabbitmq_export_notes_what_it_cannot_keep():
         'parameters[0] (shovel "s1" in vhost "/")',
         'global_parameters[0] ("cluster_name")',
         'queues[0] ("q1"): a quorum queue in RabbitMQ; WarrenMQ runs it as a classic queue',
-        'exchanges[0] ("delayed"): exchange type "x-delayed-message" is not supported',
+        'exchanges[0] ("delayed"): exchange type "x-random" is not supported',
         "bindings[0]: an end of the binding was not imported",
     ):
         assert expected in notes, expected

@@ -9,6 +9,11 @@ queue it already died in without a rejection in between is dropped (RabbitMQ's c
 rule), so nothing loops. ``tick`` is the server's timer callback: expiry, retry delays
 and x-expires. Nothing here awaits.
 
+Exchanges that hold messages (``HOLDS_MESSAGES``, x-delayed-message; see
+``broker/holding.py``): ``publish`` offers the message to such an exchange first (one
+attribute test for every other exchange), and ``tick`` publishes what holding exchanges
+release, with ``offer_hold=False`` so the exchange's own routing rules apply.
+
 Dead letters are counted, not logged one by one: ``vhost.dead_letter_log`` collects
 (event, queue, reason, exchange or target) -> count, and ``log_dead_letters`` (called by
 the server's tick, at most once a second) writes one ``message_dead_lettered`` line per
@@ -23,6 +28,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
+from warrenmq.broker import holding
 from warrenmq.broker.routing import route
 from warrenmq.message import Message
 from warrenmq.queues.dead_letter import dead_letter_message, is_cycle
@@ -39,9 +45,16 @@ log = structlog.get_logger("warrenmq.dead_letter")
 MAX_CASCADE: Final = 100_000
 
 
-def publish(vhost: VirtualHost, exchange: Exchange, message: Message) -> tuple[int, bool, int]:
+def publish(
+    vhost: VirtualHost, exchange: Exchange, message: Message, offer_hold: bool = True
+) -> tuple[int, bool, int]:
     """Route, store and enqueue; returns (queues that took it, whether any queue refused
-    it, the store ticket whose commit makes it durable, or 0 when nothing was stored)."""
+    it, the store ticket whose commit makes it durable, or 0 when nothing was stored).
+    A holding exchange that takes the message counts as one queue that took it."""
+    if offer_hold and exchange.holds_messages:
+        held = holding.offer(vhost, exchange, message)
+        if held is not None:
+            return 1, False, held
     queues = route(vhost, exchange, message)
     if not queues:
         return 0, False, 0
@@ -137,6 +150,9 @@ def log_dead_letters(vhost: VirtualHost) -> None:
 
 def tick(vhost: VirtualHost, now: float) -> list[DeliveryTarget]:
     """Run due timers; returns consumers to cancel (none today: expired queues have none)."""
+    if vhost.holding:
+        for exchange, message in holding.due(vhost):
+            publish(vhost, exchange, message, False)
     dead: list[Queue] = []
     expired: list[Queue] = []
     for queue in list(vhost.timed):

@@ -89,6 +89,7 @@ class VirtualHost:
         self.name = name
         self.clock = clock
         self.timed: set[Queue] = set()  # queues the server's timer tick must visit
+        self.holding: set[Exchange] = set()  # exchanges holding messages (broker/holding.py)
         # bumped by every change to exchanges, queues or bindings (durable or not): the
         # server compares it to decide whether the durable definitions must be saved
         self.generation = 0
@@ -246,7 +247,7 @@ class VirtualHost:
         if destination == "":
             raise AccessRefused("operation not permitted on the default exchange")
         dst = self.exchange(destination)
-        src.validate_binding(binding_key, arguments)
+        src.check_binding(binding_key, arguments)
         if src.bind(dst, binding_key, arguments):
             self.generation += 1
 
@@ -385,7 +386,7 @@ class VirtualHost:
     ) -> None:
         q = self.queue(queue, owner)
         x = self._bindable_source(exchange)
-        x.validate_binding(binding_key, arguments)
+        x.check_binding(binding_key, arguments)
         if x.bind(q, binding_key, arguments):
             self.generation += 1
 

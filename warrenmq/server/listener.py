@@ -190,7 +190,7 @@ class Server:
         COARSE.refresh()
         try:
             for vhost in self.broker.vhosts.values():
-                if vhost.timed:
+                if vhost.timed or vhost.holding:  # queue timers; held messages due
                     generation = vhost.generation
                     for consumer in vhost.tick(vhost.clock.monotonic()):
                         consumer.cancelled_by_server()  # type: ignore[attr-defined]
