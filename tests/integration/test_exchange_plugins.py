@@ -249,3 +249,15 @@ async def test_management_overview_lists_every_registered_type(broker_factory: A
     names = [t["name"] for t in overview["exchange_types"]]
     assert names == list(EXCHANGE_TYPES)
     assert {"direct", "x-consistent-hash", "x-test-parity"} <= set(names)
+
+
+def test_plugin_classes_are_interpreted_subclasses_of_the_build_in_use() -> None:
+    """Under ``make test`` the Exchange base is the mypyc extension and these classes
+    subclass it from interpreted Python (allow_interpreted_subclasses); pure, both are
+    interpreted. Either way the tests above drove them through the broker."""
+    import warrenmq
+    import warrenmq.exchange.base as base
+
+    compiled = not base.__file__.endswith(".py")
+    assert compiled == (warrenmq.HOT_PATH == "compiled")
+    assert ParityExchange.__module__ == __name__ and issubclass(ParityExchange, Exchange)
