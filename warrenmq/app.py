@@ -27,6 +27,7 @@ from warrenmq.config.rabbit import effective_permissions
 from warrenmq.declarations import SavedDefinitions, declare, warn_start
 from warrenmq.declarations import reload as reload_config
 from warrenmq.exchange.delayed import STORE_PREFIX, DelayedExchange
+from warrenmq.exchange.registry import load_plugins
 from warrenmq.message import Message
 from warrenmq.protocol.fields import encode_shortstr
 from warrenmq.server.listener import Server
@@ -75,6 +76,7 @@ def tune_gc() -> None:
 
 
 def build_broker(config: BrokerConfig) -> Broker:
+    load_plugins()  # exchange-type plugins (PluginError names a broken one); once a process
     users = [
         User(
             u.name,

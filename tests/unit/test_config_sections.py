@@ -218,18 +218,25 @@ def test_format_duration_ms_picks_the_largest_exact_unit():
         ),
         (
             "exchanges:\n  - {name: x, type: x-delayed-message}\n",
-            "c.yaml:2:21: exchanges[0].type: an x-delayed-message exchange needs delayed_type"
-            " (the exchange type that routes its messages once due), e.g. delayed_type: direct",
+            "c.yaml:2:5: exchanges[0].arguments: the x-delayed-message exchange type refuses"
+            " it: Invalid argument, 'x-delayed-type' must be an existing exchange type (none"
+            " given)",
         ),
         (
             "exchanges:\n  - {name: x, type: x-delayed-message, delayed_type: x-delayed-message}\n",
-            'c.yaml:2:54: exchanges[0].delayed_type: expected one of "direct", "fanout",'
-            ' "topic", "headers", got "x-delayed-message"',
+            "c.yaml:2:5: exchanges[0].arguments: the x-delayed-message exchange type refuses"
+            " it: Invalid argument, 'x-delayed-type' must be an existing exchange type (got"
+            " 'x-delayed-message')",
         ),
         (
             "exchanges:\n  - {name: x, type: topic, delayed_type: direct}\n",
             "c.yaml:2:42: exchanges[0].delayed_type: only an exchange of type"
             " x-delayed-message takes this key",
+        ),
+        (
+            "exchanges:\n  - {name: x, type: x-random}\n",
+            'c.yaml:2:21: exchanges[0].type: unknown exchange type "x-random"; expected one'
+            ' of "direct", "fanout", "topic", "headers", "x-consistent-hash", "x-delayed-message"',
         ),
         (
             "exchanges:\n  - {name: amq.direct, type: direct}\n",
@@ -612,8 +619,8 @@ RABBIT_EXPORT = {
          "arguments": {"x-max-length": 10}},
     ],
     "exchanges": [
-        {"name": "delayed", "vhost": "/", "type": "x-delayed-message", "durable": True,
-         "auto_delete": False, "internal": False, "arguments": {"x-delayed-type": "direct"}},
+        {"name": "delayed", "vhost": "/", "type": "x-random", "durable": True,
+         "auto_delete": False, "internal": False, "arguments": {}},
         {"name": "ex", "vhost": "/", "type": "direct", "durable": True, "auto_delete": False,
          "internal": False, "arguments": {"alternate-exchange": "ae"}},
     ],
@@ -640,11 +647,8 @@ def test_reading_a_rabbitmq_export_notes_what_it_cannot_keep():
     assert (q1.message_ttl, q1.delivery_limit) == (60000, 5)
     assert q1.arguments == FreeMap({"x-queue-type": "quorum"})  # clients redeclare with it
     assert (q2.vhost, q2.max_length) == ("v2", 10)
-    assert cfg.exchanges == (  # the delayed-message plugin's type is ours too
-        ExchangeConfig("delayed", "x-delayed-message", delayed_type="direct"),
-        ExchangeConfig("ex", "direct", alternate_exchange="ae"))
-    assert cfg.bindings == (BindingConfig("delayed", "q1", routing_key="k"),
-                            BindingConfig("ex", "q1", routing_key="k"))
+    assert cfg.exchanges == (ExchangeConfig("ex", "direct", alternate_exchange="ae"),)
+    assert cfg.bindings == (BindingConfig("ex", "q1", routing_key="k"),)
     assert cfg.source is not None
     notes = "\n".join(cfg.source.notes)
     for expected in (
@@ -654,6 +658,8 @@ def test_reading_a_rabbitmq_export_notes_what_it_cannot_keep():
         'parameters[0] (shovel "s1" in vhost "/")',
         'global_parameters[0] ("cluster_name")',
         'queues[0] ("q1"): a quorum queue in RabbitMQ; WarrenMQ runs it as a classic queue',
+        'exchanges[0] ("delayed"): exchange type "x-random" is not supported',
+        "bindings[0]: an end of the binding was not imported",
     ):
         assert expected in notes, expected
     assert "Default virtual host" not in notes

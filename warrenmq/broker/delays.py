@@ -61,14 +61,14 @@ def store_key(vhost: VirtualHost, exchange: DelayedExchange) -> str:
 
 
 def hold(vhost: VirtualHost, exchange: DelayedExchange, message: Message,
-         mandatory: bool) -> tuple[int, bool, int] | None:
-    """Hold ``message`` if its ``x-delay`` asks for it: returns what ``flow.publish``
-    returns (1 "routed", not refused, the store ticket or 0), or None to route it now."""
+         mandatory: bool) -> int | None:
+    """Hold ``message`` if its ``x-delay`` asks for it: returns the store ticket of the
+    hold (0 when not stored), or None to route it now (``holding.offer``'s contract)."""
     delay = delay_of(message.headers())
     if not delay:
         return None
     if mandatory and not vhost.route(exchange, message):
-        return 0, False, 0  # returned to the publisher now, never delivered later
+        return None  # routed now: to nowhere, so returned at once, never delivered later
     due = int(vhost.clock.time() * 1000) + delay
     # As the plugin: the header becomes -delay, so a release is never delayed again and
     # consumers can tell the message was delayed.
@@ -86,7 +86,7 @@ def hold(vhost: VirtualHost, exchange: DelayedExchange, message: Message,
         vhost.delayed.add(exchange)
         if vhost.delay_wake is not None:
             vhost.delay_wake(due)
-    return 1, False, ticket
+    return ticket
 
 
 def _message(exchange: DelayedExchange, held: Held) -> Message:
@@ -99,7 +99,7 @@ def _message(exchange: DelayedExchange, held: Held) -> Message:
 def release(vhost: VirtualHost, now_ms: int, budget: int = RELEASE_BATCH) -> int:
     """Route up to ``budget`` due messages of the vhost's delayed exchanges; returns how
     many were released (``budget`` means: call again, more may be due)."""
-    from warrenmq.broker.flow import route_and_enqueue  # flow imports this module
+    from warrenmq.broker.flow import publish  # flow imports this module (via holding)
 
     released = 0
     store = vhost.store
@@ -109,8 +109,8 @@ def release(vhost: VirtualHost, now_ms: int, budget: int = RELEASE_BATCH) -> int
             continue
         key = store_key(vhost, exchange)
         for held in exchange.held.pop_due(now_ms, budget - released):
-            routed, _rejected, _ticket = route_and_enqueue(vhost, exchange,
-                                                           _message(exchange, held))
+            routed, _rejected, _ticket = publish(vhost, exchange, _message(exchange, held),
+                                                 False)
             if not routed:
                 exchange.unroutable += 1
             if held.stored and store is not None:

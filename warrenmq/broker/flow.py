@@ -9,6 +9,11 @@ queue it already died in without a rejection in between is dropped (RabbitMQ's c
 rule), so nothing loops. ``tick`` is the server's timer callback: expiry, retry delays
 and x-expires. Nothing here awaits.
 
+Exchanges that hold messages (``HOLDS_MESSAGES``, x-delayed-message; see
+``broker/holding.py``): ``publish`` offers the message to such an exchange first (one
+attribute test for every other exchange), and ``tick`` publishes what holding exchanges
+release, with ``offer_hold=False`` so the exchange's own routing rules apply.
+
 Dead letters are counted, not logged one by one: ``vhost.dead_letter_log`` collects
 (event, queue, reason, exchange or target) -> count, and ``log_dead_letters`` (called by
 the server's tick, at most once a second) writes one ``message_dead_lettered`` line per
@@ -23,9 +28,8 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from warrenmq.broker.delays import hold
+from warrenmq.broker import holding
 from warrenmq.broker.routing import route
-from warrenmq.exchange.delayed import DelayedExchange
 from warrenmq.message import Message
 from warrenmq.queues.dead_letter import dead_letter_message, is_cycle
 from warrenmq.queues.stream import stream_ticket
@@ -41,21 +45,18 @@ log = structlog.get_logger("warrenmq.dead_letter")
 MAX_CASCADE: Final = 100_000
 
 
-def publish(vhost: VirtualHost, exchange: Exchange, message: Message,
-            mandatory: bool = False) -> tuple[int, bool, int]:
+def publish(
+    vhost: VirtualHost, exchange: Exchange, message: Message, offer_hold: bool = True,
+    mandatory: bool = False,
+) -> tuple[int, bool, int]:
     """Route, store and enqueue; returns (queues that took it, whether any queue refused
     it, the store ticket whose commit makes it durable, or 0 when nothing was stored).
-    An x-delayed-message exchange may hold the message instead (``delays.hold``)."""
-    if isinstance(exchange, DelayedExchange):
-        held = hold(vhost, exchange, message, mandatory)
+    A holding exchange that takes the message counts as one queue that took it;
+    ``mandatory`` lets it refuse a message nothing would take now (x-delayed-message)."""
+    if offer_hold and exchange.holds_messages:
+        held = holding.offer(vhost, exchange, message, mandatory)
         if held is not None:
-            return held
-    return route_and_enqueue(vhost, exchange, message)
-
-
-def route_and_enqueue(vhost: VirtualHost, exchange: Exchange, message: Message
-                      ) -> tuple[int, bool, int]:
-    """``publish`` without the delay: what a released delayed message goes through."""
+            return 1, False, held
     queues = route(vhost, exchange, message)
     if not queues:
         return 0, False, 0
@@ -151,6 +152,9 @@ def log_dead_letters(vhost: VirtualHost) -> None:
 
 def tick(vhost: VirtualHost, now: float) -> list[DeliveryTarget]:
     """Run due timers; returns consumers to cancel (none today: expired queues have none)."""
+    if vhost.holding:
+        for exchange, message in holding.due(vhost):
+            publish(vhost, exchange, message, False)
     dead: list[Queue] = []
     expired: list[Queue] = []
     for queue in list(vhost.timed):

@@ -90,6 +90,7 @@ class VirtualHost:
         self.name = name
         self.clock = clock
         self.timed: set[Queue] = set()  # queues the server's timer tick must visit
+        self.holding: set[Exchange] = set()  # exchanges holding messages (broker/holding.py)
         # x-delayed-message exchanges holding messages, and the server's callback told of
         # each new earliest due time in ms (broker/delays.py, server/delay_timer.py)
         self.delayed: set[DelayedExchange] = set()
@@ -257,7 +258,7 @@ class VirtualHost:
         if destination == "":
             raise AccessRefused("operation not permitted on the default exchange")
         dst = self.exchange(destination)
-        src.validate_binding(binding_key, arguments)
+        src.check_binding(binding_key, arguments)
         if src.bind(dst, binding_key, arguments):
             self.generation += 1
 
@@ -367,7 +368,7 @@ class VirtualHost:
     def publish(self, exchange: Exchange, message: Message, mandatory: bool = False
                 ) -> tuple[int, bool, int]:
         self.published += 1
-        return flow.publish(self, exchange, message, mandatory)
+        return flow.publish(self, exchange, message, True, mandatory)
 
     def route_dead_letters(self, queues: list[Queue]) -> None:
         flow.route_dead_letters(self, queues)
@@ -399,7 +400,7 @@ class VirtualHost:
     ) -> None:
         q = self.queue(queue, owner)
         x = self._bindable_source(exchange)
-        x.validate_binding(binding_key, arguments)
+        x.check_binding(binding_key, arguments)
         if x.bind(q, binding_key, arguments):
             self.generation += 1
 

@@ -173,6 +173,11 @@ class DelayedExchange(Exchange):
     """
 
     type_name: ClassVar[str] = DELAYED_TYPE
+    HOLDS_MESSAGES: ClassVar[bool] = True  # held by broker/delays.py (see holding.offer)
+
+    @classmethod
+    def validate_arguments(cls, arguments: Mapping[str, Any]) -> None:
+        _delayed_class(arguments)
 
     def _init_index(self) -> None:
         self.inner = self._make_inner()
@@ -180,15 +185,7 @@ class DelayedExchange(Exchange):
         self.unroutable = 0  # released messages that no queue took (dropped), counted
 
     def _make_inner(self) -> Exchange:
-        kind = self.arguments.get(TYPE_ARGUMENT)
-        if isinstance(kind, bytes | bytearray):
-            kind = bytes(kind).decode("utf-8", "replace")
-        from warrenmq.exchange.registry import EXCHANGE_TYPES  # it imports this module
-
-        found = EXCHANGE_TYPES.get(kind) if isinstance(kind, str) else None
-        if found is None or kind == DELAYED_TYPE:
-            got = "none given" if kind is None else f"got '{kind}'"
-            raise PreconditionFailed(f"{BAD_TYPE} ({got})")
+        found = _delayed_class(self.arguments)
         return found(self.name, durable=self.durable, auto_delete=self.auto_delete,
                      internal=self.internal, arguments=self.arguments)
 
@@ -216,6 +213,21 @@ class DelayedExchange(Exchange):
     def waiting(self) -> Iterator[Held]:
         """Every held message, in no particular order."""
         return (unpack(e) for e in self.held.entries)
+
+
+def _delayed_class(arguments: Mapping[str, Any]) -> type[Exchange]:
+    """The class of the ``x-delayed-type`` named in ``arguments``; 406 in the plugin's
+    words (then what was given) for none, an unknown type, or x-delayed-message itself."""
+    kind = arguments.get(TYPE_ARGUMENT)
+    if isinstance(kind, bytes | bytearray):
+        kind = bytes(kind).decode("utf-8", "replace")
+    from warrenmq.exchange.registry import EXCHANGE_TYPES  # it imports this module
+
+    found = EXCHANGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if found is None or kind == DELAYED_TYPE:
+        got = "none given" if kind is None else f"got '{kind}'"
+        raise PreconditionFailed(f"{BAD_TYPE} ({got})")
+    return found
 
 
 #: Held messages of a durable exchange live in the message store under the queue name

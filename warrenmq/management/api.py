@@ -22,6 +22,7 @@ from warrenmq import __version__
 from warrenmq.broker.vhost import VirtualHost
 from warrenmq.exchange import Exchange
 from warrenmq.exchange.delayed import DelayedExchange
+from warrenmq.exchange.registry import exchange_types_listing
 from warrenmq.management.delayed import delayed_json
 from warrenmq.management.edge import ChannelView, ConnectionView, ServerView
 from warrenmq.management.stats import Stats
@@ -29,7 +30,6 @@ from warrenmq.queues.queue import Queue
 from warrenmq.queues.stream import stream_fields
 
 MANAGEMENT_VERSION = "3.10.8"  # the RabbitMQ management API release whose shapes we follow
-EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers", "x-delayed-message")
 
 
 def jsonable(value: Any) -> Any:
@@ -294,8 +294,7 @@ def overview_json(server: ServerView, stats: Stats, management_port: int | None,
         "erlang_version": f"Python {platform.python_version()}",
         "cluster_name": node,
         "node": node,
-        "exchange_types": [{"name": t, "description": "", "enabled": True}
-                           for t in EXCHANGE_TYPES],
+        "exchange_types": exchange_types_listing(),
         "message_stats": mstats,
         "queue_totals": {
             "messages": ready + unacked,

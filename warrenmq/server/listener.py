@@ -193,7 +193,7 @@ class Server:
         try:
             self.delay_timer.attach()  # vhosts added since the last tick
             for vhost in self.broker.vhosts.values():
-                if vhost.timed:
+                if vhost.timed or vhost.holding:  # queue timers; held messages due
                     generation = vhost.generation
                     for consumer in vhost.tick(vhost.clock.monotonic()):
                         consumer.cancelled_by_server()  # type: ignore[attr-defined]
