@@ -21,10 +21,13 @@ import re
 import struct
 from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple
 
 from warrenmq.errors import PreconditionFailed
 from warrenmq.exchange.base import Binding, Destination, Exchange, HeadersGetter
+
+if TYPE_CHECKING:
+    from warrenmq.message import Message
 
 DELAYED_TYPE: Final = "x-delayed-message"
 TYPE_ARGUMENT: Final = "x-delayed-type"
@@ -181,6 +184,9 @@ class DelayedExchange(Exchange):
 
     def _init_index(self) -> None:
         self.inner = self._make_inner()
+        # a delayed type that routes on the whole message (x-consistent-hash on a
+        # property, a plugin's) is asked through route_message, as it would be itself
+        self.routes_message = self.inner.routes_message
         self.held = DelayHeap()
         self.unroutable = 0  # released messages that no queue took (dropped), counted
 
@@ -203,6 +209,9 @@ class DelayedExchange(Exchange):
 
     def route(self, routing_key: str, headers: HeadersGetter) -> set[Destination]:
         return self.inner.route(routing_key, headers)
+
+    def route_message(self, message: Message) -> set[Destination]:
+        return self.inner.route_message(message)
 
     def _attach(self, binding: Binding) -> None:
         self.inner.bind(binding.destination, binding.binding_key, binding.arguments)
