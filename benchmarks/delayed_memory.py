@@ -23,12 +23,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from warrenmq.app import tune_gc
 from warrenmq.broker import delays
 from warrenmq.broker.vhost import VirtualHost
 from warrenmq.clock import FakeClock
-from warrenmq.exchange.delayed import DelayedExchange
+from warrenmq.exchange.delayed import STORE_PREFIX, DelayedExchange
 from warrenmq.message import Message
 from warrenmq.protocol.fields import encode_shortstr
 from warrenmq.protocol.properties import encode_properties
@@ -43,6 +44,20 @@ def rss() -> int:
         return int(f.read().split()[1]) * PAGE
 
 
+RECOVERED: list[list[Any]] = []
+
+
+def restart(tmp: Path, expected: int) -> MessageStore:
+    """Reopen the store (recovery of every record) and keep the held messages' list."""
+    started = time.perf_counter()
+    store, recovery = MessageStore.open(tmp / "messages", fsync="never")
+    held = [m for key, m in recovery.queues.items() if STORE_PREFIX in key]
+    assert len(held) == 1 and len(held[0]) == expected, [len(m) for m in held]
+    print(f"store recovery: {time.perf_counter() - started:.2f} s")
+    RECOVERED.append(held[0])
+    return store
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=1_000_000)
@@ -50,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-delay", type=int, default=3_600_000, help="ms (delays 1..this)")
     ap.add_argument("--durable", action="store_true", help="a durable exchange with a store")
     ap.add_argument("--no-release", action="store_true", help="measure holding only")
+    ap.add_argument("--restart", action="store_true",
+                    help="with --durable: drop the store as kill -9 would, reopen it and"
+                    " restore the held messages (what a broker start does), timed")
     args = ap.parse_args(argv)
 
     clock = FakeClock()
@@ -93,6 +111,20 @@ def main(argv: list[str] | None = None) -> None:
         print(f"rss added: {added / 1e6:.1f} MB, {added / n:.1f} B/message,"
               f" {added / n - args.body:.1f} B/message beyond the body")
         print(f"held={len(exchange.held)} body_bytes={exchange.held.body_bytes}")
+        if args.restart and store is not None:
+            store.abandon()
+            store = restart(tmp, args.messages)
+            vhost = VirtualHost("/", clock)
+            vhost.attach_store(store, iter(range(1 << 61, 1 << 62)), 1 << 40)
+            exchange = vhost.declare_exchange("later", "x-delayed-message", durable=True,
+                                              arguments={"x-delayed-type": "direct"})
+            assert isinstance(exchange, DelayedExchange)
+            vhost.declare_queue("q", owner=None, durable=True)
+            vhost.bind_queue("q", "later", "k", {}, None)
+            started = time.perf_counter()
+            restored = delays.restore(vhost, exchange, RECOVERED.pop(), store.read_body)
+            print(f"restore into the heap: {time.perf_counter() - started:.2f} s,"
+                  f" {restored} messages")
         if args.no_release:
             return
         clock.advance(args.max_delay / 1000 + 1)
