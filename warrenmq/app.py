@@ -184,6 +184,16 @@ class Durability:
             return 0
         return delays.restore(vhost, exchange, messages, self.store.read_body)
 
+    def warn_orphans(self) -> None:
+        """One warning per stream directory whose stream is not declared (after the
+        restored and the configured definitions): what it is and what to do."""
+        for path, vhost, name, size in self.streams.orphans():
+            log.warning("stream_orphaned", directory=str(path), vhost=vhost, stream=name,
+                        bytes=size,
+                        hint="no stream queue of this name is declared; declare it again "
+                             "(durable, x-queue-type: stream) to read these segments, or "
+                             "delete the directory to free the space")
+
     def _messages(
         self, recovered: list[RecoveredMessage]
     ) -> list[tuple[Message, bool, int, float]]:
@@ -230,6 +240,7 @@ async def start(config: BrokerConfig) -> Server:
         durability.close()
         raise
     warn_start(config)
+    durability.warn_orphans()
     apply_limits(broker, config)
     server = Server(broker, server_settings(config))
     server.save_definitions = SavedDefinitions(durability.definitions.save, config)
