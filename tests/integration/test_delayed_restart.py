@@ -7,9 +7,10 @@ kill -9; a broker started again after they are all overdue releases them at once
 due order (publish order differed), and a transient one is gone; a delay that crosses a
 restart (SIGTERM) is released at its absolute due time, not restarted from zero; the
 management API's exchange object counts the waiting messages and gives the next due
-time, ``/delayed`` lists them in due order; ``warrenmq list delayed`` shows the same
-(table and --json); definitions exported from one broker and imported into another
-bring the delayed exchange with its x-delayed-type, and it delays there.
+time, ``/delayed`` lists them in due order, ``/metrics`` has the count and bytes;
+``warrenmq list delayed`` shows the same (table and --json); definitions exported from
+one broker and imported into another bring the delayed exchange with its x-delayed-type,
+and it delays there.
 """
 
 from __future__ import annotations
@@ -134,6 +135,10 @@ async def test_management_api_and_cli_show_what_waits(tmp_path: Path) -> None:
         assert [m["due_ms"] for m in listed] == sorted(m["due_ms"] for m in listed)
         assert listed[0]["due_ms"] == exchange["next_delayed_due_ms"]
         assert listed[0]["properties"]["headers"]["x-delay"] == -30_000
+        metrics = (await http.get("/metrics")).text
+        assert 'rabbitmq_exchange_messages_delayed{exchange="later",vhost="/"} 3.0' in metrics
+        assert ('rabbitmq_exchange_messages_delayed_bytes{exchange="later",vhost="/"} 15.0'
+                in metrics)
         direct = await http.json("/api/exchanges/%2F/amq.direct")
         assert "messages_delayed" not in direct
         assert (await http.get("/api/exchanges/%2F/amq.direct/delayed")).status == 404

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from warrenmq import __version__
 from warrenmq.clock import COARSE
+from warrenmq.exchange.delayed import DelayedExchange
 from warrenmq.management.edge import ServerView
 from warrenmq.management.stats import Stats, broker_totals
 
@@ -89,7 +90,28 @@ class BrokerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._queues()
+        yield from self._delayed()
         yield from self._broker()
+
+    def _delayed(self) -> Iterator[Metric]:
+        """What each x-delayed-message exchange holds (WarrenMQ's; docs/delayed.md)."""
+        labels = ["vhost", "exchange"]
+        held = GaugeMetricFamily("rabbitmq_exchange_messages_delayed",
+                                 "Messages an x-delayed-message exchange holds", labels=labels)
+        size = GaugeMetricFamily("rabbitmq_exchange_messages_delayed_bytes",
+                                 "Body bytes an x-delayed-message exchange holds",
+                                 labels=labels)
+        lost = CounterMetricFamily("rabbitmq_exchange_messages_delayed_unroutable",
+                                   "Delayed messages no queue took when released",
+                                   labels=labels)
+        for vhost in self.server.broker.vhosts.values():
+            for exchange in list(vhost.exchanges.values()):
+                if isinstance(exchange, DelayedExchange):
+                    names = [vhost.name, exchange.name]
+                    held.add_metric(names, len(exchange.held))
+                    size.add_metric(names, exchange.held.body_bytes)
+                    lost.add_metric(names, exchange.unroutable)
+        yield from (held, size, lost)
 
     def _queues(self) -> Iterator[Metric]:
         def gauge(name: str, text: str) -> GaugeMetricFamily:
