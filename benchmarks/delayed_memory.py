@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             vhost.attach_store(store, iter(range(1, 1 << 62)), 1 << 40)
         exchange = vhost.declare_exchange("later", "x-delayed-message", durable=args.durable,
                                           arguments={"x-delayed-type": "direct"})
-        assert isinstance(exchange, DelayedExchange)
+        assert type(exchange) is DelayedExchange
         vhost.declare_queue("q", owner=None, durable=args.durable)
         vhost.bind_queue("q", "later", "k", {}, None)
         rng = random.Random(13)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             vhost.attach_store(store, iter(range(1 << 61, 1 << 62)), 1 << 40)
             exchange = vhost.declare_exchange("later", "x-delayed-message", durable=True,
                                               arguments={"x-delayed-type": "direct"})
-            assert isinstance(exchange, DelayedExchange)
+            assert type(exchange) is DelayedExchange
             vhost.declare_queue("q", owner=None, durable=True)
             vhost.bind_queue("q", "later", "k", {}, None)
             started = time.perf_counter()

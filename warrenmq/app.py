@@ -26,7 +26,7 @@ from warrenmq.config import BrokerConfig, ConfigError, SslConfig
 from warrenmq.config.rabbit import effective_permissions
 from warrenmq.declarations import SavedDefinitions, declare, warn_start
 from warrenmq.declarations import reload as reload_config
-from warrenmq.exchange.delayed import STORE_PREFIX, DelayedExchange
+from warrenmq.exchange.delayed import STORE_PREFIX
 from warrenmq.exchange.registry import load_plugins
 from warrenmq.message import Message
 from warrenmq.protocol.fields import encode_shortstr
@@ -179,7 +179,7 @@ class Durability:
     def _restore_delayed(self, vhost: VirtualHost | None, key: str, name: str,
                          messages: list[RecoveredMessage]) -> int:
         exchange = vhost.exchanges.get(name[len(STORE_PREFIX):]) if vhost else None
-        if vhost is None or not isinstance(exchange, DelayedExchange):
+        if vhost is None or not delays.is_delayed(exchange):
             self.store.drop_queue(key)  # the exchange is gone: so are its messages
             return 0
         return delays.restore(vhost, exchange, messages, self.store.read_body)

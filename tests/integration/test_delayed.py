@@ -76,7 +76,7 @@ async def collect(queue: AbstractQueue, count: int, timeout: float = 5.0
 
 def held(broker: BrokerHandle, name: str) -> int:
     exchange = broker.vhost().exchanges[name]
-    assert isinstance(exchange, DelayedExchange)
+    assert type(exchange) is DelayedExchange
     return len(exchange.held)
 
 
@@ -192,7 +192,7 @@ async def test_x_delay_edge_values(broker: BrokerHandle, channel: AbstractChanne
         f"now-{n}".encode() for n in range(len(at_once)))
     await wait_until(lambda: held(broker, "edges") == len(held_values))
     exchange = broker.vhost().exchanges["edges"]
-    assert isinstance(exchange, DelayedExchange)
+    assert type(exchange) is DelayedExchange
     now_ms = time.time() * 1000
     dues = sorted(h.due_ms - now_ms for h in exchange.waiting())
     assert 6000 < dues[0] <= 7000  # "+7000"
@@ -251,7 +251,7 @@ async def test_unroutable_at_release_is_counted(broker: BrokerHandle,
     await x.publish(aio_pika.Message(b"orphan", headers={"x-delay": 150}), "k")
     await queue.unbind(x, "k")
     exchange = broker.vhost().exchanges["lonely"]
-    assert isinstance(exchange, DelayedExchange)
+    assert type(exchange) is DelayedExchange
     for _ in range(50):
         if exchange.unroutable:
             break
@@ -296,7 +296,7 @@ async def test_config_topology_declares_a_delayed_exchange(tmp_path: Path) -> No
     server = await start(config)
     try:
         exchange = server.broker.vhosts["/"].exchanges["cfg-later"]
-        assert isinstance(exchange, DelayedExchange)
+        assert type(exchange) is DelayedExchange
         assert exchange.delayed_type == "topic"
         assert exchange.arguments == {"x-delayed-type": "topic"}
     finally:
@@ -331,7 +331,7 @@ async def test_overdue_messages_are_released_over_several_loop_turns(
     await queue.bind(x, "k")
     vhost = broker.vhost()
     exchange = vhost.exchanges["backlog"]
-    assert isinstance(exchange, DelayedExchange)
+    assert type(exchange) is DelayedExchange
     props = encode_properties({"headers": {"x-delay": 1}})
     route = encode_shortstr("backlog") + encode_shortstr("k")
     total = 4 * RELEASE_BATCH

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from warrenmq.broker import delays
 from warrenmq.errors import AMQPError
-from warrenmq.exchange.delayed import DelayedExchange
 from warrenmq.exchange.failure import contain
 
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ def offer(vhost: VirtualHost, exchange: Exchange, message: Message,
     The built-in x-delayed-message type is held by ``broker/delays.py`` instead: it needs
     the vhost's store and message ids, the ``mandatory`` flag, and its own millisecond
     timer (``server/delay_timer.py``), none of which the plugin hook carries."""
-    if isinstance(exchange, DelayedExchange):
+    if delays.is_delayed(exchange):
         return delays.hold(vhost, exchange, message, mandatory)
     try:
         held = exchange.hold(message, vhost.clock.time())

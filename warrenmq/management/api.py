@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import quote
 
 from warrenmq import __version__
+from warrenmq.broker.delays import is_delayed
 from warrenmq.broker.vhost import VirtualHost
 from warrenmq.exchange import Exchange
-from warrenmq.exchange.delayed import DelayedExchange
 from warrenmq.exchange.registry import exchange_types_listing
 from warrenmq.management.delayed import delayed_json
 from warrenmq.management.edge import ChannelView, ConnectionView, ServerView
@@ -124,7 +124,7 @@ def exchange_json(vhost: VirtualHost, exchange: Exchange) -> dict[str, Any]:
         "policy": exchange.policy,
         "user_who_performed_action": "",
     }
-    if isinstance(exchange, DelayedExchange):
+    if is_delayed(exchange):
         out.update(delayed_json(exchange))
     return out
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from warrenmq.broker.delays import is_delayed
 from warrenmq.exchange.delayed import DelayedExchange, Held
 from warrenmq.management.auth import bad_request, not_found
 from warrenmq.protocol.fields import FieldError
@@ -69,7 +70,7 @@ def add_delayed_routes(app: web.Application, mgmt: ManagementServer) -> None:
         p = mgmt.principal(request)
         vhost = p.vhost(request.match_info["vhost"])
         exchange = vhost.exchanges.get(request.match_info["name"])
-        if not isinstance(exchange, DelayedExchange):
+        if not is_delayed(exchange):
             raise not_found()
         try:
             count = int(request.query.get("count", "100"))

@@ -23,8 +23,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from warrenmq import __version__
+from warrenmq.broker.delays import is_delayed
 from warrenmq.clock import COARSE
-from warrenmq.exchange.delayed import DelayedExchange
 from warrenmq.management.edge import ServerView
 from warrenmq.management.stats import Stats, broker_totals
 
@@ -106,7 +106,7 @@ class BrokerCollector(Collector):
                                    labels=labels)
         for vhost in self.server.broker.vhosts.values():
             for exchange in list(vhost.exchanges.values()):
-                if isinstance(exchange, DelayedExchange):
+                if is_delayed(exchange):
                     names = [vhost.name, exchange.name]
                     held.add_metric(names, len(exchange.held))
                     size.add_metric(names, exchange.held.body_bytes)
