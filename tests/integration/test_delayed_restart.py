@@ -184,3 +184,20 @@ async def test_definitions_carry_the_delayed_exchange(tmp_path: Path) -> None:
         got = await drain(two.amqp_url, 1, timeout=10)
         assert got[0][0] == b"imported" and got[0][1] >= sent + 0.3 - 0.002
         assert await two.stop() == 0
+
+
+async def test_check_config_names_a_bad_delayed_exchange(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("exchanges:\n  - {name: later, type: x-delayed-message,"
+                    " delayed_type: topic}\n")
+    result = await arun_cli("check-config", str(good))
+    assert (result.returncode, result.stdout.strip()) == (0, f"{good}: ok"), result.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("exchanges:\n  - name: later\n    type: x-delayed-message\n"
+                   "    delayed_type: nope\n")
+    result = await arun_cli("check-config", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"{bad}:2:5: exchanges[0].arguments: the x-delayed-message exchange type refuses it:"
+        " Invalid argument, 'x-delayed-type' must be an existing exchange type (got 'nope')")
