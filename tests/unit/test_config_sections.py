@@ -447,7 +447,9 @@ def test_shipped_reference_examples_load_when_uncommented():
     assert [q.name for q in cfg.queues] == ["email", "audit", "jobs", "ledger"]
     assert cfg.queues[2].max_priority == 10
     assert cfg.queues[3].single_active_consumer is True
-    assert [x.name for x in cfg.exchanges] == ["orders", "events"]
+    assert [x.name for x in cfg.exchanges] == ["orders", "events", "later"]
+    assert (cfg.exchanges[2].type, cfg.exchanges[2].delayed_type) == ("x-delayed-message",
+                                                                       "direct")
     assert len(cfg.bindings) == 3 and len(cfg.policies) == 1
     assert cfg.permissions is not None and len(cfg.permissions) == 1
     assert [t.write for t in cfg.topic_permissions] == ["^{username}\\."]
