@@ -194,3 +194,20 @@ async def test_disk_bytes_and_memory_alarm(broker_factory: Any) -> None:
         await wait_until(lambda: not broker.server.memory_alarm)
     samples = await scrape(http)
     assert value(samples, "rabbitmq_alarms_memory_used_watermark") == 0
+
+
+async def test_stream_only_commits_count_as_syncs(mgmt: tuple[BrokerHandle, Http]) -> None:
+    """A commit that wrote only stream records still cost an fdatasync: counted."""
+    _broker, http = mgmt
+    before = value(await scrape(http), "rabbitmq_io_sync_ops_total")
+    assert before == 0
+    connection = await aio_pika.connect(_broker.url)
+    async with connection:
+        channel = await connection.channel()  # publisher confirms on: waits for the sync
+        await channel.declare_queue("log", durable=True,
+                                    arguments={"x-queue-type": "stream"})
+        for n in range(3):
+            await channel.default_exchange.publish(aio_pika.Message(b"%d" % n),
+                                                   routing_key="log")
+    after = value(await scrape(http), "rabbitmq_io_sync_ops_total")
+    assert after is not None and after >= 3  # each confirmed publish waited for its own

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiormq
 import pytest
+import structlog
 from aiormq.abc import DeliveredMessage
 
 from tests.conftest import BrokerHandle, make_config
@@ -191,3 +192,27 @@ async def test_confirm_means_on_disk(tmp_path: Path, persistent: bool) -> None:
         await conn.close()
         path = next(stream_dir(tmp_path, "s").glob("*.seg"))
         assert b"kept" in path.read_bytes()
+
+
+async def test_orphaned_stream_directory_is_named_at_start_and_kept(tmp_path: Path) -> None:
+    """A stream's segments whose definition was lost are neither silently deleted nor
+    silently ignored: the start-up log names them, and declaring the stream again reads
+    them as they were."""
+    async with running(tmp_path) as broker:
+        await _declare(broker.url, "history")
+        await _publish(broker.url, "history", [b"a", b"b", b"c"])
+    (tmp_path / "data" / "definitions.json").unlink()  # the definition is gone
+    with structlog.testing.capture_logs() as logs:
+        async with running(tmp_path) as broker:
+            orphaned = [e for e in logs if e["event"] == "stream_orphaned"]
+            assert len(orphaned) == 1, logs
+            assert orphaned[0]["stream"] == "history" and orphaned[0]["vhost"] == "/"
+            assert orphaned[0]["bytes"] > 0 and "declare it again" in orphaned[0]["hint"]
+            assert orphaned[0]["log_level"] == "warning"
+            assert stream_dir(tmp_path, "history").is_dir()
+            await _declare(broker.url, "history")
+            got = await _consume(broker.url, "history", {"x-stream-offset": "first"}, 3)
+            assert [body for body, _ in got] == [b"a", b"b", b"c"]
+    with structlog.testing.capture_logs() as logs:  # declared again: no longer an orphan
+        async with running(tmp_path):
+            assert not [e for e in logs if e["event"] == "stream_orphaned"]

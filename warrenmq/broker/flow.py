@@ -50,14 +50,27 @@ def publish(
 ) -> tuple[int, bool, int]:
     """Route, store and enqueue; returns (queues that took it, whether any queue refused
     it, the store ticket whose commit makes it durable, or 0 when nothing was stored).
-    A holding exchange that takes the message counts as one queue that took it."""
+    A holding exchange that takes the message counts as one queue that took it (offered
+    first, so a vhost with deduplication still holds: a held message meets the
+    deduplicating entities when it is released). With deduplication in the vhost,
+    ``broker/dedup.py`` does it (routed is -1 for a dropped duplicate: confirmed, never
+    returned)."""
     if offer_hold and exchange.holds_messages:
         held = holding.offer(vhost, exchange, message)
         if held is not None:
             return 1, False, held
+    dedup = vhost.dedup
+    if dedup is not None:
+        return dedup.publish(exchange, message)
     queues = route(vhost, exchange, message)
     if not queues:
         return 0, False, 0
+    return enqueue_routed(vhost, queues, message)
+
+
+def enqueue_routed(vhost: VirtualHost, queues: list[Queue], message: Message
+                   ) -> tuple[int, bool, int]:
+    """``publish`` once the queues are known (at least one)."""
     ticket = persist(vhost, queues, message)
     routed = 0
     rejected = False

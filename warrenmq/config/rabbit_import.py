@@ -254,7 +254,7 @@ class _Builder:
         friendly, rest = split_exchange_arguments(arguments)
         durable, auto_delete, internal = flags
         return ExchangeConfig(name, kind, vhost, durable, auto_delete, internal,
-                              friendly.get("alternate_exchange"), rest)
+                              arguments=rest, **friendly)
 
     def queue(self, q: dict[str, Any], path: str) -> Any:
         name = self.reader.get(q, "name", str, path)

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from warrenmq import __version__
 from warrenmq.clock import COARSE
+from warrenmq.management.dedup import metrics as dedup_metrics
 from warrenmq.management.edge import ServerView
 from warrenmq.management.stats import Stats, broker_totals
 
@@ -90,6 +91,7 @@ class BrokerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._queues()
         yield from self._broker()
+        yield from dedup_metrics(self.server)
 
     def _queues(self) -> Iterator[Metric]:
         def gauge(name: str, text: str) -> GaugeMetricFamily:

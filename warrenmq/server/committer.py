@@ -33,6 +33,11 @@ class Committable(Protocol):
 
     def finish_commit(self, batch: PreparedCommit, ok: bool) -> None: ...
 
+    def synced(self, batch: PreparedCommit) -> bool:
+        """Whether the finished ``batch`` wrote (and so synced) anything: messages,
+        stream records or stream offsets."""
+        ...
+
 
 class Committer:
     def __init__(self, store: Committable, on_result: Callable[[], None]) -> None:
@@ -41,7 +46,9 @@ class Committer:
         self.durable = 0  # every ticket <= this is on disk
         self.failed: list[tuple[int, int]] = []  # (after, upto] ranges that failed
         self.error: OSError | None = None
-        self.syncs = 0  # commits that wrote (and, unless fsync is "never", synced) data
+        # commits that wrote (and, unless fsync is "never", synced) data: the message
+        # store's, the streams' segments or offsets, or both in one commit
+        self.syncs = 0
         # set by the worker thread as soon as a write is done, before the loop hears of
         # it: a connection busy with a big read lets the loop finish the commit first
         self.landed = False
@@ -77,7 +84,7 @@ class Committer:
         self.store.finish_commit(batch, ok)
         try:
             self.durable = max(self.durable, future.result())
-            if batch.chunks:
+            if self.store.synced(batch):
                 self.syncs += 1
             if self.error is not None:
                 log.info("alarm_cleared", alarm="disk")

@@ -148,7 +148,8 @@ class Server:
 
     @property
     def sync_ops(self) -> int:
-        """Group commits of the message store that wrote data: one fdatasync each."""
+        """Group commits that wrote data (messages and/or stream records): one
+        fdatasync each (one per touched file, strictly)."""
         return self.committer.syncs if self.committer is not None else 0
 
     def kick_commit(self) -> None:

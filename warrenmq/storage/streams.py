@@ -76,6 +76,26 @@ class StreamStore:
         self.offsets[key] = {str(k): int(v) for k, v in offsets.items()}
         return stream
 
+    def orphans(self) -> list[tuple[Path, str, str, int]]:
+        """Stream directories no open stream owns (its definition was lost: a definitions
+        file restored from elsewhere, a crash before the definitions were saved):
+        ``(directory, vhost, name, bytes)``. They are kept, not deleted: a stream is
+        history, and declaring it again (same vhost and name) opens them as they are."""
+        if not self.directory.is_dir():
+            return []
+        out = []
+        for path in sorted(self.directory.iterdir()):
+            if not path.is_dir() or path.name in self.logs:
+                continue
+            try:
+                meta = read_json(path / "stream.json")
+                vhost, name = str(meta["vhost"]), str(meta["name"])
+            except (OSError, ValueError, KeyError, TypeError):
+                vhost = name = "?"
+            size = sum(f.stat().st_size for f in path.glob("*.seg"))
+            out.append((path, vhost, name, size))
+        return out
+
     def key_of(self, stream: StreamLog) -> str:
         return stream.directory.name
 
@@ -146,6 +166,7 @@ class WithStreams:
         streams.tickets = store
         self._taken: tuple[list[tuple[StreamLog, StreamBatch]],
                            list[tuple[Path, dict[str, int]]]] = ([], [])
+        self._streams_wrote = False  # the last finished commit wrote stream data
 
     @property
     def pending_bytes(self) -> int:
@@ -164,9 +185,14 @@ class WithStreams:
     def finish_commit(self, batch: PreparedCommit, ok: bool) -> None:
         batches, offsets = self._taken
         self._taken = ([], [])
+        self._streams_wrote = ok and bool(batches or offsets)
         for stream, taken in batches:
             stream.finish(taken, ok)
         if not ok:
             for path, _ in offsets:
                 self.streams.mark_dirty(path.parent.name)
         self.store.finish_commit(batch, ok)
+
+    def synced(self, batch: PreparedCommit) -> bool:
+        """The finished commit wrote messages, stream records or stream offsets."""
+        return bool(batch.chunks) or self._streams_wrote
