@@ -18,7 +18,8 @@ Dead letters are counted, not logged one by one: ``vhost.dead_letter_log`` colle
 (event, queue, reason, exchange or target) -> count, and ``log_dead_letters`` (called by
 the server's tick, at most once a second) writes one ``message_dead_lettered`` line per
 queue and reason with the ``count`` (or ``dead_letter_exchange_missing`` /
-``dead_letter_cycle_dropped`` warnings, counted the same way).
+``dead_letter_cycle_dropped`` / ``dead_letter_route_failed`` warnings, counted the same
+way; the last when the dead-letter exchange's type raised: see exchange/failure.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import structlog
 
 from warrenmq.broker import holding
 from warrenmq.broker.routing import route
+from warrenmq.errors import AMQPError
 from warrenmq.message import Message
 from warrenmq.queues.dead_letter import dead_letter_message, is_cycle
 from warrenmq.queues.stream import stream_ticket
@@ -130,8 +132,14 @@ def route_dead_letters(vhost: VirtualHost, queues: list[Queue]) -> None:
             counts["message_dead_lettered", source.name, record.reason, exchange.name] += 1
             message = dead_letter_message(record, exchange.name, args.dead_letter_routing_key,
                                           now)
+            try:
+                reached = route(vhost, exchange, message)
+            except AMQPError:  # the DLX's exchange type failed (logged by exchange/failure)
+                counts["dead_letter_route_failed", source.name, record.reason,
+                       exchange.name] += 1
+                continue
             targets = []
-            for target in route(vhost, exchange, message):
+            for target in reached:
                 if is_cycle(message, target.name):
                     counts["dead_letter_cycle_dropped", source.name, record.reason,
                            target.name] += 1
@@ -165,7 +173,11 @@ def tick(vhost: VirtualHost, now: float) -> list[DeliveryTarget]:
     """Run due timers; returns consumers to cancel (none today: expired queues have none)."""
     if vhost.holding:
         for exchange, message in holding.due(vhost):
-            publish(vhost, exchange, message, False)
+            try:
+                publish(vhost, exchange, message, False)
+            except AMQPError as exc:  # its type failed to route it (logged): dropped
+                log.warning("held_message_dropped", vhost=vhost.name, exchange=exchange.name,
+                            error=exc.text)
     dead: list[Queue] = []
     expired: list[Queue] = []
     for queue in list(vhost.timed):
