@@ -50,6 +50,7 @@ from warrenmq.storage import (
     Recovery,
     StorageError,
 )
+from warrenmq.storage.dedup_log import DEDUP_FILE, DedupLog, WithDedup
 from warrenmq.storage.streams import STREAMS_DIR, StreamStore, WithStreams
 
 log = structlog.get_logger("warrenmq")
@@ -147,6 +148,7 @@ class Durability:
             self.store, self.recovery = MessageStore.open(
                 data_dir / MESSAGES_DIR, fsync=cast(FsyncPolicy, fsync))
             self.streams = StreamStore(data_dir / STREAMS_DIR)
+            self.dedup = DedupLog.open(data_dir / DEDUP_FILE, fsync=fsync != "never")
         except BaseException:
             self.lock.release()
             raise
@@ -155,7 +157,9 @@ class Durability:
         """Durable definitions, then every live message into its queue, in order."""
         for vhost in broker.vhosts.values():
             vhost.streams = self.streams  # before the definitions: they open streams
+            vhost.dedup_log = self.dedup  # before the definitions: caches take their keys
         restore_definitions(broker, self.definitions.load())
+        self.dedup.discard_recovered()
         ids = itertools.count(self.recovery.max_msg_id + 1)
         for vhost in broker.vhosts.values():
             vhost.attach_store(self.store, ids, self.queue_memory_limit)
@@ -214,6 +218,7 @@ class Durability:
         try:
             try:
                 self.streams.close()
+                self.dedup.close()
             finally:
                 self.store.close()
         finally:
@@ -245,7 +250,8 @@ async def start(config: BrokerConfig) -> Server:
     server = Server(broker, server_settings(config))
     server.save_definitions = SavedDefinitions(durability.definitions.save, config)
     server.definitions_changed()
-    server.attach_store(WithStreams(durability.store, durability.streams))
+    server.attach_store(WithDedup(WithStreams(durability.store, durability.streams),
+                                  durability.dedup, durability.store))
     # The committer's worker thread needs the GIL back as soon as each fsync returns; with
     # CPython's default 5 ms switch interval the busy loop thread keeps it and every
     # publisher confirm waits (see docs/benchmarks.md, persistent_confirm).

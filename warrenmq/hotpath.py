@@ -50,6 +50,7 @@ HOT: tuple[str, ...] = (
     "warrenmq.queues.dead_letter",
     "warrenmq.queues.utilisation",
     "warrenmq.queues.stream",  # issue 14: subclasses Queue and QueuedMessage (native)
+    "warrenmq.queues.dedup",  # issue 13: deduplication caches (per message when in use)
     "warrenmq.exchange.base",
     "warrenmq.exchange.direct",
     "warrenmq.exchange.fanout",
@@ -58,6 +59,7 @@ HOT: tuple[str, ...] = (
     "warrenmq.exchange.consistent_hash",  # issue 13: routes per message
     "warrenmq.exchange.delayed",  # issue 13: subclasses the native Exchange
     "warrenmq.broker.flow",
+    "warrenmq.broker.dedup",
     "warrenmq.broker.routing",
     "warrenmq.broker.vhost",
     "warrenmq.server.connection",

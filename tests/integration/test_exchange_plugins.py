@@ -238,6 +238,47 @@ async def test_raising_validate_binding_and_hold_are_contained(broker: BrokerHan
         assert not conn.is_closed
 
 
+async def test_a_raising_dead_letter_exchange_drops_the_dead_letter_only(
+    broker: BrokerHandle,
+) -> None:
+    async with rmq(broker) as conn:
+        ch = await conn.channel()
+        await ch.exchange_declare("dlx", exchange_type="x-test-parity")
+        await ch.queue_declare("work", arguments={"x-dead-letter-exchange": "dlx",
+                                                  "x-dead-letter-routing-key": "nan"})
+        await ch.basic_publish(b"doomed", exchange="", routing_key="work")
+        got = await asyncio.wait_for(ch.basic_get("work"), TIMEOUT)
+        await ch.basic_reject(got.delivery.delivery_tag, requeue=False)
+        await ch.basic_publish(b"next", exchange="", routing_key="work")
+        assert await drain(ch, "work") == [b"next"]  # the channel and queue go on
+        assert not ch.is_closed
+    counted = broker.vhost().dead_letter_log
+    assert counted["dead_letter_route_failed", "work", "rejected", "dlx"] == 1
+
+
+async def test_a_held_message_whose_routing_raises_is_dropped_and_others_released(
+    broker: BrokerHandle,
+) -> None:
+    async with rmq(broker) as conn:
+        ch = await conn.channel()
+        await setup(ch, "x-test-later")
+        await ch.exchange_declare("px2", exchange_type="x-test-later")
+        await ch.queue_bind("q.even", "px2", routing_key="even")
+        later = broker.vhost().exchanges["px"]
+        assert isinstance(later, LaterExchange)
+        await ch.basic_publish(b"fine", exchange="px2", routing_key="2")
+        # held now, but routed on release with a key its route cannot read
+        bad = Message("px", "nan", b"nan", b"\x00\x00", b"bad")
+        later.held.append((0.0, bad))
+        broker.vhost().holding.add(later)
+        for _ in range(50):
+            await asyncio.sleep(0.05)
+            if not broker.vhost().holding:
+                break
+        assert await drain(ch, "q.even") == [b"fine"]
+        assert later.held == [] and not broker.vhost().holding
+
+
 async def _publish_confirmed(ch: aiormq.abc.AbstractChannel, exchange: str, key: str) -> None:
     await ch.confirm_delivery()
     await ch.basic_publish(key.encode(), exchange=exchange, routing_key=key)

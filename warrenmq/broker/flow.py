@@ -18,7 +18,8 @@ Dead letters are counted, not logged one by one: ``vhost.dead_letter_log`` colle
 (event, queue, reason, exchange or target) -> count, and ``log_dead_letters`` (called by
 the server's tick, at most once a second) writes one ``message_dead_lettered`` line per
 queue and reason with the ``count`` (or ``dead_letter_exchange_missing`` /
-``dead_letter_cycle_dropped`` warnings, counted the same way).
+``dead_letter_cycle_dropped`` / ``dead_letter_route_failed`` warnings, counted the same
+way; the last when the dead-letter exchange's type raised: see exchange/failure.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import structlog
 
 from warrenmq.broker import holding
 from warrenmq.broker.routing import route
+from warrenmq.errors import AMQPError
 from warrenmq.message import Message
 from warrenmq.queues.dead_letter import dead_letter_message, is_cycle
 from warrenmq.queues.stream import stream_ticket
@@ -51,15 +53,28 @@ def publish(
 ) -> tuple[int, bool, int]:
     """Route, store and enqueue; returns (queues that took it, whether any queue refused
     it, the store ticket whose commit makes it durable, or 0 when nothing was stored).
-    A holding exchange that takes the message counts as one queue that took it;
-    ``mandatory`` lets it refuse a message nothing would take now (x-delayed-message)."""
+    A holding exchange that takes the message counts as one queue that took it (offered
+    first, so a vhost with deduplication still holds: a held message meets the
+    deduplicating entities when it is released); ``mandatory`` lets it refuse a message
+    nothing would take now (x-delayed-message). With deduplication in the vhost,
+    ``broker/dedup.py`` does it (routed is -1 for a dropped duplicate: confirmed, never
+    returned)."""
     if offer_hold and exchange.holds_messages:
         held = holding.offer(vhost, exchange, message, mandatory)
         if held is not None:
             return 1, False, held
+    dedup = vhost.dedup
+    if dedup is not None:
+        return dedup.publish(exchange, message)
     queues = route(vhost, exchange, message)
     if not queues:
         return 0, False, 0
+    return enqueue_routed(vhost, queues, message)
+
+
+def enqueue_routed(vhost: VirtualHost, queues: list[Queue], message: Message
+                   ) -> tuple[int, bool, int]:
+    """``publish`` once the queues are known (at least one)."""
     ticket = persist(vhost, queues, message)
     routed = 0
     rejected = False
@@ -119,8 +134,14 @@ def route_dead_letters(vhost: VirtualHost, queues: list[Queue]) -> None:
             counts["message_dead_lettered", source.name, record.reason, exchange.name] += 1
             message = dead_letter_message(record, exchange.name, args.dead_letter_routing_key,
                                           now)
+            try:
+                reached = route(vhost, exchange, message)
+            except AMQPError:  # the DLX's exchange type failed (logged by exchange/failure)
+                counts["dead_letter_route_failed", source.name, record.reason,
+                       exchange.name] += 1
+                continue
             targets = []
-            for target in route(vhost, exchange, message):
+            for target in reached:
                 if is_cycle(message, target.name):
                     counts["dead_letter_cycle_dropped", source.name, record.reason,
                            target.name] += 1
@@ -154,7 +175,11 @@ def tick(vhost: VirtualHost, now: float) -> list[DeliveryTarget]:
     """Run due timers; returns consumers to cancel (none today: expired queues have none)."""
     if vhost.holding:
         for exchange, message in holding.due(vhost):
-            publish(vhost, exchange, message, False)
+            try:
+                publish(vhost, exchange, message, False)
+            except AMQPError as exc:  # its type failed to route it (logged): dropped
+                log.warning("held_message_dropped", vhost=vhost.name, exchange=exchange.name,
+                            error=exc.text)
     dead: list[Queue] = []
     expired: list[Queue] = []
     for queue in list(vhost.timed):

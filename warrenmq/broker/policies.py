@@ -10,7 +10,9 @@ at least stable. The default exchange ("") takes no policy.
 
 Keys: for queues dead-letter-exchange, dead-letter-routing-key, message-ttl, expires,
 max-length, max-length-bytes, overflow, delivery-limit and WarrenMQ's retry-delays
-(each the x-argument of the same name), and for stream queues max-age and
+(each the x-argument of the same name), message-deduplication, cache-size, cache-ttl,
+deduplication-header and deduplication-key (queues and exchanges: ``queues/dedup.py``),
+and for stream queues max-age and
 stream-max-segment-size-bytes (with max-length-bytes: there the policy's value wins,
 see ``queues/stream.py``); for exchanges alternate-exchange. A key for the
 other kind of entity is ignored there, as in RabbitMQ; an unknown key or a bad value is
@@ -43,8 +45,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
+from warrenmq.broker import dedup
 from warrenmq.exchange import Exchange
 from warrenmq.queues.arguments import parse_arguments, parse_value
+from warrenmq.queues.dedup import POLICY_KEYS as DEDUP_KEYS
+from warrenmq.queues.dedup import check_value as check_dedup_value
 from warrenmq.queues.queue import Queue
 from warrenmq.queues.stream_args import validate_policy_value
 
@@ -66,9 +71,10 @@ QUEUE_KEYS: Mapping[str, str] = {
     "overflow": "x-overflow",
     "delivery-limit": "x-delivery-limit",
     "retry-delays": "x-retry-delays",
+    **DEDUP_KEYS,  # message-deduplication, cache-size...: queues/dedup.py
 }
 #: Policy key -> the exchange argument it stands for.
-EXCHANGE_KEYS: Mapping[str, str] = {"alternate-exchange": "alternate-exchange"}
+EXCHANGE_KEYS: Mapping[str, str] = {"alternate-exchange": "alternate-exchange", **DEDUP_KEYS}
 #: Keys where the lower of the declared argument and the policy value applies.
 LOWER_WINS = frozenset({"expires", "message-ttl", "max-length", "max-length-bytes",
                         "delivery-limit"})
@@ -82,7 +88,12 @@ STREAM_KEYS: Mapping[str, str] = {
 
 
 def _validate_value(key: str, value: Any) -> None:
-    if key in STREAM_KEYS:
+    if key in DEDUP_KEYS:
+        try:
+            check_dedup_value(DEDUP_KEYS[key], value)
+        except ValueError as exc:
+            raise ValueError(f"policy key '{key}': {exc}") from None
+    elif key in STREAM_KEYS:
         try:
             validate_policy_value(key, value)
         except ValueError as exc:
@@ -235,6 +246,7 @@ def reapply(vhost: VirtualHost) -> tuple[int, int]:
             if queue.dead:
                 dead.append(queue)
     exchanges = sum(apply_to_exchange(x, current) for x in list(vhost.exchanges.values()))
+    dedup.reconfigure(vhost)
     if dead:
         vhost.route_dead_letters(dead)
     log.info("policies_applied", vhost=vhost.name, policies=sorted(vhost.policies),

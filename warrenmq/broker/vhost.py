@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import structlog
 
-from warrenmq.broker import delays, flow, policies, routing
+from warrenmq.broker import dedup, delays, flow, policies, routing
 from warrenmq.broker.policies import Policy
 from warrenmq.clock import SYSTEM_CLOCK, Clock
 from warrenmq.errors import (
@@ -35,10 +35,13 @@ from warrenmq.exchange import EXCHANGE_TYPES, Exchange, create_exchange
 from warrenmq.exchange.delayed import STORE_PREFIX, TYPE_ARGUMENT, DelayedExchange
 from warrenmq.message import Message
 from warrenmq.queues.arguments import parse_arguments
+from warrenmq.queues.dedup import ARGUMENTS as DEDUP_ARGUMENTS
+from warrenmq.queues.dedup import parse_settings as check_dedup
 from warrenmq.queues.queue import COUNTERS, DEFAULT_MEMORY_LIMIT, DeliveryTarget, Queue
 from warrenmq.queues.stream_args import is_stream
 from warrenmq.queues.stream_open import open_stream
 from warrenmq.storage import MessageStore
+from warrenmq.storage.dedup_log import DedupLog
 from warrenmq.storage.streams import StreamStore
 
 log = structlog.get_logger("warrenmq.vhost")
@@ -66,6 +69,7 @@ EQUIVALENCE_ARGUMENTS: Final = (
     "x-single-active-consumer",
     "x-delivery-limit",
     "x-retry-delays",
+    *DEDUP_ARGUMENTS,
 )
 
 
@@ -102,6 +106,9 @@ class VirtualHost:
         self.store: MessageStore | None = None  # attach_store() for durability
         self.streams: StreamStore | None = None  # stream queues' logs (queues/stream.py)
         self.streams_in_use = False  # a stream was declared: publishes take its tickets
+        # set while an entity deduplicates: publishes go through it (broker/dedup.py)
+        self.dedup: dedup.Deduplication | None = None
+        self.dedup_log: DedupLog | None = None  # durable entities' keys (app.Durability)
         self.msg_ids: Iterator[int] = itertools.count(1)
         self.queue_memory_limit = DEFAULT_MEMORY_LIMIT
         self.exchanges: dict[str, Exchange] = {}
@@ -170,6 +177,7 @@ class VirtualHost:
                 raise AccessRefused(
                     f"exchange name '{name}' contains reserved prefix 'amq.*'"
                 )
+            check_dedup(arguments or {}, self._where("exchange", name))
             exchange = create_exchange(
                 type_name,
                 name,
@@ -181,6 +189,7 @@ class VirtualHost:
             self.exchanges[name] = exchange
             self.generation += 1
             policies.apply_to_exchange(exchange, self.policies.values())
+            dedup.configure_exchange(self, exchange)
             return exchange
         self._exchange_equivalent(existing, type_name, durable, auto_delete, internal, arguments)
         return existing
@@ -213,6 +222,7 @@ class VirtualHost:
             ("internal", internal, x.internal),
             ("alternate-exchange", args.get("alternate-exchange"),
              x.arguments.get("alternate-exchange")),
+            *[(key, args.get(key), x.arguments.get(key)) for key in DEDUP_ARGUMENTS],
         ]
         if isinstance(x, DelayedExchange):  # ours: RabbitMQ's plugin ignores a change
             checks.append((TYPE_ARGUMENT, args.get(TYPE_ARGUMENT), x.arguments.get(TYPE_ARGUMENT)))
@@ -309,6 +319,7 @@ class VirtualHost:
             raise PreconditionFailed(
                 f"cannot declare queue '{name}' in vhost '{self.name}': queue limit in vhost"
                 f" '{self.name}' ({self.max_queues}) is reached")
+        check_dedup(arguments or {}, self._where("queue", name))
         if is_stream(arguments):
             queue: Queue = open_stream(self, name, durable=durable, exclusive=exclusive,
                                        auto_delete=auto_delete, arguments=arguments or {})
@@ -331,6 +342,7 @@ class VirtualHost:
             queue.memory_limit = self.queue_memory_limit
         self.generation += 1
         policies.apply_to_queue(queue, self.policies.values(), self._where("queue", name))
+        dedup.configure_queue(self, queue)
         if queue.args.has_timers or is_stream(arguments):  # streams: retention checks
             self.timed.add(queue)
         log.info("queue_declared", vhost=self.name, queue=name, durable=durable,

@@ -33,6 +33,8 @@ OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 APPLY_TO = ("queues", "exchanges", "all")
 MAX_TTL_MS = 2**32 - 1  # RabbitMQ's limit for x-message-ttl
 MAX_PRIORITY = 255  # RabbitMQ's limit for x-max-priority
+MAX_CACHE_SIZE = 10_000_000  # x-cache-size (queues/dedup.py)
+DEDUP_KEY_SOURCES = ("header", "message_id")  # x-deduplication-key
 #: Exchanges every vhost has; bindings may use them without declaring them.
 STANDARD_EXCHANGES = {
     "amq.direct": "direct",
@@ -63,6 +65,14 @@ class ExchangeConfig:
     alternate_exchange: str | None = None  # the "alternate-exchange" argument
     # "x-delayed-type": the type an x-delayed-message exchange routes as (checked by it)
     delayed_type: str | None = None
+    # deduplication (x-message-deduplication, x-cache-size...: docs/deduplication.md)
+    message_deduplication: bool | None = None
+    cache_size: int | None = field(default=None, metadata=spec(minimum=1,
+                                                               maximum=MAX_CACHE_SIZE))
+    cache_ttl: int | None = field(default=None, metadata=_MS)
+    deduplication_header: str | None = field(default=None, metadata=spec(non_empty=True))
+    deduplication_key: str | None = field(default=None,
+                                          metadata=spec(choices=DEDUP_KEY_SOURCES))
     arguments: FreeMap = NO_ARGUMENTS
 
 
@@ -93,6 +103,14 @@ class QueueConfig:
     max_priority: int | None = field(
         default=None, metadata=spec(minimum=0, maximum=MAX_PRIORITY))
     single_active_consumer: bool | None = None
+    # deduplication, as on exchanges
+    message_deduplication: bool | None = None
+    cache_size: int | None = field(default=None, metadata=spec(minimum=1,
+                                                               maximum=MAX_CACHE_SIZE))
+    cache_ttl: int | None = field(default=None, metadata=_MS)
+    deduplication_header: str | None = field(default=None, metadata=spec(non_empty=True))
+    deduplication_key: str | None = field(default=None,
+                                          metadata=spec(choices=DEDUP_KEY_SOURCES))
     arguments: FreeMap = NO_ARGUMENTS
 
 
@@ -210,6 +228,22 @@ class Friendly:
     check: Callable[[Any], str | None]
 
 
+def _kind_text(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return None
+    return f"expected a non-empty string, got {_show(value)}"
+
+
+#: Deduplication's arguments (queues/dedup.py), on queues and exchanges alike.
+DEDUP_FRIENDLY = (
+    Friendly("message_deduplication", "x-message-deduplication", _kind_bool),
+    Friendly("cache_size", "x-cache-size", _kind_int(1, MAX_CACHE_SIZE)),
+    Friendly("cache_ttl", "x-cache-ttl", _ms),
+    Friendly("deduplication_header", "x-deduplication-header", _kind_text),
+    Friendly("deduplication_key", "x-deduplication-key", _kind_choice(DEDUP_KEY_SOURCES)),
+)
+DEDUP_FIELDS = tuple(f.field for f in DEDUP_FRIENDLY)
+
 #: Every x-argument the broker acts on (queues/arguments.py), with its friendly key.
 QUEUE_FRIENDLY = (
     Friendly("dead_letter_exchange", "x-dead-letter-exchange", _kind_str),
@@ -226,10 +260,12 @@ QUEUE_FRIENDLY = (
              _kind_int(1, 3_000_000_000)),
     Friendly("max_priority", "x-max-priority", _kind_int(0, MAX_PRIORITY)),
     Friendly("single_active_consumer", "x-single-active-consumer", _kind_bool),
+    *DEDUP_FRIENDLY,
 )
 EXCHANGE_FRIENDLY = (
     Friendly("alternate_exchange", "alternate-exchange", _kind_str),
     Friendly("delayed_type", "x-delayed-type", _kind_str),
+    *DEDUP_FRIENDLY,
 )
 
 
@@ -296,8 +332,10 @@ RABBIT_POLICY_KEYS = frozenset({
     "queue-master-locator", "queue-mode", "queue-version", "stream-max-segment-size-bytes",
     "federation-upstream", "federation-upstream-set",
 })
-#: WarrenMQ's own policy key (x-retry-delays); left out of a RabbitMQ export, with a note.
-WARREN_POLICY_KEYS = frozenset({"retry-delays"})
+#: WarrenMQ's own policy keys (x-retry-delays, deduplication); left out of a RabbitMQ
+#: export, with a note.
+WARREN_POLICY_KEYS = frozenset({"retry-delays", "message-deduplication", "cache-size",
+                                "cache-ttl", "deduplication-header", "deduplication-key"})
 POLICY_KEYS = RABBIT_POLICY_KEYS | WARREN_POLICY_KEYS
 #: Value checks for the policy keys whose values RabbitMQ checks and WarrenMQ uses.
 POLICY_VALUES: dict[str, Callable[[Any], str | None]] = {
@@ -314,6 +352,7 @@ POLICY_VALUES: dict[str, Callable[[Any], str | None]] = {
     "overflow": _kind_choice(OVERFLOW_MODES),
     "queue-mode": _kind_choice(("default", "lazy")),
     "retry-delays": _kind_ms_list,
+    **{f.argument[2:]: f.check for f in DEDUP_FRIENDLY},
 }
 
 
@@ -466,14 +505,16 @@ def _binding_rules(binding: BindingConfig) -> Iterator[Finding]:
 RULES = {
     ExchangeConfig: (
         rule(_name_rules("exchange"), "name"),
-        rule(_exchange_arguments, "arguments", "alternate_exchange", "delayed_type", "type"),
+        rule(_exchange_arguments, "arguments", "alternate_exchange", "delayed_type", "type",
+             *DEDUP_FIELDS),
         rule(_exchange_type, "type", "arguments", "alternate_exchange", "delayed_type"),
     ),
     QueueConfig: (
         rule(_name_rules("queue"), "name"),
         rule(_queue_arguments, "arguments", "dead_letter_exchange", "dead_letter_routing_key",
              "message_ttl", "expires", "max_length", "max_length_bytes", "overflow",
-             "delivery_limit", "retry_delays", "max_priority", "single_active_consumer"),
+             "delivery_limit", "retry_delays", "max_priority", "single_active_consumer",
+             *DEDUP_FIELDS),
         rule(_stream_rules, "type", "max_age", "stream_max_segment_size_bytes", "durable",
              "auto_delete", "arguments", *_NOT_ON_STREAMS),
     ),

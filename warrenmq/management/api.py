@@ -23,6 +23,8 @@ from warrenmq.broker.delays import is_delayed
 from warrenmq.broker.vhost import VirtualHost
 from warrenmq.exchange import Exchange
 from warrenmq.exchange.registry import exchange_types_listing
+from warrenmq.management.dedup import exchange_fields as dedup_exchange_fields
+from warrenmq.management.dedup import queue_fields as dedup_queue_fields
 from warrenmq.management.delayed import delayed_json
 from warrenmq.management.edge import ChannelView, ConnectionView, ServerView
 from warrenmq.management.stats import Stats
@@ -108,6 +110,7 @@ def queue_json(queue: Queue, stats: Stats, node: str) -> dict[str, Any]:
         "head_message_timestamp": None if head is None else int(head),
         "message_stats": message_stats(counts, stats.queue_rates((queue.vhost, queue.name))),
         **stream_fields(queue),  # issue 14: type "stream", its offsets
+        **dedup_queue_fields(queue),  # issue 13: its deduplication cache
     }
 
 
@@ -123,6 +126,7 @@ def exchange_json(vhost: VirtualHost, exchange: Exchange) -> dict[str, Any]:
         "arguments": jsonable(exchange.arguments),
         "policy": exchange.policy,
         "user_who_performed_action": "",
+        **dedup_exchange_fields(vhost, exchange),  # issue 13: its deduplication cache
     }
     if is_delayed(exchange):
         out.update(delayed_json(exchange))

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from warrenmq import __version__
 from warrenmq.broker.delays import is_delayed
 from warrenmq.clock import COARSE
+from warrenmq.management.dedup import metrics as dedup_metrics
 from warrenmq.management.edge import ServerView
 from warrenmq.management.stats import Stats, broker_totals
 
@@ -92,6 +93,7 @@ class BrokerCollector(Collector):
         yield from self._queues()
         yield from self._delayed()
         yield from self._broker()
+        yield from dedup_metrics(self.server)
 
     def _delayed(self) -> Iterator[Metric]:
         """What each x-delayed-message exchange holds (WarrenMQ's; docs/delayed.md)."""

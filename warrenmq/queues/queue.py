@@ -57,6 +57,7 @@ from warrenmq.message import Message
 from warrenmq.queues import dead_letter as dl
 from warrenmq.queues.arguments import QueueArguments
 from warrenmq.queues.consumers import Roster
+from warrenmq.queues.dedup import DedupCache
 from warrenmq.queues.expiry import message_expiration_ms, with_delivery_count
 from warrenmq.queues.journal import Journal
 from warrenmq.queues.priority import PriorityReadyList
@@ -147,6 +148,7 @@ class Queue:
         self.redelivered = 0
         self.dead_lettered = 0
         self.gets = 0  # basic.get deliveries (also counted in delivered)
+        self.dedup: DedupCache | None = None  # x-message-deduplication (broker/dedup.py)
         self.utilisation = Utilisation()
 
     def __repr__(self) -> str:

@@ -6,6 +6,7 @@ exchanges or server. Layout of a data directory::
     <data_dir>/.lock              DataDirLock (one broker process per directory)
     <data_dir>/definitions.json   DefinitionsStore (vhosts, exchanges, queues, bindings)
     <data_dir>/messages/*.seg     MessageStore segments (persistent messages)
+    <data_dir>/dedup.log          DedupLog (deduplication keys of durable entities)
 """
 
 from warrenmq.storage.atomic import read_json, write_atomic, write_json_atomic

@@ -16,6 +16,8 @@ record after damage (see ``segment.scan``). Payloads::
     DELIVERED   queue | msg_id u64
     FAILURES    queue | msg_id u64 | count u32
     DROP_QUEUE  queue
+    DEDUP_KEY   entity | expires_ms u64 | key (the rest)   (dedup.log only)
+    DEDUP_CLEAR entity                                     (dedup.log only)
 
 where ``published`` is the publish time in wall-clock milliseconds (so TTLs run on
 across a restart), ``queue`` a u16-length UTF-8 queue key ("vhost\\x00queue") and ``s8`` a
@@ -55,6 +57,9 @@ class RecordType(IntEnum):
     DROP_QUEUE = 5
     PUBLISH_DELIVERED = 6  # a PUBLISH already delivered (not acked) in every one of its queues
     ACK_MANY = 7  # ACKs of several messages of one queue (a multiple ack)
+    # deduplication keys (storage/dedup_log.py): their own file, never in a segment
+    DEDUP_KEY = 20
+    DEDUP_CLEAR = 21
 
 
 RECORD_TYPES: Final = frozenset(int(t) for t in RecordType)
@@ -67,6 +72,8 @@ T_FAILURES: Final = int(RecordType.FAILURES)
 T_DROP_QUEUE: Final = int(RecordType.DROP_QUEUE)
 T_PUBLISH_DELIVERED: Final = int(RecordType.PUBLISH_DELIVERED)
 T_ACK_MANY: Final = int(RecordType.ACK_MANY)
+T_DEDUP_KEY: Final = int(RecordType.DEDUP_KEY)
+T_DEDUP_CLEAR: Final = int(RecordType.DEDUP_CLEAR)
 
 
 class PublishRecord(NamedTuple):
