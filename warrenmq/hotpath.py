@@ -71,6 +71,7 @@ HOT: tuple[str, ...] = (
     "warrenmq.storage.pending",
     "warrenmq.storage.live",
     "warrenmq.storage.log",
+    "warrenmq.storage.stream",  # a stream consumer's reads: pread, decode per record
 )
 
 
