@@ -47,6 +47,9 @@ SCENARIOS: dict[str, list[str]] = {
     # it from the start, so the difference is the cost of reading --count more records
     "stream-first": [sys.executable, "-m", "benchmarks.streams", "--only", "consume",
                      "--queue", "callgrind-stream", "--prefetch", "1000"],
+    # publishing to a stream with confirms (window 5,000), the appends and their commits
+    "stream-publish": [sys.executable, "-m", "benchmarks.streams", "--only", "publish",
+                       "--queue", "callgrind-stream-publish"],
 }
 
 
@@ -150,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         mode = "pure" if args.pure else "compiled"
         for name in args.scenarios.split(","):
             gen_args = [gen, "--broker", url, "--timeout", "1500", *SCENARIOS[name]]
+            if name == "stream-publish":
+                gen_args = [*SCENARIOS[name], "--url", url, "--limit-s", "1500", "--messages"]
             if name == "stream-first":
                 gen_args = [*SCENARIOS[name], "--url", url, "--limit-s", "1500",
                             "--messages"]

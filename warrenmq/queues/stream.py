@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import structlog
 
@@ -55,7 +55,7 @@ BATCH = 256
 Entry: TypeAlias = tuple[int, bytes, Message, tuple[int, int]]
 RECENT = 16384  # records kept decoded for the consumers that read them next
 RECENT_BYTES = 8 * 1024 * 1024  # and at most this much of their bodies
-_FILTER_KEY = b"\x15x-stream-filter-value"
+_FILTER_KEY: Final = b"\x15x-stream-filter-value"
 
 
 class Cursor:
@@ -137,7 +137,9 @@ class StreamQueue(Queue):
         self.published += 1
         offset = self.log.next_offset
         filter_value = b""
-        if _FILTER_KEY in message.properties:  # decode the headers only when it may be there
+        properties = message.properties
+        # decode the headers only when they may hold it: the headers flag, then a search
+        if properties[0] & 0x20 and properties.find(_FILTER_KEY) >= 0:
             headers = message.headers()
             value = headers.get("x-stream-filter-value") if headers else None
             if isinstance(value, str):

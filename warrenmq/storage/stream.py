@@ -100,9 +100,15 @@ def segment_name(first: int) -> str:
 
 def encode_record(offset: int, timestamp: int, flags: int, filter_value: bytes,
                   route: bytes, properties: bytes, body: bytes) -> bytes:
-    payload = b"".join((_FIXED.pack(offset, timestamp, flags, len(filter_value), len(route),
-                                    len(properties)), filter_value, route, properties, body))
-    return _PREFIX.pack(len(payload), zlib.crc32(payload)) + payload
+    """One record, laid out as ``_PREFIX`` + ``_FIXED`` + the variable parts (built with
+    ``int.to_bytes`` and one ``%`` join: native calls when compiled, where struct's
+    pack is a method call on boxed integers)."""
+    payload = b"%s%s%s%s%s%s%s%s%s" % (
+        offset.to_bytes(8, "big"), timestamp.to_bytes(8, "big"),
+        ((flags << 8) | len(filter_value)).to_bytes(2, "big"), len(route).to_bytes(2, "big"),
+        len(properties).to_bytes(4, "big"), filter_value, route, properties, body)
+    return b"%s%s%s" % (len(payload).to_bytes(4, "big"),
+                        zlib.crc32(payload).to_bytes(4, "big"), payload)
 
 
 def _u16(data: bytes, at: int) -> int:
