@@ -94,7 +94,10 @@ class RabbitCluster:
         cookie = self.base / ".erlang.cookie"
         cookie.write_text(f"WMQ18COOKIE{self.epmd_port}")
         cookie.chmod(0o400)
-        (self.base / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        # the consistent-hash plugin too: the orders demo's topology has an
+        # x-consistent-hash exchange (it ships with Debian's package)
+        (self.base / "enabled_plugins").write_text(
+            "[rabbitmq_management,rabbitmq_consistent_hash_exchange].\n")
         for node in self.nodes:
             self._configure(node)
 

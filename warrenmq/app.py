@@ -17,13 +17,17 @@ from typing import cast
 
 import structlog
 
+from warrenmq.broker import delays
 from warrenmq.broker.broker import Broker, User
 from warrenmq.broker.definitions import restore as restore_definitions
 from warrenmq.broker.permissions import Permission
+from warrenmq.broker.vhost import VirtualHost
 from warrenmq.config import BrokerConfig, ConfigError, SslConfig
 from warrenmq.config.rabbit import effective_permissions
 from warrenmq.declarations import SavedDefinitions, declare, warn_start
 from warrenmq.declarations import reload as reload_config
+from warrenmq.exchange.delayed import STORE_PREFIX
+from warrenmq.exchange.registry import load_plugins
 from warrenmq.message import Message
 from warrenmq.protocol.fields import encode_shortstr
 from warrenmq.server.listener import Server
@@ -73,6 +77,7 @@ def tune_gc() -> None:
 
 
 def build_broker(config: BrokerConfig) -> Broker:
+    load_plugins()  # exchange-type plugins (PluginError names a broken one); once a process
     users = [
         User(
             u.name,
@@ -158,18 +163,30 @@ class Durability:
         ids = itertools.count(self.recovery.max_msg_id + 1)
         for vhost in broker.vhosts.values():
             vhost.attach_store(self.store, ids, self.queue_memory_limit)
-        restored = 0
+        restored = delayed = 0
         for key, messages in self.recovery.queues.items():
             vhost_name, _, queue_name = key.partition("\x00")
             owner = broker.vhosts.get(vhost_name)
+            if queue_name.startswith(STORE_PREFIX):  # an x-delayed-message's held ones
+                delayed += self._restore_delayed(owner, key, queue_name, messages)
+                continue
             queue = owner.queues.get(queue_name) if owner is not None else None
             if queue is None:
                 self.store.drop_queue(key)  # its definition is gone: so are its messages
                 continue
             queue.restore(self._messages(messages))
             restored += len(messages)
-        log.info("messages_recovered", messages=restored, queues=len(self.recovery.queues))
+        log.info("messages_recovered", messages=restored, queues=len(self.recovery.queues),
+                 delayed=delayed)
         self.recovery = Recovery()  # let the recovered records be collected
+
+    def _restore_delayed(self, vhost: VirtualHost | None, key: str, name: str,
+                         messages: list[RecoveredMessage]) -> int:
+        exchange = vhost.exchanges.get(name[len(STORE_PREFIX):]) if vhost else None
+        if vhost is None or not delays.is_delayed(exchange):
+            self.store.drop_queue(key)  # the exchange is gone: so are its messages
+            return 0
+        return delays.restore(vhost, exchange, messages, self.store.read_body)
 
     def warn_orphans(self) -> None:
         """One warning per stream directory whose stream is not declared (after the

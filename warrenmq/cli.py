@@ -29,6 +29,7 @@ from warrenmq.config import (
     SslConfig,
     load_config,
 )
+from warrenmq.exchange.registry import PluginError, load_plugins
 from warrenmq.logging import configure_logging
 from warrenmq.startup import StartupError
 from warrenmq.storage import StorageError
@@ -172,6 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tool = _tool(args.command)
     if tool is not None:
         return tool(args)
+    try:
+        load_plugins()  # exchange-type plugins first: the config may declare their types
+    except PluginError as exc:
+        print(f"warrenmq: cannot start: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
     try:
         if args.command == "check-config":
             checked = _load(args.file)

@@ -57,6 +57,8 @@ HOT: tuple[str, ...] = (
     "warrenmq.exchange.fanout",
     "warrenmq.exchange.topic",
     "warrenmq.exchange.headers",
+    "warrenmq.exchange.consistent_hash",  # issue 13: routes per message
+    "warrenmq.exchange.delayed",  # issue 13: subclasses the native Exchange
     "warrenmq.broker.flow",
     "warrenmq.broker.dedup",
     "warrenmq.broker.routing",

@@ -102,6 +102,34 @@ class Checkout:
         finally:
             await connection.close()
 
+    async def republish(self, order_ids: list[str]) -> int:
+        """A retry after a lost confirm: checkout never heard back about these orders, so
+        it publishes them again, the same event with the same ``message_id`` (the
+        idempotency key). Returns how many the broker confirmed."""
+        by_id = {order.order_id: order for order in self.orders}
+        connection = await aio_pika.connect(self.url, timeout=10)
+        confirmed = 0
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            exchange = await channel.get_exchange(EXCHANGE, ensure=False)
+            for order_id in order_ids:
+                await exchange.publish(self._message(by_id[order_id]),
+                                       routing_key="order.placed", mandatory=True)
+                confirmed += 1
+        finally:
+            await connection.close()
+        return confirmed
+
+    def _message(self, order: Order) -> aio_pika.Message:
+        return aio_pika.Message(
+            json.dumps(order.body).encode(),
+            content_type="application/json",
+            message_id=order.order_id,
+            type="OrderPlaced",
+            app_id="checkout",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+
     async def _steady(self, exchange: AbstractExchange, orders: list[Order]) -> None:
         interval = 1.0 / self.rate
         due = time.monotonic()
@@ -111,14 +139,7 @@ class Checkout:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
 
     async def _publish(self, exchange: AbstractExchange, order: Order) -> None:
-        message = aio_pika.Message(
-            json.dumps(order.body).encode(),
-            content_type="application/json",
-            message_id=order.order_id,
-            type="OrderPlaced",
-            app_id="checkout",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
+        message = self._message(order)
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
                 await exchange.publish(message, routing_key="order.placed", mandatory=True)

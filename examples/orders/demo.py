@@ -20,12 +20,26 @@ orders.yaml's topology itself. Then, with aio-pika, each service on its own conn
 - email goes down for a while (its queue grows) and comes back (it drains);
 - analytics aggregates totals; its first release cannot read one order's total, nacks
   it until the delivery limit (3) dead-letters it, and after the fix is deployed
-  ``warrenmq dlq inspect`` and ``warrenmq dlq replay`` bring it back, and it is counted.
+  ``warrenmq dlq inspect`` and ``warrenmq dlq replay`` bring it back, and it is counted;
+- checkout loses the confirms of a few orders (simulated) and publishes them again with
+  the same ``message_id``: the ``orders`` exchange deduplicates on it and drops them
+  (``duplicates_dropped_by_broker``, read from the management API);
+- shipping: each placed order's OrderPlaced, OrderPaid and OrderShipped events, per
+  customer, interleaved across customers, go through ``order-lifecycle``
+  (x-consistent-hash on the customer id) to four shipment queues with single active
+  consumer, each with an active worker and a standby; the active worker of one queue is
+  killed mid-stream, the standby takes over, and every customer's events must still be
+  handled in order (``ordering_violations``).
+
+Against RabbitMQ (``--url``) the parts whose feature it lacks are skipped with the
+reason printed (deduplication always; shipping without the consistent-hash plugin), and
+their summary values read ``skipped``.
 
 A live view shows each queue's depth over time. The last line is the summary,
 ``placed=... inventory=... email=... analytics=... duplicates_skipped=...
-dead_lettered=... replayed=... lost=...``; the exit status is 0 only if no order was
-lost and every count adds up (1 otherwise, 2 if the demo could not run).
+dead_lettered=... replayed=... lost=... stream_replay_matches=... stream_resumed_from=...
+ordering_violations=... duplicates_dropped_by_broker=...``; the exit status is 0 only if
+no order was lost and every count adds up (1 otherwise, 2 if the demo could not run).
 """
 
 from __future__ import annotations
@@ -71,15 +85,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plain", action="store_true",
                         help="periodic lines even on a terminal")
     parser.add_argument("--seed", type=int, default=1, help="for the generated orders")
+    parser.add_argument("--customers", type=int, default=12, metavar="N",
+                        help="shipping: the placed orders belong to N customers (default 12)")
+    parser.add_argument("--republish", type=int, default=3, metavar="N",
+                        help="orders checkout publishes again after a lost confirm"
+                        " (default 3; 0 = none)")
+    parser.add_argument("--management-url", metavar="URL",
+                        help="with --url: the broker's management API"
+                        " (http://user:pass@host:port), where the duplicates it dropped are"
+                        " read (the demo's own broker: its own)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the working directory (inventory database, broker log)")
     args = parser.parse_args(argv)
     if args.orders < 1 or args.rate <= 0 or args.email_outage < 0 or args.timeout <= 0:
         parser.error("--orders must be >= 1; --rate, --timeout > 0; --email-outage >= 0")
+    if args.customers < 1 or args.republish < 0:
+        parser.error("--customers must be >= 1; --republish >= 0")
     return args
 
 
-def settings(args: argparse.Namespace, run_id: str) -> Settings:
+def settings(args: argparse.Namespace, run_id: str, management_url: str | None) -> Settings:
     count = args.orders
     poison = count // 8
     return Settings(
@@ -93,6 +118,10 @@ def settings(args: argparse.Namespace, run_id: str) -> Settings:
                      else args.crash_after or None),
         timeout=args.timeout,
         poison=f"{run_id}-{poison + 1:05d}",
+        customers=args.customers,
+        republish=min(args.republish, max(0, count - 1)),
+        seed=args.seed,
+        management_url=management_url,
     )
 
 
@@ -109,7 +138,9 @@ async def main_async(args: argparse.Namespace) -> int:
             broker = await OwnBroker.start(topology.CONFIG, workdir)
             print(f"WarrenMQ started (pid {broker.process.pid}) with "
                   f"{topology.CONFIG.name} on {broker.url}; dashboard {broker.dashboard}")
-        demo = Demo(settings(args, workdir.name.rsplit("-", 1)[-1][:8]),
+        management = (f"http://guest:guest@127.0.0.1:{broker.management_port}"
+                      if broker is not None else args.management_url)
+        demo = Demo(settings(args, workdir.name.rsplit("-", 1)[-1][:8], management),
                     args.url or (broker.url if broker else ""), workdir,
                     tty=tty, interval=args.interval, own=broker is not None)
         tally = await demo.run(document)
@@ -126,7 +157,11 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"check failed: {problem}")
     if not problems:
         print("checks: every order placed was processed by every service; stock, revenue"
-              " and units add up; the one dead letter was replayed and processed")
+              " and units add up; the one dead letter was replayed and processed"
+              + ("; every customer's events were handled in order across the takeover"
+                 if tally.shipping is not None else "")
+              + ("; the broker dropped every republished order" if tally.dropped_expected
+                 else ""))
     print(tally.line(), flush=True)
     return 0 if not problems and tally.lost == 0 else 1
 

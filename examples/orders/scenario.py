@@ -24,12 +24,15 @@ from aio_pika.abc import AbstractChannel
 from analytics import AnalyticsV1, AnalyticsV2, Totals
 from checkout import CATALOG, Checkout, Order
 from email_service import Email, SentLog
+from features import Features, dropped_by_broker
 from inventory import Inventory, InventoryDB
 from live import LiveView
 from ops import dlq_inspect, dlq_replay_to_queue
 from reporting import STREAM, Position, Reporting
 from service import Service
+from shipping import Shipping, ShippingResult
 from tally import Tally
+from topology import EXCHANGE
 
 INITIAL_STOCK = 100_000
 SAMPLE_EVERY = 0.25
@@ -48,6 +51,10 @@ class Settings:
     crash_after: int | None    # inventory's K-th commit is never acked (once)
     timeout: float
     poison: str                # the order analytics release 1 cannot read
+    customers: int = 12        # shipping: the placed orders' lifecycle events per customer
+    republish: int = 3         # orders checkout publishes again after a lost confirm
+    seed: int = 1
+    management_url: str | None = None  # where the broker's dedup counter is read
 
 
 class Demo:
@@ -75,6 +82,10 @@ class Demo:
         self.deadline = 0.0
         self._email_due: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
+        self.features = Features()
+        self.shipping: ShippingResult | None = None
+        self.republished = 0
+        self.dropped: int | None = None
 
     def event(self, text: str) -> None:
         self.view.event(text)
@@ -91,7 +102,10 @@ class Demo:
             channel = await admin.channel()
             if self.own:
                 await topology.check_present(channel)
-            await topology.declare(channel, document)
+            self.features = await Features.probe(self.url, admin)
+            await topology.declare(channel, document, self.features.skip)
+            for reason in self.features.skipped():
+                self.event(f"skipped: {reason}")
             self.event("topology: " + ("the broker declared orders.yaml at start; the same"
                                        " declares again are a no-op" if self.own else
                                        "declared from orders.yaml (a no-op where it"
@@ -132,6 +146,8 @@ class Demo:
             return
         self.event(f"checkout: {len(self.checkout.placed)} orders placed and confirmed in "
                    f"{time.monotonic() - started:.1f} s, never waiting for a consumer")
+        if self.features.dedup and self.s.republish:
+            await self._republish()
         analytics_dlq = topology.dlq_of("analytics")
         if not await self._until(lambda: self.depths[analytics_dlq] > 0,
                                  f"order {self.s.poison} to reach {analytics_dlq}"):
@@ -143,6 +159,30 @@ class Demo:
                    f"analytics: " + " ".join(f"{k}={v}" for k, v in self.replay.items()))
         if await self._until(self._all_done, "every service to process every order"):
             await self._reporting()
+            if self.features.consistent_hash:
+                shipping = Shipping(self.url, self.event)
+                self.shipping = await shipping.run(list(self.checkout.placed),
+                                                   self.s.customers, self.s.seed,
+                                                   time.monotonic() + self._left())
+        if self.features.dedup and self.republished:
+            self.dropped = await dropped_by_broker(self.s.management_url, topology.EXCHANGE)
+            if self.dropped is None:
+                self.event("skipped: duplicates_dropped_by_broker is read from the management"
+                           " API; give --management-url with --url to see it")
+            else:
+                self.event(f"broker: {self.dropped} duplicate(s) dropped by the {EXCHANGE!r}"
+                           " exchange (x-message-deduplication on message_id), read from the"
+                           " management API")
+
+    async def _republish(self) -> None:
+        """Checkout's retry after a lost confirm: a few orders published again, same
+        message_id; the orders exchange (x-message-deduplication) drops them."""
+        placed = self.checkout.placed
+        step = max(1, len(placed) // (self.s.republish + 1))
+        again = [placed[i] for i in range(step, len(placed), step)][:self.s.republish]
+        self.event(f"checkout: the confirms of {len(again)} orders were lost (simulated);"
+                   f" it publishes {', '.join(again)} again with the same message_id")
+        self.republished = await self.checkout.republish(again)
 
     async def _reporting(self) -> None:
         """A new service replays order-events from `first`, is stopped half-way and
@@ -323,7 +363,10 @@ class Demo:
             poison=self.s.poison, crash_injected=self.s.crash_after is not None,
             report_orders=dict(self.report.orders), report_units=self.report.units.copy(),
             report_duplicates=self.report.duplicates,
-            resumed_from=self.position.resumed_from)
+            resumed_from=self.position.resumed_from,
+            shipping=self.shipping, shipping_expected=self.features.consistent_hash,
+            republished=self.republished, dropped=self.dropped,
+            dropped_expected=self.features.dedup and self.s.management_url is not None)
 
     def _report(self) -> None:
         units = ", ".join(f"{sku} {n}" for sku, n in self.totals.units.most_common())

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from checkout import Order
+from shipping import ShippingResult
 
 
 @dataclass
@@ -39,6 +40,19 @@ class Tally:
     report_units: Counter[str]
     report_duplicates: int
     resumed_from: int | None                 # the offset reporting's restart began at
+    shipping: ShippingResult | None = None   # the lifecycle events per customer
+    shipping_expected: bool = False          # the broker has x-consistent-hash
+    republished: int = 0                     # orders checkout published again
+    dropped: int | None = None               # duplicates the orders exchange dropped
+    dropped_expected: bool = False           # the broker deduplicates and can say so
+
+    @property
+    def ordering_violations(self) -> str:
+        return "skipped" if self.shipping is None else str(len(self.shipping.violations))
+
+    @property
+    def duplicates_dropped(self) -> str:
+        return "skipped" if self.dropped is None else str(self.dropped)
 
     @property
     def stream_replay_matches(self) -> bool:
@@ -62,7 +76,9 @@ class Tally:
                 f"duplicates_skipped={self.duplicates_skipped} "
                 f"dead_lettered={len(self.dead)} replayed={self.replayed} lost={self.lost} "
                 f"stream_replay_matches={int(self.stream_replay_matches)} "
-                f"stream_resumed_from={-1 if self.resumed_from is None else self.resumed_from}")
+                f"stream_resumed_from={-1 if self.resumed_from is None else self.resumed_from} "
+                f"ordering_violations={self.ordering_violations} "
+                f"duplicates_dropped_by_broker={self.duplicates_dropped}")
 
     def problems(self) -> list[str]:
         placed = set(self.placed)
@@ -87,6 +103,23 @@ class Tally:
                        f" {len(self.analytics)}")
         if self.resumed_from is None:
             out.append("reporting's restart received nothing: it did not resume")
+        out += self._shipping_problems()
+        if self.dropped_expected and self.dropped != self.republished:
+            out.append(f"checkout republished {self.republished} orders; the broker dropped"
+                       f" {self.duplicates_dropped} duplicates")
+        return out
+
+    def _shipping_problems(self) -> list[str]:
+        result = self.shipping
+        if result is None:
+            return ["shipping did not run"] if self.shipping_expected else []
+        out = [f"ordering violation: {v}" for v in result.violations[:5]]
+        if result.published != result.events:
+            out.append(f"shipping published {result.published} of {result.events} events")
+        if result.handled != result.events:
+            out.append(f"shipping handled {result.handled} of {result.events} events")
+        if not result.standby_took_over:
+            out.append(f"the standby never took over from {result.killed or 'the worker'}")
         return out
 
     def _dead_letter_problems(self) -> list[str]:

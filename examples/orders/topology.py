@@ -12,9 +12,13 @@ Must not consume or publish.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, ExchangeType
 
 from warrenmq.config import load_config
@@ -23,6 +27,8 @@ from warrenmq.config.rabbit import declarations
 CONFIG = Path(__file__).resolve().with_name("orders.yaml")
 EXCHANGE = "orders"
 WORK_QUEUES = ("inventory", "email", "analytics")
+LIFECYCLE = "order-lifecycle"  # x-consistent-hash, keyed on the customer id
+SHIPMENT_QUEUES = tuple(f"shipments.{i}" for i in range(4))
 
 
 def dlq_of(queue: str) -> str:
@@ -45,12 +51,16 @@ def load(path: Path = CONFIG) -> dict[str, list[dict[str, Any]]]:
     return document
 
 
-async def declare(channel: AbstractChannel, document: dict[str, list[dict[str, Any]]]) -> None:
-    """Declare every exchange, queue and binding of ``document`` (idempotent)."""
+async def declare(channel: AbstractChannel, document: dict[str, list[dict[str, Any]]],
+                  skip: frozenset[str] = frozenset()) -> None:
+    """Declare every exchange, queue and binding of ``document`` (idempotent), but for
+    the exchanges named in ``skip`` and their bindings (a type the broker lacks)."""
     exchanges: dict[str, AbstractExchange] = {}
     for x in document["exchanges"]:
+        if x["name"] in skip:
+            continue
         exchanges[x["name"]] = await channel.declare_exchange(
-            x["name"], ExchangeType(x["type"]), durable=x["durable"],
+            x["name"], _exchange_type(x["type"]), durable=x["durable"],
             auto_delete=x["auto_delete"], internal=x["internal"],
             arguments=x["arguments"] or None)
     for q in document["queues"]:
@@ -58,6 +68,8 @@ async def declare(channel: AbstractChannel, document: dict[str, list[dict[str, A
                                     auto_delete=q["auto_delete"],
                                     arguments=q["arguments"] or None)
     for b in document["bindings"]:
+        if b["source"] in skip:
+            continue
         source = exchanges.get(b["source"]) or await channel.get_exchange(b["source"])
         arguments = b["arguments"] or None
         if b["destination_type"] == "exchange":
@@ -66,6 +78,44 @@ async def declare(channel: AbstractChannel, document: dict[str, list[dict[str, A
         else:
             queue = await channel.get_queue(b["destination"], ensure=False)
             await queue.bind(source, b["routing_key"], arguments=arguments)
+
+
+def _exchange_type(name: str) -> ExchangeType | str:
+    try:
+        return ExchangeType(name)
+    except ValueError:  # a plugin's type (x-consistent-hash): aio-pika passes the string
+        return name
+
+
+async def consistent_hash_available(url: str) -> bool:
+    """Whether the broker has the x-consistent-hash type (RabbitMQ: only with its plugin
+    enabled). Probed on a connection of its own: an unknown type closes the connection
+    (503 COMMAND_INVALID)."""
+    quiet = logging.getLogger("aiormq.connection")  # the expected close is no error here
+    was_disabled, quiet.disabled = quiet.disabled, True
+    connection = await aio_pika.connect(url, timeout=10)
+    try:
+        channel = await connection.channel()
+        probe = await channel.declare_exchange("orders.probe-consistent-hash",
+                                               "x-consistent-hash", auto_delete=True,
+                                               durable=False)
+        await probe.delete()
+        return True
+    except aio_pika.exceptions.AMQPError:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await connection.close()
+        await asyncio.sleep(0)  # let the reader log (not) its exit while still quiet
+        quiet.disabled = was_disabled
+
+
+async def shipment_depths(channel: AbstractChannel) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name in SHIPMENT_QUEUES:
+        queue = await channel.declare_queue(name, passive=True)
+        out[name] = int(queue.declaration_result.message_count or 0)
+    return out
 
 
 async def check_present(channel: AbstractChannel) -> None:
@@ -90,7 +140,7 @@ async def purge_leftovers(channel: AbstractChannel) -> int:
     """Empty the demo's queues of what an earlier run left (``--url`` on a broker used
     before); returns how many messages were purged."""
     purged = 0
-    for name in ALL_QUEUES:
+    for name in (*ALL_QUEUES, *SHIPMENT_QUEUES):
         queue = await channel.get_queue(name, ensure=False)
         result = await queue.purge()
         purged += int(result.message_count or 0)

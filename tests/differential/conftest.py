@@ -17,10 +17,12 @@ import pytest
 
 from tests.differential.definitions import DEFINITIONS
 from tests.differential.harness import Scenario, Transcript, differential
-from tests.differential.node import RabbitMQNode, rabbitmq_available
+from tests.differential.node import RabbitMQNode, plugin_available, rabbitmq_available
 from warrenmq.app import start
 from warrenmq.config import ListenerConfig, ManagementConfig, StorageConfig, load_config
 from warrenmq.server.listener import Server
+
+CONSISTENT_HASH_PLUGIN = "rabbitmq_consistent_hash_exchange"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,7 +39,10 @@ def rabbitmq() -> Iterator[RabbitMQNode]:
     reason = rabbitmq_available()
     if reason is not None:
         pytest.skip(f"differential tests need a RabbitMQ node: {reason}")
-    node = RabbitMQNode(DEFINITIONS)
+    # the consistent-hash plugin ships with Debian's package: enabled when present
+    # (test_diff_consistent_hash.py skips, saying so, when it is not)
+    plugins = tuple(p for p in (CONSISTENT_HASH_PLUGIN,) if plugin_available(p))
+    node = RabbitMQNode(DEFINITIONS, plugins=plugins)
     node.start()
     try:
         yield node

@@ -33,6 +33,11 @@ def rabbitmq_available() -> str | None:
     return None
 
 
+def plugin_available(name: str) -> bool:
+    """Whether Debian's package ships the RabbitMQ plugin ``name`` (enabled per node)."""
+    return any(Path("/usr/lib/rabbitmq/lib").glob(f"rabbitmq_server-*/plugins/{name}-*"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -53,7 +58,9 @@ def _stop(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
 class RabbitMQNode:
     """``start()`` boots the node and waits until AMQP answers; ``stop()`` ends it."""
 
-    def __init__(self, definitions: dict[str, Any], base: Path | None = None) -> None:
+    def __init__(self, definitions: dict[str, Any], base: Path | None = None,
+                 plugins: tuple[str, ...] = ()) -> None:
+        self.plugins = plugins  # enabled at boot through our own enabled_plugins file
         self.port = free_port()
         self.name = f"warrendiff{self.port}@localhost"
         self.base = base or Path(f"/tmp/warrendiff-rabbitmq-{self.port}-{os.getpid()}")
@@ -92,7 +99,7 @@ class RabbitMQNode:
         shutil.rmtree(base, ignore_errors=True)
         (base / "log").mkdir(parents=True)
         (base / "mnesia").mkdir()
-        (base / "enabled_plugins").write_text("[].\n")
+        (base / "enabled_plugins").write_text(f"[{','.join(self.plugins)}].\n")
         (base / "rabbitmq-env.conf").write_text("")
         (base / "definitions.json").write_text(json.dumps(self.definitions))
         (base / "rabbitmq.conf").write_text(

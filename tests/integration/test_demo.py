@@ -24,18 +24,24 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import BrokerHandle
+from tests.mgmthttp import MANAGEMENT
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples" / "orders" / "demo.py"
 SUMMARY = re.compile(
     r"^placed=(\d+) inventory=(\d+) email=(\d+) analytics=(\d+) duplicates_skipped=(\d+) "
     r"dead_lettered=(\d+) replayed=(\d+) lost=(\d+) stream_replay_matches=(\d+) "
-    r"stream_resumed_from=(-?\d+)$")
+    r"stream_resumed_from=(-?\d+) ordering_violations=(\d+|skipped) "
+    r"duplicates_dropped_by_broker=(\d+|skipped)$")
 KEYS = ("placed", "inventory", "email", "analytics", "duplicates_skipped", "dead_lettered",
-        "replayed", "lost", "stream_replay_matches", "stream_resumed_from")
+        "replayed", "lost", "stream_replay_matches", "stream_resumed_from",
+        "ordering_violations", "duplicates_dropped_by_broker")
 SHORT = ["--rate", "60", "--email-outage", "1.5", "--email-latency", "2", "--interval", "0.2"]
 
 
@@ -53,10 +59,11 @@ async def run_demo(*args: str, timeout: float = 50) -> tuple[int, list[str], str
     return proc.returncode, out.decode().splitlines(), err.decode()
 
 
-def summary(lines: list[str]) -> dict[str, int]:
+def summary(lines: list[str]) -> dict[str, Any]:
     match = SUMMARY.match(lines[-1])
     assert match, f"last line is not the summary: {lines[-1]!r}"
-    return dict(zip(KEYS, map(int, match.groups()), strict=True))
+    return {key: value if value == "skipped" else int(value)
+            for key, value in zip(KEYS, match.groups(), strict=True)}
 
 
 def broker_running(pid: int) -> bool:
@@ -82,7 +89,10 @@ async def test_demo_on_its_own_broker() -> None:
         "duplicates_skipped": 0, "dead_lettered": 1, "replayed": 1, "lost": 0,
         # reporting replayed order-events from first, was stopped after 30 orders
         # (offsets 0-29 acked) and its restart resumed at the tracked offset
-        "stream_replay_matches": 1, "stream_resumed_from": 30}
+        "stream_replay_matches": 1, "stream_resumed_from": 30,
+        # shipping: the killed worker's standby took over and no customer's events ran
+        # out of order; checkout's three republished orders were dropped by the broker
+        "ordering_violations": 0, "duplicates_dropped_by_broker": 3}
     assert summary(lines)["duplicates_skipped"] >= 1
     assert "reporting: restarted, resumed from offset 30 (WarrenMQ's tracked offset" in text
     started = re.match(r"WarrenMQ started \(pid (\d+)\) with orders\.yaml on amqp://", lines[0])
@@ -105,17 +115,43 @@ async def test_demo_on_its_own_broker() -> None:
     assert "replayed=1 skipped=0 failed=0" in text
     assert text.index("analytics: fix deployed") < text.index("warrenmq dlq replay")
     assert depths_of(lines, "analytics.dlq")[-1] == 0
+    # checkout's retry after a lost confirm: republished, dropped by the broker, and no
+    # service (nor the stream's replay, stream_replay_matches=1) saw them twice
+    assert re.search(r"checkout: the confirms of 3 orders were lost \(simulated\); it"
+                     r" publishes \S+, \S+, \S+ again with the same message_id", text), text
+    assert ("broker: 3 duplicate(s) dropped by the 'orders' exchange (x-message-deduplication"
+            " on message_id), read from the management API") in text
+    # shipping: 60 orders x 3 events of 12 customers, a worker killed, the standby took over
+    assert ("shipping: 180 events of 12 customers (OrderPlaced, OrderPaid, OrderShipped per"
+            " order, interleaved) -> order-lifecycle (x-consistent-hash") in text
+    assert ("shipping: worker shipments.0/a KILLED after handling an event it never acked;"
+            " the broker hands its queue to the standby") in text
+    handled = re.search(r"shipping: 180/180 events handled, standby shipments\.0/b handled"
+                        r" (\d+) after the takeover, (\d+) redelivery skipped, 0 ordering"
+                        r" violation\(s\); customers per queue: \{(.*)\}", text)
+    assert handled, text
+    assert int(handled.group(1)) > 0 and int(handled.group(2)) >= 1
+    per_queue = [int(n) for n in re.findall(r": (\d+)", handled.group(3))]
+    assert sum(per_queue) == 12 and len(per_queue) == 4, per_queue
+    assert "every customer's events were handled in order across the takeover" in text
+    assert "the broker dropped every republished order" in text
 
 
-async def test_demo_with_url_declares_the_topology(broker: BrokerHandle) -> None:
+async def test_demo_with_url_declares_the_topology(broker_factory: Any) -> None:
+    broker: BrokerHandle = await broker_factory(top=MANAGEMENT)
     vhost = broker.vhost()
     assert "orders" not in vhost.exchanges
+    management = f"http://guest:guest@127.0.0.1:{broker.server.management_port}"
     status, lines, err = await run_demo("--orders", "30", *SHORT, "--timeout", "40",
-                                        "--url", broker.url)
+                                        "--url", broker.url, "--management-url", management)
     assert status == 0, "\n".join(lines) + err
     assert summary(lines) == {**summary(lines), "placed": 30, "inventory": 30, "email": 30,
                               "analytics": 30, "dead_lettered": 1, "replayed": 1, "lost": 0,
-                              "stream_replay_matches": 1, "stream_resumed_from": 15}
+                              "stream_replay_matches": 1, "stream_resumed_from": 15,
+                              "ordering_violations": 0, "duplicates_dropped_by_broker": 3}
+    assert vhost.exchanges["order-lifecycle"].type_name == "x-consistent-hash"
+    assert vhost.queues["shipments.0"].arguments == {"x-single-active-consumer": True}
+    assert vhost.exchanges["orders"].arguments["x-message-deduplication"] is True
     assert vhost.queues["order-events"].tracked_offsets() == {"reporting": 29}
     assert any("] topology: declared from orders.yaml (" in line for line in lines)
     assert vhost.exchanges["orders"].type_name == "fanout"
@@ -146,3 +182,44 @@ def test_orders_yaml_passes_check_config() -> None:
                           capture_output=True, text=True, timeout=30, cwd=ROOT, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith(": ok")
+
+
+def test_the_ordering_check_has_teeth() -> None:
+    """The ledger the shipment workers write: an event handled before its predecessor is
+    a violation (and fails the run), a redelivery of one handled already is skipped."""
+    sys.path.insert(0, str(DEMO.parent))
+    try:
+        from shipping import Ledger, ShippingResult, lifecycle
+        from tally import Tally
+    finally:
+        sys.path.remove(str(DEMO.parent))
+    events = lifecycle([f"o{n}" for n in range(30)], 4, seed=7)
+    assert len(events) == 90 and len({e.customer for e in events}) == 4
+    for customer in {e.customer for e in events}:  # interleaved, each in its own order
+        mine = [e.seq for e in events if e.customer == customer]
+        assert mine == list(range(1, len(mine) + 1))
+    assert [e.customer for e in events[:12]] != sorted(e.customer for e in events[:12])
+    ledger = Ledger(expected=3)
+    ledger.handle("w/a", "q", "c1", 1, "o1:OrderPlaced")
+    ledger.handle("w/a", "q", "c1", 1, "o1:OrderPlaced")  # redelivered after a crash
+    ledger.handle("w/b", "q", "c1", 3, "o1:OrderShipped")  # 2 was skipped: a violation
+    ledger.handle("w/b", "q", "c1", 2, "o1:OrderPaid")     # and 2 after 3: another
+    assert ledger.redelivered_skipped == 1 and len(ledger.violations) == 2
+    assert ledger.complete.is_set()
+    result = ShippingResult(events=3, published=3, handled=3, violations=ledger.violations,
+                            killed="w/a", standby_took_over=True)
+    tally = Tally(orders=[], placed=[], publish_failures=[], inventory=set(), email=set(),
+                  analytics=set(), duplicates_skipped=0, dead={}, replay={}, depths={},
+                  stock_taken={}, units_counted=Counter(), revenue_counted=Decimal(0),
+                  poison=None, crash_injected=False, report_orders={},
+                  report_units=Counter(), report_duplicates=0, resumed_from=0,
+                  shipping=result, shipping_expected=True, republished=3, dropped=2,
+                  dropped_expected=True)
+    assert "ordering_violations=2 duplicates_dropped_by_broker=2" in tally.line()
+    problems = tally.problems()
+    assert any(p.startswith("ordering violation: c1: event 3") for p in problems)
+    assert "checkout republished 3 orders; the broker dropped 2 duplicates" in problems
+    skipped = Tally(**{**tally.__dict__, "shipping": None, "shipping_expected": False,
+                       "dropped": None, "dropped_expected": False})
+    assert "ordering_violations=skipped duplicates_dropped_by_broker=skipped" in skipped.line()
+    assert not [p for p in skipped.problems() if "ordering" in p or "dropped" in p]

@@ -189,7 +189,7 @@ async def test_demo_moves_into_a_three_node_cluster(cluster: RabbitCluster,
     # (declared on the target, its contents listed as not moved)
     types = {q["name"]: q["type"] for q in queues}
     assert types.pop("order-events", "stream") == "stream"
-    assert types == dict.fromkeys(topology.ALL_QUEUES, "quorum")
+    assert types == dict.fromkeys((*topology.ALL_QUEUES, *topology.SHIPMENT_QUEUES), "quorum")
     # 3. Resume against node A; node B is stopped halfway through the second half.
     run.start(node_a.url, "inventory", "email", "analytics")
     stopper: list[asyncio.Task[None]] = []

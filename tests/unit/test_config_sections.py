@@ -218,8 +218,25 @@ def test_format_duration_ms_picks_the_largest_exact_unit():
         ),
         (
             "exchanges:\n  - {name: x, type: x-delayed-message}\n",
-            'c.yaml:2:21: exchanges[0].type: expected one of "direct", "fanout", "topic",'
-            ' "headers", got "x-delayed-message"',
+            "c.yaml:2:5: exchanges[0].arguments: the x-delayed-message exchange type refuses"
+            " it: Invalid argument, 'x-delayed-type' must be an existing exchange type (none"
+            " given)",
+        ),
+        (
+            "exchanges:\n  - {name: x, type: x-delayed-message, delayed_type: x-delayed-message}\n",
+            "c.yaml:2:5: exchanges[0].arguments: the x-delayed-message exchange type refuses"
+            " it: Invalid argument, 'x-delayed-type' must be an existing exchange type (got"
+            " 'x-delayed-message')",
+        ),
+        (
+            "exchanges:\n  - {name: x, type: topic, delayed_type: direct}\n",
+            "c.yaml:2:42: exchanges[0].delayed_type: only an exchange of type"
+            " x-delayed-message takes this key",
+        ),
+        (
+            "exchanges:\n  - {name: x, type: x-random}\n",
+            'c.yaml:2:21: exchanges[0].type: unknown exchange type "x-random"; expected one'
+            ' of "direct", "fanout", "topic", "headers", "x-consistent-hash", "x-delayed-message"',
         ),
         (
             "exchanges:\n  - {name: amq.direct, type: direct}\n",
@@ -431,7 +448,9 @@ def test_shipped_reference_examples_load_when_uncommented():
     assert cfg.queues[2].max_priority == 10
     assert cfg.queues[3].single_active_consumer is True
     assert (cfg.queues[4].message_deduplication, cfg.queues[4].cache_ttl) == (True, 600_000)
-    assert [x.name for x in cfg.exchanges] == ["orders", "events", "checkout"]
+    assert [x.name for x in cfg.exchanges] == ["orders", "events", "checkout", "later"]
+    assert (cfg.exchanges[3].type, cfg.exchanges[3].delayed_type) == ("x-delayed-message",
+                                                                       "direct")
     assert len(cfg.bindings) == 3 and len(cfg.policies) == 1
     assert cfg.permissions is not None and len(cfg.permissions) == 1
     assert [t.write for t in cfg.topic_permissions] == ["^{username}\\."]
@@ -459,6 +478,7 @@ exchanges:
   - {{name: events, type: topic, alternate_exchange: orders, auto_delete: true}}
   - {{name: private, type: direct, internal: true, durable: false}}
   - {{name: hx, type: headers, vhost: prod, arguments: {{x-note: [1, 2.5]}}}}
+  - {{name: later, type: x-delayed-message, delayed_type: topic}}
 queues:
   - name: email
     dead_letter_exchange: orders.dlx
@@ -602,8 +622,8 @@ RABBIT_EXPORT = {
          "arguments": {"x-max-length": 10}},
     ],
     "exchanges": [
-        {"name": "delayed", "vhost": "/", "type": "x-delayed-message", "durable": True,
-         "auto_delete": False, "internal": False, "arguments": {"x-delayed-type": "direct"}},
+        {"name": "delayed", "vhost": "/", "type": "x-random", "durable": True,
+         "auto_delete": False, "internal": False, "arguments": {}},
         {"name": "ex", "vhost": "/", "type": "direct", "durable": True, "auto_delete": False,
          "internal": False, "arguments": {"alternate-exchange": "ae"}},
     ],
@@ -642,7 +662,7 @@ def test_reading_a_rabbitmq_export_notes_what_it_cannot_keep():
         'parameters[0] (shovel "s1" in vhost "/")',
         'global_parameters[0] ("cluster_name")',
         'queues[0] ("q1"): a quorum queue in RabbitMQ; WarrenMQ runs it as a classic queue',
-        'exchanges[0] ("delayed"): exchange type "x-delayed-message" is not supported',
+        'exchanges[0] ("delayed"): exchange type "x-random" is not supported',
         "bindings[0]: an end of the binding was not imported",
     ):
         assert expected in notes, expected

@@ -185,7 +185,7 @@ def test_registry_creates_each_type(type_name: str, cls: type[Exchange]) -> None
 def test_registry_rejects_unknown_type() -> None:
     with pytest.raises(CommandInvalid) as info:
         create_exchange(
-            "x-consistent-hash",
+            "x-random",
             "x",
             durable=False,
             auto_delete=False,
@@ -194,5 +194,5 @@ def test_registry_rejects_unknown_type() -> None:
         )
     assert info.value.reply_code is ReplyCode.COMMAND_INVALID
     assert int(info.value.reply_code) == 503
-    assert info.value.text == "unknown exchange type 'x-consistent-hash'"
+    assert info.value.text == "unknown exchange type 'x-random'"
     assert not info.value.is_channel_error

@@ -25,6 +25,7 @@ from types import MappingProxyType
 
 import structlog
 
+from warrenmq.broker import delays
 from warrenmq.broker.permissions import FULL_ACCESS, Grant, Permission
 from warrenmq.broker.policies import Policy
 from warrenmq.broker.topic_permissions import TopicPermission
@@ -176,6 +177,8 @@ class Broker:
             self._grants.pop(key).update(None)
         for queue in list(vhost.queues.values()):
             vhost.remove_queue(queue, reason="vhost_deleted")
+        for exchange in list(vhost.delayed):  # held delayed messages go too
+            delays.discard(vhost, exchange)
         self.permission_generation += 1
         log.info("vhost_deleted", vhost=name)
         return vhost

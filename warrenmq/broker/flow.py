@@ -9,11 +9,17 @@ queue it already died in without a rejection in between is dropped (RabbitMQ's c
 rule), so nothing loops. ``tick`` is the server's timer callback: expiry, retry delays
 and x-expires. Nothing here awaits.
 
+Exchanges that hold messages (``HOLDS_MESSAGES``, x-delayed-message; see
+``broker/holding.py``): ``publish`` offers the message to such an exchange first (one
+attribute test for every other exchange), and ``tick`` publishes what holding exchanges
+release, with ``offer_hold=False`` so the exchange's own routing rules apply.
+
 Dead letters are counted, not logged one by one: ``vhost.dead_letter_log`` collects
 (event, queue, reason, exchange or target) -> count, and ``log_dead_letters`` (called by
 the server's tick, at most once a second) writes one ``message_dead_lettered`` line per
 queue and reason with the ``count`` (or ``dead_letter_exchange_missing`` /
-``dead_letter_cycle_dropped`` warnings, counted the same way).
+``dead_letter_cycle_dropped`` / ``dead_letter_route_failed`` warnings, counted the same
+way; the last when the dead-letter exchange's type raised: see exchange/failure.py).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
+from warrenmq.broker import holding
 from warrenmq.broker.routing import route
+from warrenmq.errors import AMQPError
 from warrenmq.message import Message
 from warrenmq.queues.dead_letter import dead_letter_message, is_cycle
 from warrenmq.queues.stream import stream_ticket
@@ -39,14 +47,25 @@ log = structlog.get_logger("warrenmq.dead_letter")
 MAX_CASCADE: Final = 100_000
 
 
-def publish(vhost: VirtualHost, exchange: Exchange, message: Message,
-            routed_to: list[Queue] | None = None) -> tuple[int, bool, int]:
+def publish(  # noqa: C901 - the per-message path stays one function (no call per step)
+    vhost: VirtualHost, exchange: Exchange, message: Message,
+    routed_to: list[Queue] | None = None, *, offer_hold: bool = True, mandatory: bool = False,
+) -> tuple[int, bool, int]:
     """Route, store and enqueue; returns (queues that took it, whether any queue refused
     it, the store ticket whose commit makes it durable, or 0 when nothing was stored).
-    With deduplication in the vhost, ``broker/dedup.py`` routes and filters, and calls
-    back with ``routed_to`` (at least one queue); routed is -1 for a dropped duplicate
-    (confirmed, never returned). Without, the cost is one attribute test."""
+
+    A holding exchange (``exchange.holds_messages``: x-delayed-message, plugins) is
+    offered the message first, and one that takes it counts as one queue that took it;
+    ``mandatory`` lets it refuse a message nothing would take now. A held message meets
+    the deduplicating entities when it is released (``offer_hold=False``). With
+    deduplication in the vhost, ``broker/dedup.py`` routes and filters and calls back
+    with ``routed_to`` (at least one queue); routed is -1 for a dropped duplicate
+    (confirmed, never returned). Without either, the cost is two attribute tests."""
     if routed_to is None:
+        if offer_hold and exchange.holds_messages:
+            held = holding.offer(vhost, exchange, message, mandatory)
+            if held is not None:
+                return 1, False, held
         if vhost.dedup is not None:
             return vhost.dedup.publish(exchange, message)
         queues = route(vhost, exchange, message)
@@ -113,8 +132,14 @@ def route_dead_letters(vhost: VirtualHost, queues: list[Queue]) -> None:
             counts["message_dead_lettered", source.name, record.reason, exchange.name] += 1
             message = dead_letter_message(record, exchange.name, args.dead_letter_routing_key,
                                           now)
+            try:
+                reached = route(vhost, exchange, message)
+            except AMQPError:  # the DLX's exchange type failed (logged by exchange/failure)
+                counts["dead_letter_route_failed", source.name, record.reason,
+                       exchange.name] += 1
+                continue
             targets = []
-            for target in route(vhost, exchange, message):
+            for target in reached:
                 if is_cycle(message, target.name):
                     counts["dead_letter_cycle_dropped", source.name, record.reason,
                            target.name] += 1
@@ -146,6 +171,13 @@ def log_dead_letters(vhost: VirtualHost) -> None:
 
 def tick(vhost: VirtualHost, now: float) -> list[DeliveryTarget]:
     """Run due timers; returns consumers to cancel (none today: expired queues have none)."""
+    if vhost.holding:
+        for exchange, message in holding.due(vhost):
+            try:
+                publish(vhost, exchange, message, offer_hold=False)
+            except AMQPError as exc:  # its type failed to route it (logged): dropped
+                log.warning("held_message_dropped", vhost=vhost.name, exchange=exchange.name,
+                            error=exc.text)
     dead: list[Queue] = []
     expired: list[Queue] = []
     for queue in list(vhost.timed):

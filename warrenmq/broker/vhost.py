@@ -16,12 +16,12 @@ import base64
 import itertools
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import structlog
 
-from warrenmq.broker import dedup, flow, policies, routing
+from warrenmq.broker import dedup, delays, flow, policies, routing
 from warrenmq.broker.policies import Policy
 from warrenmq.clock import SYSTEM_CLOCK, Clock
 from warrenmq.errors import (
@@ -32,6 +32,7 @@ from warrenmq.errors import (
     ResourceLocked,
 )
 from warrenmq.exchange import EXCHANGE_TYPES, Exchange, create_exchange
+from warrenmq.exchange.delayed import STORE_PREFIX, TYPE_ARGUMENT, DelayedExchange
 from warrenmq.message import Message
 from warrenmq.queues.arguments import parse_arguments
 from warrenmq.queues.dedup import ARGUMENTS as DEDUP_ARGUMENTS
@@ -93,6 +94,11 @@ class VirtualHost:
         self.name = name
         self.clock = clock
         self.timed: set[Queue] = set()  # queues the server's timer tick must visit
+        self.holding: set[Exchange] = set()  # exchanges holding messages (broker/holding.py)
+        # x-delayed-message exchanges holding messages, and the server's callback told of
+        # each new earliest due time in ms (broker/delays.py, server/delay_timer.py)
+        self.delayed: set[DelayedExchange] = set()
+        self.delay_wake: Callable[[int], None] | None = None
         # bumped by every change to exchanges, queues or bindings (durable or not): the
         # server compares it to decide whether the durable definitions must be saved
         self.generation = 0
@@ -218,6 +224,8 @@ class VirtualHost:
              x.arguments.get("alternate-exchange")),
             *[(key, args.get(key), x.arguments.get(key)) for key in DEDUP_ARGUMENTS],
         ]
+        if isinstance(x, DelayedExchange):  # ours: RabbitMQ's plugin ignores a change
+            checks.append((TYPE_ARGUMENT, args.get(TYPE_ARGUMENT), x.arguments.get(TYPE_ARGUMENT)))
         self._assert_equivalent("exchange", x.name, checks)
 
     def delete_exchange(self, name: str, *, if_unused: bool = False) -> None:
@@ -232,6 +240,8 @@ class VirtualHost:
             raise PreconditionFailed(f"{self._where('exchange', name)} in use")
         del self.exchanges[name]
         self.generation += 1
+        if isinstance(exchange, DelayedExchange):
+            delays.discard(self, exchange)
         for other in list(self.exchanges.values()):
             if other.unbind_destination(exchange):
                 self._maybe_auto_delete_exchange(other)
@@ -240,6 +250,8 @@ class VirtualHost:
         if exchange.auto_delete and not exchange.has_bindings() and exchange.name:
             self.exchanges.pop(exchange.name, None)
             self.generation += 1
+            if isinstance(exchange, DelayedExchange):
+                delays.discard(self, exchange)
             for other in list(self.exchanges.values()):
                 if other.unbind_destination(exchange):
                     self._maybe_auto_delete_exchange(other)
@@ -256,7 +268,7 @@ class VirtualHost:
         if destination == "":
             raise AccessRefused("operation not permitted on the default exchange")
         dst = self.exchange(destination)
-        src.validate_binding(binding_key, arguments)
+        src.check_binding(binding_key, arguments)
         if src.bind(dst, binding_key, arguments):
             self.generation += 1
 
@@ -301,6 +313,8 @@ class VirtualHost:
             return existing
         if name.startswith("amq.") and not server_named:
             raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+        if name.startswith(STORE_PREFIX[0]):  # the store keys of delayed messages
+            raise AccessRefused(f"queue name {name!r} may not start with a NUL character")
         if self.max_queues is not None and len(self.queues) >= self.max_queues:
             raise PreconditionFailed(
                 f"cannot declare queue '{name}' in vhost '{self.name}': queue limit in vhost"
@@ -363,9 +377,10 @@ class VirtualHost:
                 queue.memory_limit = queue_memory_limit
 
     # ----------------------------------------------------------------- message flow
-    def publish(self, exchange: Exchange, message: Message) -> tuple[int, bool, int]:
+    def publish(self, exchange: Exchange, message: Message, mandatory: bool = False
+                ) -> tuple[int, bool, int]:
         self.published += 1
-        return flow.publish(self, exchange, message)
+        return flow.publish(self, exchange, message, mandatory=mandatory)
 
     def route_dead_letters(self, queues: list[Queue]) -> None:
         flow.route_dead_letters(self, queues)
@@ -397,7 +412,7 @@ class VirtualHost:
     ) -> None:
         q = self.queue(queue, owner)
         x = self._bindable_source(exchange)
-        x.validate_binding(binding_key, arguments)
+        x.check_binding(binding_key, arguments)
         if x.bind(q, binding_key, arguments):
             self.generation += 1
 

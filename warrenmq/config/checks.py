@@ -130,6 +130,15 @@ def _binding_key(index: int, binding: BindingConfig, source_type: str | None) ->
             yield (("bindings", index, "arguments", "x-match"),
                    "expected one of " + ", ".join(f'"{m}"' for m in X_MATCH_MODES)
                    + f", got {shown}")
+    if source_type == "x-consistent-hash":  # the key is the queue's weight, 1..10000
+        from warrenmq.errors import PreconditionFailed
+        from warrenmq.exchange.consistent_hash import parse_weight
+
+        try:
+            parse_weight(binding.routing_key)
+        except PreconditionFailed as exc:
+            yield (("bindings", index, "routing_key"),
+                   f"a consistent-hash binding key is the queue's weight: {exc.text}")
 
 
 def permission_users(cfg: BrokerConfig) -> Iterator[Finding]:

@@ -22,7 +22,6 @@ from warrenmq.config.schema import BrokerConfig, UserConfig, VhostConfig, valida
 from warrenmq.config.spec import ConfigError, ConfigProblem, ConfigSource, FreeMap
 from warrenmq.config.topology import (
     EXCHANGE_FRIENDLY,
-    EXCHANGE_TYPES,
     QUEUE_FRIENDLY,
     BindingConfig,
     ExchangeConfig,
@@ -33,6 +32,7 @@ from warrenmq.config.topology import (
     split_exchange_arguments,
     split_queue_arguments,
 )
+from warrenmq.exchange.registry import EXCHANGE_TYPES, load_plugins
 
 _BAD: Any = object()
 _REQUIRED: Any = object()
@@ -261,6 +261,7 @@ class _Builder:
         vhost = self.vhost(x, path)
         if _BAD in (name, kind, *flags, arguments, vhost):
             return _BAD
+        load_plugins()  # idempotent: a plugin's types import like the built-in ones
         if kind not in EXCHANGE_TYPES:
             self.reader.notes.append(f'{path} ("{name}"): exchange type "{kind}" is not'
                                      " supported; exchange not imported")

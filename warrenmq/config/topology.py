@@ -6,7 +6,10 @@ between a queue's friendly spellings (``message_ttl: 30s``) and RabbitMQ's x-arg
 (``x-message-ttl: 30000``) in both directions. Rules that need the whole config
 (references, duplicates per vhost, known users) are in :mod:`warrenmq.config.checks`.
 Must not import the broker: the argument checks mirror ``queues/arguments.py`` so that
-``check-config`` catches what the broker would refuse with 406.
+``check-config`` catches what the broker would refuse with 406. An exchange's type is
+checked against the exchange-type registry (``warrenmq.exchange.registry``, which imports
+nothing above ``warrenmq.errors``), read at check time so that plugin types count, and
+the type's own ``validate_arguments`` judges its arguments.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from warrenmq.config.spec import (
 )
 from warrenmq.config.units import age_ms
 
-EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 APPLY_TO = ("queues", "exchanges", "all")
 MAX_TTL_MS = 2**32 - 1  # RabbitMQ's limit for x-message-ttl
@@ -55,12 +57,14 @@ class ExchangeConfig:
     """An exchange declared at start (and on reload); ``vhost`` None = the default vhost."""
 
     name: str = field(metadata=spec(non_empty=True))
-    type: str = field(default="direct", metadata=spec(choices=EXCHANGE_TYPES))
+    type: str = field(default="direct", metadata=spec(non_empty=True))  # see _exchange_type
     vhost: str | None = field(default=None, metadata=spec(non_empty=True))
     durable: bool = True
     auto_delete: bool = False
     internal: bool = False
     alternate_exchange: str | None = None  # the "alternate-exchange" argument
+    # "x-delayed-type": the type an x-delayed-message exchange routes as (checked by it)
+    delayed_type: str | None = None
     # deduplication (x-message-deduplication, x-cache-size...: docs/deduplication.md)
     message_deduplication: bool | None = None
     cache_size: int | None = field(default=None, metadata=spec(minimum=1,
@@ -258,8 +262,11 @@ QUEUE_FRIENDLY = (
     Friendly("single_active_consumer", "x-single-active-consumer", _kind_bool),
     *DEDUP_FRIENDLY,
 )
-EXCHANGE_FRIENDLY = (Friendly("alternate_exchange", "alternate-exchange", _kind_str),
-                     *DEDUP_FRIENDLY)
+EXCHANGE_FRIENDLY = (
+    Friendly("alternate_exchange", "alternate-exchange", _kind_str),
+    Friendly("delayed_type", "x-delayed-type", _kind_str),
+    *DEDUP_FRIENDLY,
+)
 
 
 def queue_arguments(queue: QueueConfig) -> dict[str, Any]:
@@ -399,6 +406,32 @@ def _queue_arguments(queue: QueueConfig) -> Iterator[Finding]:
 
 def _exchange_arguments(exchange: ExchangeConfig) -> Iterator[Finding]:
     yield from _argument_findings(exchange, EXCHANGE_FRIENDLY)
+    if exchange.type != "x-delayed-message" and exchange.delayed_type is not None:
+        yield ("delayed_type",), "only an exchange of type x-delayed-message takes this key"
+
+
+def _exchange_type(exchange: ExchangeConfig) -> Iterator[Finding]:
+    """The type is registered (built-in or a loaded plugin) and accepts the arguments."""
+    from warrenmq.errors import AMQPError
+    from warrenmq.exchange.registry import EXCHANGE_TYPES, PluginError, load_plugins
+
+    try:
+        load_plugins()
+    except PluginError as exc:
+        yield ("type",), str(exc)
+        return
+    cls = EXCHANGE_TYPES.get(exchange.type)
+    if cls is None:
+        known = ", ".join(f'"{name}"' for name in EXCHANGE_TYPES)
+        yield ("type",), f'unknown exchange type "{exchange.type}"; expected one of {known}'
+        return
+    try:
+        cls.validate_arguments(exchange_arguments(exchange))
+    except AMQPError as exc:
+        yield ("arguments",), f"the {exchange.type} exchange type refuses it: {exc.text}"
+    except Exception as exc:  # a plugin's fault, reported rather than raised
+        yield ("arguments",), (f"the {exchange.type} exchange type failed to check it:"
+                               f" {type(exc).__name__}: {exc}")
 
 
 def _policy_rules(policy: PolicyConfig) -> Iterator[Finding]:
@@ -472,7 +505,9 @@ def _binding_rules(binding: BindingConfig) -> Iterator[Finding]:
 RULES = {
     ExchangeConfig: (
         rule(_name_rules("exchange"), "name"),
-        rule(_exchange_arguments, "arguments", "alternate_exchange", *DEDUP_FIELDS),
+        rule(_exchange_arguments, "arguments", "alternate_exchange", "delayed_type", "type",
+             *DEDUP_FIELDS),
+        rule(_exchange_type, "type", "arguments", "alternate_exchange", "delayed_type"),
     ),
     QueueConfig: (
         rule(_name_rules("queue"), "name"),

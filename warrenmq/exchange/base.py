@@ -4,6 +4,15 @@ This module owns the ``Exchange`` base class, the binding identity rules shared 
 exchange type, and the canonical (hashable, type-aware) form of AMQP field-table values.
 It must not know about queues, channels, I/O or the broker: destinations are opaque
 hashables, and exchange-to-exchange routing is walked by the broker, not here.
+
+``Exchange`` is also the public interface of exchange-type plugins (docs/plugins.md):
+a plugin subclasses it in interpreted Python, so the compiled class allows interpreted
+subclasses. Beyond the binding index (``_init_index``/``_attach``/``_detach``) and
+``route``, it has three optional hooks, each off unless a class asks for it, so the
+built-in types pay nothing for them: ``validate_arguments`` (declare time),
+``route_message`` (``ROUTES_MESSAGE``: routing that reads the properties or the body)
+and ``hold``/``release``/``next_release`` (``HOLDS_MESSAGES``: an exchange that keeps
+a message now and hands it back to be routed later).
 """
 
 from __future__ import annotations
@@ -14,7 +23,15 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypedDict
+
+from mypy_extensions import mypyc_attr
+
+from warrenmq.errors import AMQPError
+from warrenmq.exchange.failure import contain
+
+if TYPE_CHECKING:
+    from warrenmq.message import Message
 
 Destination: TypeAlias = Hashable
 HeadersGetter: TypeAlias = Callable[[], Mapping[str, Any] | None]
@@ -108,6 +125,7 @@ def drop_reference(counter: Counter[Destination], destination: Destination) -> N
         del counter[destination]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Exchange(ABC):
     """Common binding bookkeeping; subclasses index bindings for their own ``route``.
 
@@ -116,7 +134,14 @@ class Exchange(ABC):
     their routing index in step, and ``route``.
     """
 
+    #: the ``exchange.declare`` type name (registered in ``exchange/registry.py``)
     type_name: ClassVar[str]
+    #: routing needs the whole message: the broker calls ``route_message`` instead of
+    #: ``route`` (read once per exchange, into ``routes_message``, at construction)
+    ROUTES_MESSAGE: ClassVar[bool] = False
+    #: the exchange may keep a published message and release it later: the broker offers
+    #: each message published to it to ``hold`` first (``holds_messages``)
+    HOLDS_MESSAGES: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -139,7 +164,18 @@ class Exchange(ABC):
         self.effective_arguments: dict[str, Any] = self.arguments
         self._bindings: dict[BindingIdentity, Binding] = {}
         self._by_destination: dict[Destination, dict[BindingIdentity, None]] = {}
+        cls = type(self)
+        self.routes_message: bool = cls.ROUTES_MESSAGE
+        self.holds_messages: bool = cls.HOLDS_MESSAGES
         self._init_index()
+
+    @classmethod  # noqa: B027 - accepting every argument table is the default
+    def validate_arguments(
+        cls, arguments: Mapping[str, Any]
+    ) -> None:
+        """Raise ``PreconditionFailed`` (406) with a clear text if this type refuses the
+        declare's arguments; called before the exchange is created (not on redeclare,
+        whose arguments must equal the existing ones). Default: accept."""
 
     @abstractmethod
     def _init_index(self) -> None:
@@ -161,12 +197,17 @@ class Exchange(ABC):
     ) -> bool:
         """Add a binding; False (and no change) if an identical one exists."""
         args: dict[str, Any] = dict(arguments) if arguments else {}
-        self.validate_binding(binding_key, args)
+        self.check_binding(binding_key, args)
         identity = (destination, binding_key, canonical_arguments(args))
         if identity in self._bindings:
             return False
         binding = Binding(destination, binding_key, args, identity)
-        self._attach(binding)
+        try:
+            self._attach(binding)
+        except AMQPError:
+            raise
+        except Exception as exc:
+            raise contain(self, "index a binding", exc) from exc
         self._bindings[identity] = binding
         self._by_destination.setdefault(destination, {})[identity] = None
         return True
@@ -211,6 +252,16 @@ class Exchange(ABC):
     ) -> bool:
         return (destination, binding_key, canonical_arguments(arguments)) in self._bindings
 
+    def check_binding(self, binding_key: str, arguments: Mapping[str, Any]) -> None:
+        """``validate_binding``, with a type's own exception (not an ``AMQPError``)
+        turned into ``ExchangeTypeFailed`` (541 on the binding channel only)."""
+        try:
+            self.validate_binding(binding_key, arguments)
+        except AMQPError:
+            raise
+        except Exception as exc:  # a plugin's fault: a clear 541, the broker goes on
+            raise contain(self, "validate a binding", exc) from exc
+
     def validate_binding(  # noqa: B027 - accepting every binding is the default
         self, binding_key: str, arguments: Mapping[str, Any]
     ) -> None:
@@ -219,6 +270,30 @@ class Exchange(ABC):
     @abstractmethod
     def route(self, routing_key: str, headers: HeadersGetter) -> set[Destination]:
         """Destinations of a message, each at most once; ``headers`` is called lazily."""
+
+    def route_message(self, message: Message) -> set[Destination]:
+        """Destinations of ``message`` when routing needs more than the key and headers
+        (its properties or body). Called instead of ``route`` only for a class that sets
+        ``ROUTES_MESSAGE``; must not change the message."""
+        return self.route(message.routing_key, message.headers)
+
+    def hold(self, message: Message, now: float) -> int | None:
+        """Offered every message published to this exchange when the class sets
+        ``HOLDS_MESSAGES``. ``None``: route it now as usual. An int: the exchange has
+        taken the message (nothing is routed now, it is not returned as unroutable); the
+        int is the store ticket whose commit makes the hold durable (the publisher's
+        confirm waits for it), or 0 when nothing was stored. The broker then visits the
+        exchange on its timer (``next_release``/``release``)."""
+        return None
+
+    def next_release(self) -> float | None:
+        """When the next held message is due (the clock's seconds), or None if none is held."""
+        return None
+
+    def release(self, now: float) -> list[Message]:
+        """The held messages due at ``now``, in due order, no longer held; the broker
+        routes each through this exchange's ``route``/``route_message`` (not ``hold``)."""
+        return []
 
     @abstractmethod
     def _attach(self, binding: Binding) -> None:
@@ -229,7 +304,10 @@ class Exchange(ABC):
         """Drop a binding from the routing index."""
 
     def _remove(self, binding: Binding) -> None:
-        self._detach(binding)
+        try:
+            self._detach(binding)
+        except Exception as exc:  # logged; the binding goes all the same (a queue's
+            contain(self, "drop a binding", exc)  # delete must not fail on a plugin)
         del self._bindings[binding.identity]
         identities = self._by_destination[binding.destination]
         del identities[binding.identity]

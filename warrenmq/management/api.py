@@ -19,17 +19,19 @@ from typing import Any
 from urllib.parse import quote
 
 from warrenmq import __version__
+from warrenmq.broker.delays import is_delayed
 from warrenmq.broker.vhost import VirtualHost
 from warrenmq.exchange import Exchange
+from warrenmq.exchange.registry import exchange_types_listing
 from warrenmq.management.dedup import exchange_fields as dedup_exchange_fields
 from warrenmq.management.dedup import queue_fields as dedup_queue_fields
+from warrenmq.management.delayed import delayed_json
 from warrenmq.management.edge import ChannelView, ConnectionView, ServerView
 from warrenmq.management.stats import Stats
 from warrenmq.queues.queue import Queue
 from warrenmq.queues.stream import stream_fields
 
 MANAGEMENT_VERSION = "3.10.8"  # the RabbitMQ management API release whose shapes we follow
-EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
 
 
 def jsonable(value: Any) -> Any:
@@ -114,7 +116,7 @@ def queue_json(queue: Queue, stats: Stats, node: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- exchanges
 def exchange_json(vhost: VirtualHost, exchange: Exchange) -> dict[str, Any]:
-    return {
+    out = {
         "name": exchange.name,
         "vhost": vhost.name,
         "type": exchange.type_name,
@@ -126,6 +128,9 @@ def exchange_json(vhost: VirtualHost, exchange: Exchange) -> dict[str, Any]:
         "user_who_performed_action": "",
         **dedup_exchange_fields(vhost, exchange),  # issue 13: its deduplication cache
     }
+    if is_delayed(exchange):
+        out.update(delayed_json(exchange))
+    return out
 
 
 def properties_key(routing_key: str, arguments: Mapping[str, Any]) -> str:
@@ -328,8 +333,7 @@ def overview_json(server: ServerView, stats: Stats, management_port: int | None,
         "erlang_version": f"Python {platform.python_version()}",
         "cluster_name": node,
         "node": node,
-        "exchange_types": [{"name": t, "description": "", "enabled": True}
-                           for t in EXCHANGE_TYPES],
+        "exchange_types": exchange_types_listing(),
         "message_stats": mstats,
         "queue_totals": {
             "messages": ready + unacked,

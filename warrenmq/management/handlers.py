@@ -23,6 +23,7 @@ from warrenmq.management import api
 from warrenmq.management.admin import add_admin_routes, persist, vhost_json
 from warrenmq.management.app import read_json
 from warrenmq.management.auth import Principal, bad_request, not_authorised, not_found
+from warrenmq.management.delayed import add_delayed_routes
 from warrenmq.management.edge import ConnectionView
 from warrenmq.management.health import add_health_routes
 from warrenmq.management.listing import arrange, arrange_lazy
@@ -86,6 +87,7 @@ def add_api_routes(app: web.Application, mgmt: ManagementServer) -> None:
     add_admin_routes(app, mgmt)
     add_health_routes(app, mgmt, mgmt.data_dir)
     add_topology_routes(app, mgmt)
+    add_delayed_routes(app, mgmt)
 
 
 # --------------------------------------------------------------------------- listing

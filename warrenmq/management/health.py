@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from warrenmq import __version__
-from warrenmq.management.api import EXCHANGE_TYPES, MANAGEMENT_VERSION, listeners_json
+from warrenmq.exchange.registry import exchange_types_listing
+from warrenmq.management.api import MANAGEMENT_VERSION, listeners_json
 from warrenmq.management.auth import not_found
 from warrenmq.management.metrics import resident_memory_bytes
 from warrenmq.message import Message
@@ -98,8 +99,7 @@ class HealthHandlers:
             "io_sync_count_details": {"rate": round(self.mgmt.history.rate("sync_ops"), 2)},
             "rates_mode": "basic",
             "partitions": [],
-            "exchange_types": [{"name": t, "description": "", "enabled": True}
-                               for t in EXCHANGE_TYPES],
+            "exchange_types": exchange_types_listing(),
             "auth_mechanisms": [{"name": m, "description": "", "enabled": True}
                                 for m in ("PLAIN", "AMQPLAIN")],
             "applications": [{"name": "warrenmq", "description": "WarrenMQ",

@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from warrenmq import __version__
+from warrenmq.broker.delays import is_delayed
 from warrenmq.clock import COARSE
 from warrenmq.management.dedup import metrics as dedup_metrics
 from warrenmq.management.edge import ServerView
@@ -90,8 +91,29 @@ class BrokerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._queues()
+        yield from self._delayed()
         yield from self._broker()
         yield from dedup_metrics(self.server)
+
+    def _delayed(self) -> Iterator[Metric]:
+        """What each x-delayed-message exchange holds (WarrenMQ's; docs/delayed.md)."""
+        labels = ["vhost", "exchange"]
+        held = GaugeMetricFamily("rabbitmq_exchange_messages_delayed",
+                                 "Messages an x-delayed-message exchange holds", labels=labels)
+        size = GaugeMetricFamily("rabbitmq_exchange_messages_delayed_bytes",
+                                 "Body bytes an x-delayed-message exchange holds",
+                                 labels=labels)
+        lost = CounterMetricFamily("rabbitmq_exchange_messages_delayed_unroutable",
+                                   "Delayed messages no queue took when released",
+                                   labels=labels)
+        for vhost in self.server.broker.vhosts.values():
+            for exchange in list(vhost.exchanges.values()):
+                if is_delayed(exchange):
+                    names = [vhost.name, exchange.name]
+                    held.add_metric(names, len(exchange.held))
+                    size.add_metric(names, exchange.held.body_bytes)
+                    lost.add_metric(names, exchange.unroutable)
+        yield from (held, size, lost)
 
     def _queues(self) -> Iterator[Metric]:
         def gauge(name: str, text: str) -> GaugeMetricFamily:

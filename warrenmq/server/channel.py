@@ -354,7 +354,7 @@ class Channel:
         if tx is not None:  # checked now, routed at tx.commit
             tx.hold_publish(exchange, message, mandatory)
             return
-        routed, rejected, ticket = vhost.publish(exchange, message)
+        routed, rejected, ticket = vhost.publish(exchange, message, mandatory)
         self.conn.published = True
         if not routed and not rejected and mandatory:
             self.conn.write_parts(encode_return(

@@ -29,6 +29,7 @@ from warrenmq.clock import COARSE
 from warrenmq.errors import ReplyCode
 from warrenmq.server.committer import Committable, Committer
 from warrenmq.server.connection import Connection
+from warrenmq.server.delay_timer import DelayTimer
 from warrenmq.server.guard import ConnectionGuard
 from warrenmq.server.settings import ServerSettings
 from warrenmq.server.tls import TlsContext, TlsOptions
@@ -63,6 +64,7 @@ class Server:
         self.committer: Committer | None = None  # set by attach_store()
         self._alarm_timer: asyncio.TimerHandle | None = None
         self._tick_timer: asyncio.TimerHandle | None = None
+        self.delay_timer = DelayTimer(broker, self.kick_commit)  # x-delayed-message
         self._dead_letters_logged_due = 0.0  # loop time the next dead-letter lines may go
         broker.on_user_deleted.append(self._user_deleted)
 
@@ -197,8 +199,9 @@ class Server:
         loop = asyncio.get_running_loop()
         COARSE.refresh()
         try:
+            self.delay_timer.attach()  # vhosts added since the last tick
             for vhost in self.broker.vhosts.values():
-                if vhost.timed:
+                if vhost.timed or vhost.holding:  # queue timers; held messages due
                     generation = vhost.generation
                     for consumer in vhost.tick(vhost.clock.monotonic()):
                         consumer.cancelled_by_server()  # type: ignore[attr-defined]
@@ -233,9 +236,10 @@ class Server:
                            f"CONNECTION_FORCED - user '{name}' is deleted")
 
     def held_bytes(self) -> int:
-        return sum(
-            q.ready_bytes for vhost in self.broker.vhosts.values() for q in vhost.queues.values()
-        )
+        """Ready message bytes of every queue, and the bodies delayed exchanges hold."""
+        vhosts = self.broker.vhosts.values()
+        return sum(q.ready_bytes for vhost in vhosts for q in vhost.queues.values()) + sum(
+            x.held.body_bytes for vhost in vhosts for x in vhost.delayed)
 
     def _check_memory(self) -> None:
         held = self.held_bytes()
@@ -263,6 +267,7 @@ class Server:
         await self._before_close()
         if self._alarm_timer is not None:
             self._alarm_timer.cancel()
+        self.delay_timer.close()
         if self._tick_timer is not None:
             self._tick_timer.cancel()
         for srv in self._servers:

@@ -81,7 +81,7 @@ class Transaction:
         conn = channel.conn
         ticket = 0
         for exchange, message, mandatory in publishes:
-            routed, rejected, stored = vhost.publish(exchange, message)
+            routed, rejected, stored = vhost.publish(exchange, message, mandatory)
             ticket = max(ticket, stored)
             if mandatory and not routed and not rejected:
                 conn.write_parts(encode_return(

@@ -26,6 +26,9 @@ from warrenmq.tools.mgmt_client import Api, ApiError, q
 COLUMNS: dict[str, tuple[str, ...]] = {
     "queues": ("name", "messages_ready", "messages_unacknowledged", "consumers", "durable"),
     "exchanges": ("name", "type", "durable", "auto_delete", "internal"),
+    # x-delayed-message exchanges only: what waits in each (management/delayed.py)
+    "delayed": ("name", "delayed_type", "messages_delayed", "messages_delayed_bytes",
+                "next_delayed_due"),
     "bindings": ("source", "destination", "destination_type", "routing_key"),
     "connections": ("name", "user", "vhost", "channels", "state"),
     "channels": ("name", "user", "vhost", "consumer_count", "messages_unacknowledged",
@@ -37,7 +40,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "policies": ("name", "pattern", "apply-to", "priority", "definition"),
     "permissions": ("user", "vhost", "configure", "write", "read"),
 }
-PER_VHOST = ("queues", "exchanges", "bindings", "consumers", "policies")
+PER_VHOST = ("queues", "exchanges", "bindings", "consumers", "policies", "delayed")
 
 
 class UsageError(Exception):
@@ -89,6 +92,8 @@ def select(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[st
 
 
 def _list_path(what: str, vhost: str | None) -> str:
+    if what == "delayed":
+        what = "exchanges"
     if vhost is None:
         return f"/api/{what}"
     if what in PER_VHOST:
@@ -102,6 +107,8 @@ def do_list(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     rows = api.get(_list_path(args.what, args.vhost))
     if not isinstance(rows, list):
         raise ApiError(f"unexpected answer for {args.what} (not a list)")
+    if args.what == "delayed":
+        rows = [r for r in rows if isinstance(r, dict) and r.get("type") == "x-delayed-message"]
     if args.vhost is not None and args.what not in PER_VHOST and args.what != "permissions":
         key = "name" if args.what == "vhosts" else "vhost"
         rows = [r for r in rows if r.get(key) == args.vhost]

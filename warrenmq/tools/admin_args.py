@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-LISTS = ("queues", "exchanges", "bindings", "connections", "channels", "consumers", "users",
-         "vhosts", "policies", "permissions")
-EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
+from warrenmq.exchange.registry import exchange_type_names
+
+LISTS = ("queues", "exchanges", "delayed", "bindings", "connections", "channels", "consumers",
+         "users", "vhosts", "policies", "permissions")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -85,8 +86,9 @@ def add_subparsers(sub: Any) -> None:
     declare.add_argument("kind", choices=("queue", "exchange", "binding"))
     declare.add_argument("name", nargs="?", help="queue or exchange name (not for binding)")
     _vhost(declare)
-    declare.add_argument("--type", choices=EXCHANGE_TYPES, default="direct",
-                         help="exchange type (default direct)")
+    declare.add_argument("--type", default="direct", metavar="TYPE",
+                         help="exchange type: " + ", ".join(exchange_type_names()) +
+                         " or a plugin's type on the broker (it checks; default direct)")
     declare.add_argument("--transient", action="store_true", help="not durable")
     declare.add_argument("--auto-delete", action="store_true")
     declare.add_argument("--internal", action="store_true", help="exchange: internal")
