@@ -13,6 +13,7 @@ the figure is per published message).
     .venv/bin/python -m benchmarks.callgrind                    # compiled
     .venv/bin/python -m benchmarks.callgrind --pure             # the same sources, pure
     .venv/bin/python -m benchmarks.callgrind --scenarios throughput --count 20000
+    .venv/bin/python -m benchmarks.callgrind --scenarios stream-first   # stream reads
 
 Needs Debian's valgrind (callgrind_control comes with it) and gcc for the generator.
 Loopback only; the broker is started and stopped by this script (by PID).
@@ -41,6 +42,14 @@ SCENARIOS: dict[str, list[str]] = {
     "throughput-1k": ["--scenario", "throughput", "--size", "1024"],
     "fanout": ["--scenario", "fanout", "--size", "32", "--queues", "3"],
     "topic": ["--scenario", "topic", "--size", "32", "--queues", "4", "--bindings", "100"],
+    # a stream read from ``first`` by one consumer (benchmarks.streams, 100-byte bodies,
+    # prefetch 1000): the stream is filled once, uninstrumented; each measured run reads
+    # it from the start, so the difference is the cost of reading --count more records
+    "stream-first": [sys.executable, "-m", "benchmarks.streams", "--only", "consume",
+                     "--queue", "callgrind-stream", "--prefetch", "1000"],
+    # publishing to a stream with confirms (window 5,000), the appends and their commits
+    "stream-publish": [sys.executable, "-m", "benchmarks.streams", "--only", "publish",
+                       "--queue", "callgrind-stream-publish"],
 }
 
 
@@ -100,8 +109,9 @@ def measure(pid: int, out_dir: Path, gen_args: list[str], count: int) -> int:
     before = set(out_dir.glob("callgrind.out*"))
     control(pid, "-z")
     control(pid, "-i", "on")
-    run = subprocess.run([*gen_args, "--count", str(count)], capture_output=True, text=True,
-                         timeout=1800, check=False)
+    count_flag = [] if gen_args[-1] == "--messages" else ["--count"]
+    run = subprocess.run([*gen_args, *count_flag, str(count)], capture_output=True, text=True,
+                         timeout=1800, check=False, cwd=ROOT)
     control(pid, "-i", "off")
     control(pid, "-d")
     result = json.loads(run.stdout.strip().splitlines()[-1]) if run.stdout.strip() else {}
@@ -143,6 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         mode = "pure" if args.pure else "compiled"
         for name in args.scenarios.split(","):
             gen_args = [gen, "--broker", url, "--timeout", "1500", *SCENARIOS[name]]
+            if name == "stream-publish":
+                gen_args = [*SCENARIOS[name], "--url", url, "--limit-s", "1500", "--messages"]
+            if name == "stream-first":
+                gen_args = [*SCENARIOS[name], "--url", url, "--limit-s", "1500",
+                            "--messages"]
+                subprocess.run([*SCENARIOS[name][:3], "--only", "publish", "--queue",
+                                "callgrind-stream", "--url", url, "--limit-s", "1500",
+                                "--messages", str(args.base + args.count)],
+                               cwd=ROOT, check=True, stdout=subprocess.DEVNULL, timeout=1800)
             base = measure(broker.pid, work, gen_args, args.base)
             full = measure(broker.pid, work, gen_args, args.base + args.count)
             per_message = (full - base) / args.count

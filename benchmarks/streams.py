@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit-s", type=float, default=60.0, help="bound on each phase")
     p.add_argument("--queue", help="stream name (default: bench-stream-<pid>)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--only", choices=("publish", "consume"),
+                   help="run only this phase on --queue and keep the stream (the publish"
+                        " declares it; benchmarks.callgrind measures reads this way)")
     p.add_argument("--broker-pid", type=int, help="also report the broker's CPU time per"
                    " message (utime+stime from /proc): steadier than rates on a busy host")
     args = p.parse_args(argv)
@@ -189,6 +192,21 @@ def main(argv: list[str] | None = None) -> int:
             result[key] = round((now - cpu) * 1e6 / deliveries, 1)
             cpu = now
 
+    if args.only is not None:
+        if args.queue is None:
+            print("benchmarks.streams: --only needs --queue", file=sys.stderr)
+            return 2
+        try:
+            if args.only == "publish":
+                rate = asyncio.run(publish(args, queue))
+            else:
+                rate = asyncio.run(consume(args.url, queue, args.messages, args.prefetch,
+                                           args.limit_s))
+        except (RuntimeError, OSError, TimeoutError) as exc:
+            print(f"benchmarks.streams: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps({"ok": True, "phase": args.only, "msgs_s": round(rate)}))
+        return 0
     try:
         result["publish_confirm_msgs_s"] = round(asyncio.run(publish(args, queue)))
         spent("publish_broker_cpu_us_per_msg", args.messages)

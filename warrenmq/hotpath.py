@@ -51,6 +51,7 @@ HOT: tuple[str, ...] = (
     "warrenmq.queues.utilisation",
     "warrenmq.queues.stream",  # issue 14: subclasses Queue and QueuedMessage (native)
     "warrenmq.queues.dedup",  # issue 13: deduplication caches (per message when in use)
+    "warrenmq.queues.stream_props",  # the offset header spliced into each append
     "warrenmq.exchange.base",
     "warrenmq.exchange.direct",
     "warrenmq.exchange.fanout",
@@ -70,6 +71,8 @@ HOT: tuple[str, ...] = (
     "warrenmq.storage.pending",
     "warrenmq.storage.live",
     "warrenmq.storage.log",
+    "warrenmq.storage.stream",  # a stream's appends and reads: encode/decode per record
+    "warrenmq.storage.streams",  # every stream append takes a store ticket here
 )
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from pamqp import commands, frame
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
@@ -78,12 +79,14 @@ def publish_frames(queue: str, body: bytes, properties: commands.Basic.Propertie
     return b"".join(parts)
 
 
-async def test_fused_and_frame_by_frame_publishes_deliver_the_same(broker: BrokerHandle) -> None:
+@pytest.mark.parametrize("queue", ["fused", "q"])  # "q": the shortest publish the fused
+async def test_fused_and_frame_by_frame_publishes_deliver_the_same(  # path takes (10 bytes)
+        broker: BrokerHandle, queue: str) -> None:
     rng = random.Random(5)
     client = await RawClient.connect(broker.port)
     await client.handshake(frame_max=4096)
     await client.open_channel(1)
-    client.send_method(1, commands.Queue.Declare(queue="fused", auto_delete=True))
+    client.send_method(1, commands.Queue.Declare(queue=queue, auto_delete=True))
     await client.expect(commands.Queue.DeclareOk)
     sent = []
     stream = b""
@@ -91,7 +94,7 @@ async def test_fused_and_frame_by_frame_publishes_deliver_the_same(broker: Broke
         body = rng.randbytes(rng.choice([0, 1, 31, 4088, 4089, 9000]))
         props = commands.Basic.Properties(message_id=f"m{n}", headers={"n": n} if n % 3 else None)
         sent.append((f"m{n}", body))
-        stream += publish_frames("fused", body, props, frame_max=4096)
+        stream += publish_frames(queue, body, props, frame_max=4096)
     # the whole stream in reads of random sizes: publishes whole, split, and byte by byte
     pos = 0
     while pos < len(stream):
@@ -99,7 +102,7 @@ async def test_fused_and_frame_by_frame_publishes_deliver_the_same(broker: Broke
         client.send(stream[pos:pos + size])
         await client.writer.drain()
         pos += size
-    client.send_method(1, commands.Basic.Consume(queue="fused", no_ack=True))
+    client.send_method(1, commands.Basic.Consume(queue=queue, no_ack=True))
     await client.expect(commands.Basic.ConsumeOk)
     got = []
     for _ in sent:

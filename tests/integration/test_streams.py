@@ -237,6 +237,27 @@ async def test_many_consumers_each_read_everything_at_their_own_pace(broker) -> 
     assert results[2] == results[0][100:]
 
 
+async def test_shared_reads_stay_exact_across_cache_regions(broker) -> None:  # type: ignore[no-untyped-def]
+    """20 MiB of bodies is more than the recent-records cache keeps (8 MiB), so readers
+    hit every case: a reader extending it, one inside it, one behind its oldest record
+    (read from disk, not kept), one past its end (starts it again). Each gets exactly
+    its range, in order, with the right bodies."""
+    url = broker.url
+    await _declare(url, "big")
+    bodies = [bytes([i % 251]) * 65_536 for i in range(320)]
+    await _publish(url, "big", bodies)
+    expected = list(zip(bodies, range(320), strict=True))
+    leader = await _consume(url, "big", {"x-stream-offset": "first"}, 320, prefetch=40)
+    assert leader == expected
+    inside, behind, ahead = await asyncio.gather(
+        _consume(url, "big", {"x-stream-offset": 300}, 20, prefetch=3),
+        _consume(url, "big", {"x-stream-offset": "first"}, 320, prefetch=25),
+        _consume(url, "big", {"x-stream-offset": 150}, 170, prefetch=9))
+    assert inside == expected[300:]
+    assert behind == expected
+    assert ahead == expected[150:]
+
+
 async def test_acks_only_return_credit(broker) -> None:  # type: ignore[no-untyped-def]
     """With prefetch 2 and no acks, exactly 2 arrive; each ack lets one more through."""
     url = broker.url

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final, TypeAlias
 
 import structlog
 
@@ -52,18 +52,20 @@ log = structlog.get_logger("warrenmq.stream")
 #: Seconds between retention checks by age (size is checked after every commit).
 RETENTION_INTERVAL = 1.0
 BATCH = 256
+Entry: TypeAlias = tuple[int, bytes, Message, tuple[int, int]]
 RECENT = 16384  # records kept decoded for the consumers that read them next
 RECENT_BYTES = 8 * 1024 * 1024  # and at most this much of their bodies
-_FILTER_KEY = b"\x15x-stream-filter-value"
+_FILTER_KEY: Final = b"\x15x-stream-filter-value"
 
 
 class Cursor:
     """One consumer's position in the stream and, if named, its acked offsets."""
 
-    def __init__(self, consumer: DeliveryTarget, where: tuple[int, int], start: ConsumeStart
-                 ) -> None:
+    def __init__(self, consumer: DeliveryTarget, where: tuple[int, int], offset: int,
+                 start: ConsumeStart) -> None:
         self.consumer = consumer
-        self.where = where
+        self.where = where  # (segment's first offset, byte position) of the next record
+        self.offset = offset  # the next offset to read (the record at ``where``)
         self.filters = start.filters
         self.match_unfiltered = start.match_unfiltered
         self.name = start.name
@@ -98,10 +100,10 @@ class StreamQueue(Queue):
         self.log: StreamLog = streams.open(vhost, name, stream_args.segment_size)
         self.log.on_commit = self._committed
         self.cursors: dict[DeliveryTarget, Cursor] = {}
-        # recently read records by position: (offset, filter value, message), next position
-        self._recent: OrderedDict[tuple[int, int],
-                                  tuple[tuple[int, bytes, Message], tuple[int, int]]] = \
-            OrderedDict()
+        # the records read last, for every offset from _recent_base on, contiguous:
+        # (offset, filter value, message, position after it)
+        self._recent: list[Entry] = []
+        self._recent_base = 0
         self._recent_bytes = 0
         self.ticket = 0  # the store ticket of the last append
         self._next_retention = clock.monotonic()
@@ -135,7 +137,9 @@ class StreamQueue(Queue):
         self.published += 1
         offset = self.log.next_offset
         filter_value = b""
-        if _FILTER_KEY in message.properties:  # decode the headers only when it may be there
+        properties = message.properties
+        # decode the headers only when they may hold it: the headers flag, then a search
+        if properties[0] & 0x20 and properties.find(_FILTER_KEY) >= 0:
             headers = message.headers()
             value = headers.get("x-stream-filter-value") if headers else None
             if isinstance(value, str):
@@ -165,7 +169,7 @@ class StreamQueue(Queue):
 
     def add_reader(self, consumer: DeliveryTarget, start: ConsumeStart) -> None:
         offset = self._start_offset(start)
-        cursor = Cursor(consumer, self.log.position(offset), start)
+        cursor = Cursor(consumer, self.log.position(offset), offset, start)
         cursor.acked_upto = offset - 1
         self.cursors[consumer] = cursor
         log.info("stream_consumer_started", queue=self.name, vhost=self.vhost,
@@ -228,7 +232,7 @@ class StreamQueue(Queue):
                 return
             batch: list[QueuedMessage] = []
             named = cursor.name is not None
-            for offset, filter_value, message in records:
+            for offset, filter_value, message, _after in records:
                 if cursor.filters is None or cursor.wants(filter_value):
                     batch.append(StreamDelivery(message, offset, cursor, self))
                     if named:
@@ -241,37 +245,61 @@ class StreamQueue(Queue):
             if named:
                 self._advance(cursor)
 
-    def _records(self, cursor: Cursor, limit: int) -> list[tuple[int, bytes, Message]]:
-        """The next ``limit`` records at the cursor (moving it past them): from the
-        recent-records cache, where consumers reading the same part of the stream share
-        one read, one decode and one ``Message`` each, else from the log."""
-        cache = self._recent
-        where = cursor.where
-        out: list[tuple[int, bytes, Message]] = []
-        while len(out) < limit:
-            hit = cache.get(where)
-            if hit is None:
-                break
-            out.append(hit[0])
-            where = hit[1]
-        if len(out) < limit:
-            ends: list[tuple[int, int]] = []
-            records, end = self.log.read(where, limit - len(out), ends)
-            for record, after in zip(records, ends, strict=True):
-                entry = (record.offset, record.filter_value,
-                         Message("", "", record.route, record.properties, record.body))
-                cache[where] = (entry, after)
-                self._recent_bytes += len(record.body)
-                out.append(entry)
-                where = after
-            if not records:
-                where = end
-            while len(cache) > RECENT or self._recent_bytes > RECENT_BYTES:
-                # OrderedDict: popping the oldest of a plain dict is O(deleted slots)
-                oldest = cache.popitem(last=False)[1]
-                self._recent_bytes -= len(oldest[0][2].body)
-        cursor.where = where
+    def _records(self, cursor: Cursor, limit: int) -> list[Entry]:
+        """The next ``limit`` records at the cursor (moving it past them).
+
+        Consumers reading the same part of the stream share one read, one decode and one
+        ``Message`` per record: the records read last are kept in ``_recent``, a list
+        indexed by offset from ``_recent_base`` (a slice serves a cursor inside it: no
+        hashing, no entry per record per consumer). A read that continues the list
+        extends it, one that starts past its end starts it again there, one behind it
+        (a consumer far behind the others) is not kept; the oldest quarter goes when the
+        list holds more than ``RECENT`` records or ``RECENT_BYTES`` of bodies."""
+        recent = self._recent
+        at = cursor.offset - self._recent_base
+        out: list[Entry] = []
+        if 0 <= at < len(recent):
+            out = recent[at:at + limit]
+            last = out[-1]
+            cursor.offset = last[0] + 1
+            cursor.where = last[3]
+            if len(out) >= limit:
+                return out
+        ends: list[tuple[int, int]] = []
+        records, end = self.log.read(cursor.where, limit - len(out), ends)
+        if not records:
+            cursor.where = end
+            return out
+        first = records[0].offset
+        keep = first == self._recent_base + len(recent)
+        if not keep and (not recent or first > self._recent_base + len(recent)):
+            recent.clear()
+            self._recent_bytes = 0
+            self._recent_base = first
+            keep = True
+        added = 0
+        for record, after in zip(records, ends, strict=True):
+            body = record.body
+            entry = (record.offset, record.filter_value,
+                     Message("", "", record.route, record.properties, body), after)
+            out.append(entry)
+            if keep:
+                recent.append(entry)
+                added += len(body)
+        cursor.offset = records[-1].offset + 1
+        cursor.where = ends[-1]
+        if keep:
+            self._recent_bytes += added
+            if len(recent) > RECENT or self._recent_bytes > RECENT_BYTES:
+                self._trim_recent()
         return out
+
+    def _trim_recent(self) -> None:
+        recent = self._recent
+        drop = max(1, len(recent) // 4)
+        self._recent_bytes -= sum(len(entry[2].body) for entry in recent[:drop])
+        del recent[:drop]
+        self._recent_base += drop
 
     # ------------------------------------------------------------------ settling
     def ack(self, qms: Sequence[QueuedMessage]) -> None:

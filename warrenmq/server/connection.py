@@ -227,7 +227,7 @@ class Connection(asyncio.Protocol):
             size = stop - pos - 7
             channel_id = (buf[pos + 1] << 8) | buf[pos + 2]
             following = -1
-            if frame_type == FRAME_METHOD and size > 10 and buf[pos + 10] == 40 \
+            if frame_type == FRAME_METHOD and size >= 9 and buf[pos + 10] == 40 \
                     and buf[pos + 8] == 60 and buf[pos + 7] == 0 and buf[pos + 9] == 0:
                 channel = channels.get(channel_id) if self.state == "running" else None
                 if channel is not None:
