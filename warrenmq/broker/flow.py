@@ -174,7 +174,7 @@ def tick(vhost: VirtualHost, now: float) -> list[DeliveryTarget]:
     if vhost.holding:
         for exchange, message in holding.due(vhost):
             try:
-                publish(vhost, exchange, message, False)
+                publish(vhost, exchange, message, offer_hold=False)
             except AMQPError as exc:  # its type failed to route it (logged): dropped
                 log.warning("held_message_dropped", vhost=vhost.name, exchange=exchange.name,
                             error=exc.text)
