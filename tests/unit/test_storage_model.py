@@ -230,3 +230,32 @@ def test_recovery_with_a_commit_after_every_operation(
         store, rec = MessageStore.open(d, segment_size=size, fsync="never")
         assert recovered(store, rec) == model.committed
         store.close()
+
+
+def test_a_torn_off_compaction_copy_keeps_the_failure_count(tmp_path: Path) -> None:
+    """Found by the model above: a message whose FAILURES record is in the log is copied
+    by compaction; the copy's PUBLISH lands in one segment, its records in the next, and
+    a crash tears the next one off. Recovery must not let the copy reset the count (a
+    poison message would get its retries back), and the copy must carry it forward."""
+    d, image = tmp_path / "messages", tmp_path / "image"
+    store, _ = MessageStore.open(d, segment_size=128, fsync="never")
+    model = Model()
+    run(store, model, [("pub", ["/\x00a"], 0), ("pub", ["other\x00a"], 0),
+                       ("pub", ["/\x00a"], 47), ("commit",), ("ack", "other\x00a", 1),
+                       ("ack", "/\x00a", 0), ("ack", "/\x00a", 0), ("ack", "/\x00a", 0),
+                       ("failures", "/\x00a", 260, 1), ("commit",), ("pub", ["/\x00a"], 46),
+                       ("commit",)])
+    shutil.copytree(d, image)
+    chunks = store.prepare_commit().chunks  # the compaction copy, laid out
+    assert len({c.segment for c in chunks}) == 2  # PUBLISH in one segment, FAILURES next
+    for chunk in chunks:
+        with open(image / segment_name(chunk.segment), "ab") as f:
+            f.write(chunk.data)
+    store.abandon()
+    last = sorted(image.iterdir())[-1]
+    last.write_bytes(b"")  # the crash: the copy's FAILURES record never reached the disk
+    store, rec = MessageStore.open(image, segment_size=128, fsync="never")
+    got = recovered(store, rec)
+    store.abandon()
+    assert [(m[0], m[6]) for m in got["/\x00a"]] == [(3, 1), (4, 0)]
+    assert [(m[0], m[6]) for m in model.state()["/\x00a"]] == [(3, 1), (4, 0)]

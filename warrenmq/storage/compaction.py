@@ -117,5 +117,13 @@ def copies_of(found: list[LiveCopy], segment: int, live: LiveSet) -> list[Pendin
                                   c.routing_key, c.properties, c.body, c.published_ms)
             copy.moved_from = segment
             copy.delivered = (c.delivered & set(targets)) or None
+            # the copy's records come after every DELIVERED/FAILURES record already in
+            # the log, and recovery lets a PUBLISH reset them: carry the live state over
+            for q in targets:
+                delivered, failures = live.note(q, c.msg_id)
+                if delivered:
+                    copy.mark_delivered(q)
+                if failures:
+                    copy.set_failures(q, failures)
             out.append(copy)
     return out

@@ -193,8 +193,11 @@ class _Replay:
                         entries = live.get(q)
                         if entries is None:
                             entries = live[q] = {}
-                        elif msg_id in entries:  # duplicate id: the newer publish wins
-                            self._remove(q, msg_id)
+                        elif msg_id in entries:
+                            # the same id again is a compaction copy: the newer publish
+                            # wins, and what was noted so far (delivered, failures) stays,
+                            # since a copy changes neither (its own records may be torn off)
+                            entries[msg_id][P_LIVE] -= 1
                         entries[msg_id] = pub
                     if rtype == T_PUBLISH_DELIVERED:
                         self._delivered_everywhere(queues, msg_id)
