@@ -12,31 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
 
 import structlog
 
 from warrenmq.storage import PreparedCommit
+from warrenmq.storage.dedup_log import Committable
+
+__all__ = ["Committable", "Committer"]
 
 log = structlog.get_logger("warrenmq.storage")
 
 RETRY_AFTER_ERROR = 1.0
-
-
-class Committable(Protocol):
-    @property
-    def pending_bytes(self) -> int: ...
-
-    def prepare_commit(self) -> PreparedCommit: ...
-
-    def write_prepared(self, batch: PreparedCommit) -> int: ...
-
-    def finish_commit(self, batch: PreparedCommit, ok: bool) -> None: ...
-
-    def synced(self, batch: PreparedCommit) -> bool:
-        """Whether the finished ``batch`` wrote (and so synced) anything: messages,
-        stream records or stream offsets."""
-        ...
 
 
 class Committer:

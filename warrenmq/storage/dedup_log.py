@@ -261,6 +261,10 @@ class DedupLog:
 
 
 class Committable(Protocol):
+    """What the server's committer drives (``server/committer.py``): the message store
+    wrapped by ``WithStreams``, wrapped by ``WithDedup``. Defined here, in the storage
+    layer, so that the wrappers need nothing from the server."""
+
     @property
     def pending_bytes(self) -> int: ...
 
@@ -270,7 +274,10 @@ class Committable(Protocol):
 
     def finish_commit(self, batch: PreparedCommit, ok: bool) -> None: ...
 
-    def synced(self, batch: PreparedCommit) -> bool: ...
+    def synced(self, batch: PreparedCommit) -> bool:
+        """Whether the finished ``batch`` wrote (and so synced) anything: messages,
+        stream records or offsets, deduplication keys."""
+        ...
 
 
 class WithDedup:
