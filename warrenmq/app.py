@@ -296,12 +296,16 @@ async def start_management(server: Server, config: BrokerConfig) -> None:
 async def serve(config: BrokerConfig, load: Callable[[], BrokerConfig] | None = None) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP re-reads the config
     with ``load`` (the file and the command line's overrides) and applies what it can."""
-    server = await start(config)
-    tune_gc()
+    # the handlers first: a client may connect (and a SIGTERM arrive) as soon as the AMQP
+    # listener is up, before the management listener is; a stop asked for meanwhile is a
+    # graceful shutdown right after the start
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _still_starting)
+    server = await start(config)
+    tune_gc()
     if load is not None:
         current = [config]
         loop.add_signal_handler(signal.SIGHUP, _reload, server, current, load)
@@ -317,6 +321,11 @@ async def serve(config: BrokerConfig, load: Callable[[], BrokerConfig] | None = 
     finally:
         log.info("broker_stopping")
         await server.close()
+
+
+def _still_starting() -> None:
+    log.warning("config_reload_skipped", reason="the broker is still starting; send SIGHUP"
+                " again once it logged broker_started")
 
 
 def _nothing_to_reload() -> None:
