@@ -6,6 +6,7 @@ thread) or raw bytes; nothing is mocked. The event loop is uvloop, as in product
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -56,6 +57,17 @@ def make_config(
         limits=dataclasses.replace(LimitsConfig(), **limits),
         **top,  # type: ignore[arg-type]
     )
+
+
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path) -> AsyncIterator[BrokerHandle]:
+    """A broker on ``tmp_path/data`` for the duration of the block, stopped cleanly: a
+    second ``running(tmp_path)`` afterwards is a restart on the same data directory."""
+    server = await start(make_config(tmp_path))
+    try:
+        yield BrokerHandle(server, "127.0.0.1", server.ports[0])
+    finally:
+        await server.close(grace=2.0)
 
 
 @pytest.fixture

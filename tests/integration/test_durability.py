@@ -29,7 +29,7 @@ import aiormq
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from tests.conftest import BrokerHandle, make_config
+from tests.conftest import BrokerHandle, make_config, running
 from tests.helpers import TIMEOUT
 from warrenmq.app import start
 from warrenmq.storage import DataDirLocked
@@ -38,15 +38,6 @@ PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
 TRANSIENT = aio_pika.DeliveryMode.NOT_PERSISTENT
 ROOT = Path(__file__).resolve().parents[2]
 
-
-@contextlib.asynccontextmanager
-async def running(tmp_path: Path) -> AsyncIterator[BrokerHandle]:
-    """A broker on ``tmp_path/data`` for the duration of the block; stopped cleanly."""
-    server = await start(make_config(tmp_path))
-    try:
-        yield BrokerHandle(server, "127.0.0.1", server.ports[0])
-    finally:
-        await server.close(grace=2.0)
 
 
 @contextlib.asynccontextmanager

@@ -18,8 +18,6 @@ kombu's ``max_priority`` queue option and ``priority`` publish option.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +28,8 @@ import pytest
 from kombu import Connection, Producer
 from kombu import Queue as KombuQueue
 
-from tests.conftest import BrokerHandle, make_config
+from tests.conftest import BrokerHandle, running
 from tests.helpers import TIMEOUT, channel_error, in_pika, rmq
-from warrenmq.app import start
 
 
 def publish_all(ch: Any, queue: str, priorities: list[int | None], prefix: str = "m") -> None:
@@ -286,14 +283,6 @@ async def test_kombu_priority_queue(broker: BrokerHandle) -> None:
 
 
 # --------------------------------------------------------------------------- durability
-@contextlib.asynccontextmanager
-async def running(tmp_path: Path) -> AsyncIterator[BrokerHandle]:
-    server = await start(make_config(tmp_path))
-    try:
-        yield BrokerHandle(server, "127.0.0.1", server.ports[0])
-    finally:
-        await server.close(grace=2.0)
-
 
 async def test_priorities_survive_a_restart(tmp_path: Path) -> None:
     persistent = aio_pika.DeliveryMode.PERSISTENT

@@ -19,8 +19,6 @@ The argument is kept with a durable queue across a restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +26,9 @@ import aiormq
 import pika
 import pytest
 
-from tests.conftest import BrokerHandle, make_config
+from tests.conftest import BrokerHandle, running
 from tests.helpers import channel_error, in_pika, rmq, wait_until
 from tests.mgmthttp import MANAGEMENT, Http
-from warrenmq.app import start
 
 SAC = {"x-single-active-consumer": True}
 
@@ -192,14 +189,6 @@ async def test_pika_consumers_only_one_receives(broker: BrokerHandle) -> None:
     got = await in_pika(broker, run)
     assert got == {"one": [b"s0", b"s1", b"s2", b"s3", b"s4"], "two": [b"after"]}
 
-
-@contextlib.asynccontextmanager
-async def running(tmp_path: Path) -> AsyncIterator[BrokerHandle]:
-    server = await start(make_config(tmp_path))
-    try:
-        yield BrokerHandle(server, "127.0.0.1", server.ports[0])
-    finally:
-        await server.close(grace=2.0)
 
 
 async def test_kept_with_a_durable_queue_across_a_restart(tmp_path: Path) -> None:

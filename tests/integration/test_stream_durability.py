@@ -5,10 +5,8 @@ segment tail, and the Unix-time warning for numeric offsets."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiormq
@@ -16,19 +14,9 @@ import pytest
 import structlog
 from aiormq.abc import DeliveredMessage
 
-from tests.conftest import BrokerHandle, make_config
+from tests.conftest import running
 from tests.integration.test_streams import STREAM, _consume, _declare, _publish
-from warrenmq.app import start
 from warrenmq.storage.streams import STREAMS_DIR, stream_dirname
-
-
-@contextlib.asynccontextmanager
-async def running(tmp_path: Path) -> AsyncIterator[BrokerHandle]:
-    server = await start(make_config(tmp_path))
-    try:
-        yield BrokerHandle(server, "127.0.0.1", server.ports[0])
-    finally:
-        await server.close(grace=2.0)
 
 
 def stream_dir(tmp_path: Path, name: str) -> Path:
