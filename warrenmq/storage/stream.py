@@ -28,7 +28,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
-import struct
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,11 +40,11 @@ from warrenmq.storage.atomic import fsync_dir
 log = structlog.get_logger("warrenmq.stream")
 
 MAGIC = b"WMQSTRM1"
-_PREFIX = struct.Struct(">II")
-_FIXED = struct.Struct(">QQBBHI")
-_PREFIX_SIZE: Final = 8  # _PREFIX.size, as a constant the compiler can fold
-_FIXED_SIZE: Final = 24  # _FIXED.size
-HEADER_SIZE = _PREFIX.size + _FIXED.size
+# a record: prefix (size u32, crc32 u32), then the fixed part (offset u64, timestamp u64,
+# flags u8, filter length u8, route length u16, properties length u32), then the rest
+_PREFIX_SIZE: Final = 8
+_FIXED_SIZE: Final = 24
+HEADER_SIZE: Final = _PREFIX_SIZE + _FIXED_SIZE
 CHUNK_START = 0x01
 #: Default segment size (x-stream-max-segment-size-bytes): RabbitMQ uses 500 MB; 64 MiB
 #: makes retention finer (it removes whole segments), bounds recovery's tail scan, and a
@@ -100,7 +99,7 @@ def segment_name(first: int) -> str:
 
 def encode_record(offset: int, timestamp: int, flags: int, filter_value: bytes,
                   route: bytes, properties: bytes, body: bytes) -> bytes:
-    """One record, laid out as ``_PREFIX`` + ``_FIXED`` + the variable parts (built with
+    """One record, laid out as the prefix, the fixed part and the variable parts (built with
     ``int.to_bytes`` and one ``%`` join: native calls when compiled, where struct's
     pack is a method call on boxed integers)."""
     payload = b"%s%s%s%s%s%s%s%s%s" % (
@@ -125,7 +124,7 @@ def _u64(data: bytes, at: int) -> int:
 
 def _decode(data: bytes, at: int, size: int) -> StreamRecord:
     """The record whose payload is ``data[at:at + size]``. Fields are read by indexing
-    the bytes (native integer operations when compiled) rather than with ``_FIXED``:
+    the bytes (native integer operations when compiled) rather than with ``struct``:
     a struct call per record boxes six integers and is a method call through Python."""
     start = at + _FIXED_SIZE
     f_end = start + data[at + 17]
@@ -184,7 +183,7 @@ class StreamLog:
         head = os.pread(segment.descriptor(), HEADER_SIZE, len(MAGIC))
         if len(head) < HEADER_SIZE:
             return 0
-        return int(_FIXED.unpack_from(head, _PREFIX.size)[1])
+        return _u64(head, _PREFIX_SIZE + 8)
 
     def _recover_tail(self, segment: Segment) -> None:
         """Scan the newest segment; cut it after its last valid record."""
@@ -227,10 +226,10 @@ class StreamLog:
         while True:
             block = os.pread(fd, READ_BLOCK, pos)
             at = 0
-            while at + _PREFIX.size <= len(block):
-                size, crc = _PREFIX.unpack_from(block, at)
-                start = at + _PREFIX.size
-                if size < _FIXED.size:
+            while at + _PREFIX_SIZE <= len(block):
+                size, crc = _u32(block, at), _u32(block, at + 4)
+                start = at + _PREFIX_SIZE
+                if size < _FIXED_SIZE:
                     return
                 if start + size > len(block):
                     break
@@ -243,14 +242,14 @@ class StreamLog:
             if at == 0:
                 if len(block) < READ_BLOCK:
                     return
-                size = _PREFIX.unpack_from(block, 0)[0]
-                big = os.pread(fd, _PREFIX.size + size, pos)  # a record over a block
-                if len(big) < _PREFIX.size + size:
+                size = _u32(block, 0)
+                big = os.pread(fd, _PREFIX_SIZE + size, pos)  # a record over a block
+                if len(big) < _PREFIX_SIZE + size:
                     return
                 block = big
-                if zlib.crc32(memoryview(big)[_PREFIX.size:]) != _PREFIX.unpack_from(big)[1]:
+                if zlib.crc32(memoryview(big)[_PREFIX_SIZE:]) != _u32(big, 4):
                     return
-                yield pos + len(big), _decode(big, _PREFIX.size, size), big[_PREFIX.size + 16]
+                yield pos + len(big), _decode(big, _PREFIX_SIZE, size), big[_PREFIX_SIZE + 16]
                 pos += len(big)
                 continue
             pos += at
@@ -326,7 +325,7 @@ class StreamLog:
         for segment, pos, data in batch.pieces:
             segment.end = max(segment.end, pos + len(data))
             if not segment.first_ts and data is not MAGIC:
-                segment.first_ts = int(_FIXED.unpack_from(data, _PREFIX.size)[1])
+                segment.first_ts = _u64(data, _PREFIX_SIZE + 8)
         self.committed = max(self.committed, batch.end_offset)
         self.last_chunk = batch.chunk_start
         if len(self.segments) > MAX_OPEN:
